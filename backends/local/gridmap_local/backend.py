@@ -1,0 +1,338 @@
+"""The local backend: long-lived worker processes fed chunks of a batch.
+
+One dispatcher thread per session sends a chunk to each idle worker, gathers the
+replies and hands them to the batch's sink. Chunks are sized like
+``multiprocessing.Pool.map``'s (a quarter of a fair share per worker), so ten
+thousand trivial calls cost a few dozen messages. A worker that dies takes only the
+call it was running with it: that call fails with the cause, the rest of its chunk
+is sent to a fresh worker.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import multiprocessing
+import multiprocessing.connection
+import os
+import pickle
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+
+from gridmap_core.backend import (
+    Availability,
+    Batch,
+    Failure,
+    JobSpec,
+    SessionOptions,
+)
+
+from . import worker as worker_module
+
+logger = logging.getLogger(__name__)
+START_METHODS = ("fork", "forkserver", "spawn")
+_TERMINATE_GRACE = 2.0  # seconds a worker gets to exit after SIGTERM before SIGKILL
+
+
+def _describe_exit(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "local worker process vanished"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"local worker process killed by {name}"
+    return f"local worker process exited with status {exitcode}"
+
+
+@dataclass
+class _Work:
+    """A queued slice of a batch: indices still to run; ``claimed`` once started."""
+
+    batch_id: int
+    indices: Sequence[int]
+    claimed: bool = False
+
+
+@dataclass
+class _Worker:
+    process: Any
+    conn: multiprocessing.connection.Connection
+    slot: Any
+    specs_sent: set[int] = field(default_factory=set)
+    batch_id: int = -1
+    pending: set[int] = field(default_factory=set)  # indices sent, not yet answered
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+
+class LocalSession:
+    """Worker processes and the thread that feeds them."""
+
+    def __init__(self, options: SessionOptions) -> None:
+        method = str(options.options.get("start_method") or self._default_start_method())
+        if method not in START_METHODS:
+            raise ValueError(f"[backend.local] start_method={method!r}: use one of "
+                             f"{', '.join(START_METHODS)}")
+        self._context = multiprocessing.get_context(method)
+        self.max_workers = options.max_processes
+        self.host_name = socket.gethostname()
+        self._lock = threading.Lock()
+        self._queue: collections.deque[_Work] = collections.deque()
+        self._batches: dict[int, tuple[Batch, int]] = {}  # id -> (batch, chunk size)
+        self._remaining: dict[int, int] = {}  # id -> calls not yet answered
+        self._next_batch = 0
+        self._workers: list[_Worker] = []
+        self._closing = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self._thread = threading.Thread(target=self._serve, name="gridmap-local-dispatch",
+                                        daemon=True)
+        self._thread_started = False
+
+    @staticmethod
+    def _default_start_method() -> str:
+        # fork starts a worker in about a millisecond; elsewhere spawn is the safe choice
+        return "fork" if sys.platform.startswith("linux") else "spawn"
+
+    # -- called from the submitting thread ----------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        if not len(batch):
+            return
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the local backend session is closed")
+            batch_id = self._next_batch
+            self._next_batch += 1
+            chunk = max(1, math.ceil(len(batch) / (4 * self.max_workers)))
+            self._batches[batch_id] = (batch, chunk)
+            self._remaining[batch_id] = len(batch)
+            self._queue.append(_Work(batch_id, range(len(batch))))
+            queued = sum(len(w.indices) for w in self._queue)
+            wanted = min(self.max_workers, len(self._workers) + queued)
+            while len(self._workers) < wanted:
+                self._workers.append(self._start_worker())
+            if not self._thread_started:
+                self._thread.start()
+                self._thread_started = True
+        self._wake()
+
+    def close(self, cancel: bool = False) -> None:
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            started = self._thread_started
+        self._wake()
+        if started:
+            self._thread.join()
+        for worker in self._workers:
+            if cancel and worker.process.is_alive():
+                worker.process.terminate()
+            else:
+                try:
+                    worker.conn.send_bytes(pickle.dumps(None))
+                except OSError:
+                    pass
+        for worker in self._workers:
+            worker.process.join(_TERMINATE_GRACE)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self._workers.clear()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    # -- the dispatcher thread ------------------------------------------------------
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full, so the dispatcher is waking anyway
+
+    def _start_worker(self) -> _Worker:
+        ours, theirs = self._context.Pipe(duplex=True)
+        slot = self._context.RawArray("q", 2)
+        process = self._context.Process(target=worker_module.main, args=(theirs, slot),
+                                        name="gridmap-local-worker", daemon=True)
+        process.start()
+        theirs.close()
+        return _Worker(process, ours, slot)
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if self._closing:
+                        return
+                    idle = [w for w in self._workers if not w.busy]
+                for worker in idle:
+                    if not self._dispatch(worker):
+                        break
+                busy = [w for w in self._workers if w.busy]
+                waitables: list[Any] = [self._wake_r]
+                waitables += [w.conn for w in busy]
+                waitables += [w.process.sentinel for w in self._workers]
+                for ready in multiprocessing.connection.wait(waitables):
+                    self._handle(ready)
+        except Exception as error:
+            logger.exception("the local backend's dispatcher failed")
+            self._fail_everything(f"internal error in the local backend: {error}")
+
+    def _handle(self, ready: Any) -> None:
+        if ready == self._wake_r:
+            os.read(self._wake_r, 4096)
+            return
+        for worker in list(self._workers):
+            if ready is worker.conn:
+                try:
+                    data = worker.conn.recv_bytes()
+                except (EOFError, OSError):
+                    self._lost(worker)
+                    return
+                self._deliver(worker, pickle.loads(data))
+                return
+            if ready == worker.process.sentinel:
+                # Read what it sent before it died, then account for the rest.
+                while worker.busy and worker.conn.poll():
+                    try:
+                        self._deliver(worker, pickle.loads(worker.conn.recv_bytes()))
+                    except (EOFError, OSError):
+                        break
+                self._lost(worker)
+                return
+
+    def _next_work(self) -> tuple[Batch, int, Sequence[int]] | None:
+        """Take the next chunk off the queue and claim it from its sink."""
+        with self._lock:
+            while self._queue:
+                work = self._queue[0]
+                batch, chunk = self._batches[work.batch_id]
+                take, rest = work.indices[:chunk], work.indices[chunk:]
+                if len(rest):
+                    work.indices = rest
+                else:
+                    self._queue.popleft()
+                if work.claimed:
+                    return batch, work.batch_id, take
+                start, stop = take[0], take[-1] + 1
+                wanted = batch.sink.claim(start, stop)
+                skipped = len(take) - len(wanted)
+                if skipped:
+                    self._settle(work.batch_id, skipped)
+                if len(wanted):
+                    return batch, work.batch_id, wanted
+            return None
+
+    def _dispatch(self, worker: _Worker) -> bool:
+        work = self._next_work()
+        if work is None:
+            return False
+        batch, batch_id, indices = work
+        spec = batch.spec
+        new_specs = []
+        if spec.key not in worker.specs_sent:
+            new_specs.append((spec.key, cloudpickle.dumps(spec, protocol=5)))
+            worker.specs_sent.add(spec.key)
+        contiguous = isinstance(indices, range)
+        if contiguous:
+            args = batch.args[indices.start:indices.stop]
+            kwargs = batch.kwargs[indices.start:indices.stop] if batch.kwargs else None
+        else:
+            args = [batch.args[i] for i in indices]
+            kwargs = [batch.kwargs[i] for i in indices] if batch.kwargs else None
+        message = (new_specs, spec.key, batch_id, indices, args, kwargs)
+        worker.batch_id = batch_id
+        worker.pending = set(indices)
+        worker.conn.send_bytes(worker_module.dumps(message))
+        return True
+
+    def _deliver(self, worker: _Worker, message: Any) -> None:
+        final, batch_id, indices, values, failures = message
+        batch, _ = self._batches[batch_id]
+        if len(indices):
+            batch.sink.succeeded(indices, values, self.host_name)
+        for index, error, text in failures:
+            batch.sink.failed(index, Failure(error, text, self.host_name))
+        worker.pending.difference_update(indices)
+        worker.pending.difference_update(f[0] for f in failures)
+        self._settle(batch_id, len(indices) + len(failures))
+        if final:
+            worker.pending.clear()
+
+    def _settle(self, batch_id: int, count: int) -> None:
+        self._remaining[batch_id] -= count
+        if self._remaining[batch_id] <= 0:
+            # Drop the batch so its arguments and results can be freed.
+            del self._remaining[batch_id]
+            del self._batches[batch_id]
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: fail the call it was running, requeue the rest of its chunk."""
+        worker.process.join(1.0)
+        cause = _describe_exit(worker.process.exitcode)
+        with self._lock:
+            self._workers.remove(worker)
+            if worker.busy:
+                batch, _ = self._batches[worker.batch_id]
+                running = worker.slot[worker_module.SLOT_INDEX]
+                if worker.slot[worker_module.SLOT_BATCH] == worker.batch_id and \
+                        running in worker.pending:
+                    culprits = [running]
+                else:  # it died between calls or while reading: no one call to blame
+                    culprits = sorted(worker.pending)
+                for index in culprits:
+                    batch.sink.failed(index, Failure(None, None, self.host_name, cause))
+                rest = sorted(worker.pending.difference(culprits))
+                batch_id = worker.batch_id
+                self._settle(batch_id, len(culprits))
+                if rest:
+                    self._queue.appendleft(_Work(batch_id, rest, claimed=True))
+            if not self._closing and self._queue and len(self._workers) < self.max_workers:
+                self._workers.append(self._start_worker())
+        worker.conn.close()
+        logger.warning("%s; %s", cause, "its job failed" if worker.busy else "it was idle")
+
+    def _fail_everything(self, cause: str) -> None:
+        with self._lock:
+            for worker in self._workers:
+                if worker.busy:
+                    batch, _ = self._batches[worker.batch_id]
+                    for index in worker.pending:
+                        batch.sink.failed(index, Failure(None, None, self.host_name, cause))
+                worker.pending.clear()
+            while self._queue:
+                work = self._queue.popleft()
+                batch, _ = self._batches[work.batch_id]
+                indices = work.indices if work.claimed else batch.sink.claim(
+                    work.indices[0], work.indices[-1] + 1)
+                for index in indices:
+                    batch.sink.failed(index, Failure(None, None, self.host_name, cause))
+
+
+class LocalBackend:
+    """Runs jobs in worker processes on this machine; always usable."""
+
+    def availability(self) -> Availability:
+        return Availability(True, f"{os.cpu_count() or 1} CPUs on this machine")
+
+    def check(self, spec: JobSpec) -> None:
+        """Accept every request: cluster-only requests (queue, memory, slots) are
+        ignored here, as in the original's local mode, so one script runs both ways."""
+
+    def open(self, options: SessionOptions) -> LocalSession:
+        return LocalSession(options)

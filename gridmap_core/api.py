@@ -1,0 +1,119 @@
+"""grid_map and process_jobs: the original GridMap's entry points, over GridMapExecutor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from .executor import GridMapExecutor
+from .job import Job, JobException, check_function
+
+__all__ = ["grid_map", "process_jobs"]
+
+
+def process_jobs(
+    jobs: Sequence[Job],
+    temp_dir: str | None = None,
+    white_list: Sequence[str] | None = None,
+    quiet: bool = True,
+    max_processes: int = 1,
+    local: bool = False,
+    require_cluster: bool = False,
+    *,
+    backend: str | None = None,
+) -> list[Any]:
+    """Run ``jobs`` and return their results in order.
+
+    Each job's outcome fields (``ret``, ``traceback``, ``cause_of_death``,
+    ``host_name``, …) are filled in. Raises :class:`JobException` naming every job
+    that failed or died. ``local=True`` runs on this machine with ``max_processes``
+    worker processes; ``backend`` names any installed backend.
+    """
+    jobs = list(jobs)
+    for index, job in enumerate(jobs):
+        if not isinstance(job, Job):
+            raise TypeError(f"jobs[{index}] is a {type(job).__name__}, not a gridmap Job")
+    with GridMapExecutor(backend, max_processes=max_processes, local=local,
+                         require_cluster=require_cluster, temp_dir=temp_dir,
+                         white_list=white_list, quiet=quiet) as executor:
+        executor.run_jobs(jobs)
+    return [job.ret for job in jobs]
+
+
+def _as_args(item: Any) -> Any:
+    # The original GridMap spreads a list into positional arguments and passes
+    # anything else (a tuple too) as the single argument.
+    return item if type(item) is list else (item,)
+
+
+def grid_map(
+    f: Callable[..., Any],
+    args_list: Iterable[Any],
+    cleanup: bool = True,
+    mem_free: str | None = "1G",
+    name: str = "gridmap_job",
+    num_slots: int = 1,
+    temp_dir: str | None = None,
+    white_list: Sequence[str] | None = None,
+    queue: str | None = None,
+    quiet: bool = True,
+    local: bool = False,
+    max_processes: int = 1,
+    interpreting_shell: str | None = None,
+    copy_env: bool = True,
+    add_env: Mapping[str, str] | None = None,
+    gpu: int = 0,
+    h_vmem: str | None = None,
+    h_rt: str | int | None = None,
+    resources: Sequence[str] | None = None,
+    completion_mail: bool = False,
+    require_cluster: bool = False,
+    par_env: str | None = None,
+    *,
+    backend: str | None = None,
+    project: str | None = None,
+    validation_level: str | None = None,
+    os_distribution: str | None = None,
+    os_minor: str | None = None,
+) -> list[Any]:
+    """Apply ``f`` to every element of ``args_list`` as jobs; return results in order.
+
+    An element that is a list is spread into positional arguments
+    (``f(*element)``); anything else is passed as the one argument, as in the
+    original GridMap. ``queue``, ``par_env`` and ``temp_dir`` default to the
+    DEFAULT_QUEUE, DEFAULT_PAR_ENV and DEFAULT_TEMP_DIR settings. Raises
+    :class:`JobException` naming every job that failed or died, with its remote
+    traceback.
+    """
+    check_function(f)
+    if isinstance(args_list, (str, bytes)) or not isinstance(args_list, Iterable):
+        raise TypeError(
+            f"args_list must be an iterable of inputs (a list, a range, …), "
+            f"got {type(args_list).__name__}"
+        )
+    args = [_as_args(item) for item in args_list]
+    options = dict(cleanup=cleanup, mem_free=mem_free, name=name, num_slots=num_slots,
+                   queue=queue, interpreting_shell=interpreting_shell, copy_env=copy_env,
+                   add_env=add_env, par_env=par_env, gpu=gpu, h_vmem=h_vmem, h_rt=h_rt,
+                   resources=resources, project=project, validation_level=validation_level,
+                   os_distribution=os_distribution, os_minor=os_minor)
+    started = time.monotonic()
+    with GridMapExecutor(backend, max_processes=max_processes, local=local,
+                         require_cluster=require_cluster, temp_dir=temp_dir,
+                         white_list=white_list, quiet=quiet, **options) as executor:
+        if executor.observed():
+            # Plugins watch each job: give them real Job objects.
+            jobs = [Job(f, list(a), name=f"{name}{i}",
+                        **{k: v for k, v in options.items() if k != "name"})
+                    for i, a in enumerate(args)]
+            executor.run_jobs(jobs, completion_mail=completion_mail)
+            results = [job.ret for job in jobs]
+        else:
+            run = executor.start_run(f, args, name)
+            run.wait()
+            failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]
+            executor.finish_map(failed, failed, len(args), started, name=name,
+                                completion_mail=completion_mail)
+            results = run.values
+    return results

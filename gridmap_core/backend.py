@@ -1,0 +1,149 @@
+"""The contract between the core and a scheduler backend.
+
+The executor hands a backend *batches*: many calls of one function that share one
+:class:`JobSpec` (resources, environment, working directory). A batch maps naturally
+onto a scheduler's job array, and lets the local backend ship ten thousand calls
+without ten thousand objects. Results flow back through the batch's :class:`Sink`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+
+from .resources import Resources
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+__all__ = [
+    "Availability",
+    "Backend",
+    "BackendSession",
+    "Batch",
+    "Failure",
+    "JobSpec",
+    "SessionOptions",
+    "Sink",
+]
+
+_spec_keys = itertools.count(1)
+
+
+@dataclass(frozen=True, eq=False)
+class JobSpec:
+    """What all jobs of a batch share: the function and how and where it runs."""
+
+    function: Callable[..., Any]
+    resources: Resources = field(default_factory=Resources)
+    name: str = "gridmap_job"
+    working_dir: str = "."
+    copy_env: bool = True
+    add_env: Mapping[str, str] | None = None
+    interpreting_shell: str | None = None
+    cleanup: bool = True
+    # Grid Engine-only requests of the original GridMap (project, validation_level,
+    # os_distribution, os_minor): kept so backends that understand them can honour them.
+    extra: Mapping[str, str] = field(default_factory=dict)
+    # Identifies the spec across processes, so a worker unpickles a function once.
+    key: int = field(default_factory=lambda: next(_spec_keys))
+
+
+class Failure(NamedTuple):
+    """How one job ended without a result.
+
+    ``exception`` is what the function raised (None when the job died); ``cause_of_death``
+    says why a job was lost (None when it raised).
+    """
+
+    exception: BaseException | None
+    traceback: str | None
+    host_name: str = ""
+    cause_of_death: str | None = None
+
+
+class Sink(Protocol):
+    """Where a backend reports on the jobs of one batch (implemented by the core)."""
+
+    def claim(self, start: int, stop: int) -> Sequence[int]:
+        """Indices in ``range(start, stop)`` still wanted; the rest were cancelled.
+
+        A backend calls this just before it starts the jobs; a job it does not get
+        back must not be run.
+        """
+        ...
+
+    def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
+        """Jobs at ``indices`` returned ``values``."""
+        ...
+
+    def failed(self, index: int, failure: Failure) -> None:
+        """The job at ``index`` raised or died."""
+        ...
+
+
+@dataclass(eq=False)
+class Batch:
+    """Calls of ``spec.function``: ``args[i]`` (a tuple) and ``kwargs[i]`` (or no kwargs)."""
+
+    spec: JobSpec
+    args: Sequence[tuple[Any, ...]]
+    kwargs: Sequence[Mapping[str, Any]] | None
+    sink: Sink
+
+    def __len__(self) -> int:
+        return len(self.args)
+
+
+class Availability(NamedTuple):
+    """Whether a backend can be used on this machine, and if not, what to do about it."""
+
+    usable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a backend session is opened with."""
+
+    settings: Settings
+    max_processes: int = 1
+    temp_dir: str = "/scratch/"
+    quiet: bool = True
+    white_list: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class BackendSession(Protocol):
+    """A backend's open connection to its scheduler (or its worker processes)."""
+
+    def submit(self, batch: Batch) -> None:
+        """Queue every job of ``batch``; return without waiting for them to run."""
+        ...
+
+    def close(self, cancel: bool = False) -> None:
+        """Release everything; with ``cancel``, stop every job still queued or running.
+
+        Must be safe to call twice and from a ``finally`` after Ctrl-C.
+        """
+        ...
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A scheduler backend, created by the factory of its :class:`~.plugins.BackendSpec`."""
+
+    def availability(self) -> Availability:
+        """Whether it can run jobs here; cheap, and never raises."""
+        ...
+
+    def check(self, spec: JobSpec) -> None:
+        """Raise :class:`~.resources.ResourceError` for requests it cannot honour."""
+        ...
+
+    def open(self, options: SessionOptions) -> BackendSession:
+        """Start a session (worker processes, a DRMAA session, …)."""
+        ...

@@ -1,0 +1,303 @@
+"""GridMapExecutor: a concurrent.futures.Executor over any gridmap backend."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor, Future
+from typing import Any
+
+from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
+from .config import Settings, load_settings
+from .job import Job, JobException, JobState, check_function
+from .plugins import PluginManager, get_plugin_manager
+from .runs import FutureSink, Run
+from .selection import ChosenBackend, choose_backend
+from .serialization import check_picklable
+
+__all__ = ["GridMapExecutor"]
+logger = logging.getLogger(__name__)
+
+# Job constructor options an executor accepts as defaults for the jobs it creates.
+JOB_OPTIONS = frozenset({
+    "cleanup", "mem_free", "name", "num_slots", "queue", "interpreting_shell", "copy_env",
+    "add_env", "project", "validation_level", "os_distribution", "os_minor", "par_env",
+    "gpu", "h_vmem", "h_rt", "resources",
+})
+_JOB_HOOKS = ("gridmap_job_submitted", "gridmap_job_started", "gridmap_job_finished",
+              "gridmap_job_failed", "gridmap_job_died")
+
+
+def check_max_processes(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_processes={value!r} must be a whole number of at least 1")
+    return value
+
+
+class GridMapExecutor(Executor):
+    """Run callables as gridmap jobs on a backend, with futures.
+
+    ``backend`` names the backend (else ``GRIDMAP_BACKEND``, a config file, or the
+    best usable one); ``local=True`` forces the local backend. Keyword options of
+    :class:`~gridmap_core.job.Job` (``mem_free``, ``h_rt``, ``queue``, …) set the
+    requests of every job submitted with :meth:`submit` or :meth:`map`.
+    ``settings`` overrides settings by name (``{"NUM_RESUBMITS": 1}``).
+
+    Leaving the ``with`` block on an exception, or Ctrl-C while waiting, cancels
+    every job it submitted.
+    """
+
+    def __init__(
+        self,
+        backend: str | None = None,
+        *,
+        max_processes: int = 1,
+        local: bool = False,
+        require_cluster: bool = False,
+        temp_dir: str | None = None,
+        white_list: Sequence[str] | None = None,
+        quiet: bool = True,
+        settings: Mapping[str, Any] | None = None,
+        plugin_manager: PluginManager | None = None,
+        **job_options: Any,
+    ) -> None:
+        self.max_processes = check_max_processes(max_processes)
+        unknown = set(job_options) - JOB_OPTIONS
+        if unknown:
+            raise TypeError(f"unknown job option(s) {sorted(unknown)}; "
+                            f"accepted: {', '.join(sorted(JOB_OPTIONS))}")
+        if backend is not None and not isinstance(backend, str):
+            raise TypeError(f"backend={backend!r} must be a backend name (a string)")
+        self.job_options = job_options
+        if job_options:
+            Job(_placeholder, [], **job_options)  # validate resource strings now
+        self.plugins = plugin_manager or get_plugin_manager()
+        arguments = {**(settings or {}), "BACKEND": backend, "DEFAULT_TEMP_DIR": temp_dir}
+        settings_ = load_settings(arguments)
+        self.chosen: ChosenBackend = choose_backend(
+            settings_, self.plugins, local=local, require_cluster=require_cluster)
+        self.settings: Settings = settings_.for_backend(self.chosen.spec.name)
+        self.backend: Backend = self.chosen.backend
+        self.white_list = tuple(white_list) if white_list else ()
+        self.quiet = quiet
+        self._session: BackendSession | None = None
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._runs: list[Run] = []
+        self._futures: list[Future[Any]] = []
+        self._specs: dict[Any, JobSpec] = {}
+
+    @property
+    def backend_name(self) -> str:
+        """Name of the backend in use."""
+        return self.chosen.spec.name
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _open(self) -> BackendSession:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit jobs after the executor was shut down")
+            if self._session is None:
+                self._session = self.backend.open(SessionOptions(
+                    settings=self.settings,
+                    max_processes=self.max_processes,
+                    temp_dir=self.settings["DEFAULT_TEMP_DIR"],
+                    quiet=self.quiet,
+                    white_list=self.white_list,
+                    options={k: v for k, (v, _) in
+                             self.settings.backend_options(self.backend_name).items()},
+                ))
+            return self._session
+
+    def _defaults(self) -> dict[str, Any]:
+        return {"queue": self.settings["DEFAULT_QUEUE"],
+                "par_env": self.settings["DEFAULT_PAR_ENV"],
+                "white_list": list(self.white_list) or None}
+
+    def _spec_for(self, job: Job) -> JobSpec:
+        """One JobSpec per distinct function + requests, so batches group into arrays."""
+        requirements = job.requirements(self._defaults())
+        key = (id(job.function), requirements, job.working_dir, job.copy_env,
+               tuple(sorted((job.add_env or {}).items())), job.interpreting_shell,
+               job.cleanup, job.project, job.validation_level, job.os_distribution,
+               job.os_minor)
+        spec = self._specs.get(key)
+        if spec is None or spec.function is not job.function:
+            spec = job.spec(self._defaults())
+            self.backend.check(spec)
+            self._specs[key] = spec
+        return spec
+
+    def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook; an observer that raises is logged, never fatal."""
+        try:
+            getattr(self.plugins.hook, hook)(**kwargs)
+        except Exception:
+            logger.exception("a gridmap plugin failed in %s; continuing", hook)
+
+    def observed(self) -> bool:
+        """Whether any plugin listens to per-job events."""
+        return any(getattr(self.plugins.hook, h).get_hookimpls() for h in _JOB_HOOKS)
+
+    # -- concurrent.futures API -----------------------------------------------------
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` as a job; its future holds the result."""
+        job = Job(fn, args, kwargs, **self.job_options)
+        return self.submit_job(job)
+
+    def submit_job(self, job: Job) -> Future[Any]:
+        """Run a prepared :class:`Job`; the future's result is its return value."""
+        check_picklable((job.function, job.args, job.kwlist), f"job {job.name}")
+        spec = self._spec_for(job)
+        future: Future[Any] = Future()
+        sink = FutureSink(future, lambda: job, job)
+        job.state = JobState.SUBMITTED
+        job.backend = self.backend_name
+        self._open().submit(Batch(spec, [tuple(job.args)],
+                                  [job.kwlist] if job.kwlist else None, sink))
+        with self._lock:
+            self._futures.append(future)
+        self.notify("gridmap_job_submitted", job=job)
+        return future
+
+    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
+            timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
+        """Like :meth:`concurrent.futures.Executor.map`, submitted as one batch.
+
+        Results come in input order; the first failed job raises when reached.
+        """
+        check_function(fn)
+        args = list(zip(*iterables, strict=False))
+        run = self.start_run(fn, args)
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def results() -> Iterator[Any]:
+            for index in range(len(args)):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if not run.wait_for(index, remaining):
+                    raise TimeoutError(f"job {index} did not finish within {timeout} s")
+                if index in run.failures:
+                    raise self.failure_of(run, index, fn, args)
+                yield run.values[index]
+        return results()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting jobs; with ``cancel_futures``, cancel what has not finished."""
+        with self._lock:
+            self._shutdown = True
+            session, runs, futures = self._session, list(self._runs), list(self._futures)
+        if cancel_futures:
+            for run in runs:
+                run.cancel()
+            for future in futures:
+                future.cancel()
+        if wait and not cancel_futures:
+            for run in runs:
+                run.wait()
+            for future in futures:
+                if not future.cancelled():
+                    future.exception()
+        if session is not None:
+            session.close(cancel=cancel_futures)
+
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> bool | None:
+        self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        return False
+
+    # -- maps ---------------------------------------------------------------------------
+
+    def start_run(self, fn: Callable[..., Any], args: Sequence[Sequence[Any]],
+                  name: str | None = None) -> Run:
+        """Submit ``fn(*a)`` for each ``a`` in ``args`` as one batch; return its Run."""
+        check_picklable(fn, "the function")
+        check_picklable(args, "args_list")
+        template = Job(fn, [], **{**self.job_options, **({"name": name} if name else {})})
+        spec = self._spec_for(template)
+        run = Run(len(args))
+        with self._lock:
+            self._runs.append(run)
+        if args:
+            self._open().submit(Batch(spec, args, None, run))
+        return run
+
+    def failure_of(self, run: Run, index: int, fn: Callable[..., Any],
+                   args: Sequence[Sequence[Any]], name: str | None = None) -> JobException:
+        """A JobException for one failed job of a run."""
+        return JobException([self.job_of(run, index, fn, args, name)])
+
+    def job_of(self, run: Run, index: int, fn: Callable[..., Any],
+               args: Sequence[Sequence[Any]], name: str | None = None) -> Job:
+        """Build the Job object for a job of a fast-path run (only done for failures)."""
+        base = name or self.job_options.get("name", "gridmap_job")
+        options = {**self.job_options, "name": f"{base}{index}"}
+        job = Job(fn, list(args[index]), **options)
+        job.backend = self.backend_name
+        job.record_failure(run.failures[index])
+        return job
+
+    def run_jobs(self, jobs: Sequence[Job], *, completion_mail: bool = False) -> None:
+        """Run prepared jobs to the end, filling their outcome fields.
+
+        Raises :class:`JobException` naming every job that failed or died.
+        """
+        started = time.monotonic()
+        check_picklable([(job.function, job.args, job.kwlist) for job in jobs], "jobs")
+        groups: dict[int, list[int]] = {}
+        specs: dict[int, JobSpec] = {}
+        for index, job in enumerate(jobs):
+            spec = self._spec_for(job)
+            specs[spec.key] = spec
+            groups.setdefault(spec.key, []).append(index)
+        observed = self.observed()
+        runs: list[tuple[Run, list[int]]] = []
+        for key, indices in groups.items():
+            members = [jobs[i] for i in indices]
+            for job in members:
+                job.reset()
+                job.state = JobState.SUBMITTED
+                job.backend = self.backend_name
+            on_start = None
+            if observed:
+                def on_start(i: int, members: list[Job] = members) -> None:
+                    members[i].state = JobState.RUNNING
+                    self.notify("gridmap_job_started", job=members[i])
+            run = Run(len(members), members, on_start)
+            with self._lock:
+                self._runs.append(run)
+            kwargs = [job.kwlist for job in members]
+            self._open().submit(Batch(specs[key], [tuple(job.args) for job in members],
+                                      kwargs if any(kwargs) else None, run))
+            if observed:
+                for job in members:
+                    self.notify("gridmap_job_submitted", job=job)
+            runs.append((run, indices))
+        for run, _ in runs:
+            run.wait()
+        failed = [job for job in jobs if job.failed]
+        if observed:
+            for job in jobs:
+                if not job.failed:
+                    self.notify("gridmap_job_finished", job=job)
+        self.finish_map(list(jobs), failed, len(jobs), started,
+                        name=jobs[0].name if jobs else "", completion_mail=completion_mail)
+
+    def finish_map(self, jobs: list[Job], failed: list[Job], total: int, started: float,
+                   *, name: str, completion_mail: bool = False) -> None:
+        """Tell plugins how a map ended; raise JobException if any job failed."""
+        for job in failed:
+            self.notify("gridmap_job_died" if job.state is JobState.DEAD
+                        else "gridmap_job_failed", job=job)
+        self.notify("gridmap_map_finished", jobs=jobs, summary={
+            "name": name, "backend": self.backend_name, "total": total,
+            "succeeded": total - len(failed), "failed": len(failed),
+            "wall_time": time.monotonic() - started, "completion_mail": completion_mail})
+        if failed:
+            raise JobException(failed, total=total)
+
+
+def _placeholder() -> None:
+    """Stands in for a function when only job options are validated."""

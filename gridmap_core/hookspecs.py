@@ -1,0 +1,184 @@
+"""Every hook gridmap calls. Plugins implement them with ``@gridmap_core.hookimpl``.
+
+Registration hooks return contributions (dataclasses from
+:mod:`gridmap_core.plugin_types`); lifecycle hooks broadcast events to every
+observer, and what they return is ignored. An observer that raises is logged and
+never fails the map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .job import Job
+    from .plugin_types import BackendSpec, NotifierSpec, TransportSpec
+
+hookspec = pluggy.HookspecMarker("gridmap")
+
+
+@hookspec
+def gridmap_backends() -> Iterable[BackendSpec]:
+    """Register scheduler backends.
+
+    Called once, when the plugin manager is built. Return any number of
+    :class:`BackendSpec`; every result is kept (not first-wins). A name registered
+    twice is an error naming both plugins.
+
+    Example::
+
+        @hookimpl
+        def gridmap_backends():
+            return [BackendSpec("pbs", "gridmap_pbs.backend:PBSBackend", "PBS via qsub")]
+    """
+
+
+@hookspec
+def gridmap_transports() -> Iterable[TransportSpec]:
+    """Register transports that carry runner <-> monitor messages.
+
+    Called once, when the plugin manager is built; every result is kept.
+
+    Example::
+
+        @hookimpl
+        def gridmap_transports():
+            return [TransportSpec("zmq", "gridmap_core.transports.zmq:ZmqTransport",
+                                  "ZeroMQ over TCP")]
+    """
+
+
+@hookspec
+def gridmap_notifiers() -> Iterable[NotifierSpec]:
+    """Register notifiers that hear about failed jobs and finished maps.
+
+    Called once, when the plugin manager is built; every result is kept.
+
+    Example::
+
+        @hookimpl
+        def gridmap_notifiers():
+            return [NotifierSpec("slack", "gridmap_slack:SlackNotifier", "post to Slack")]
+    """
+
+
+@hookspec
+def gridmap_job_submitted(job: Job) -> None:
+    """A job was handed to its backend (``job.id`` may still be empty).
+
+    Called in the submitting process, for every job; return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_submitted(job):
+            print("queued", job.name)
+    """
+
+
+@hookspec
+def gridmap_job_started(job: Job) -> None:
+    """A job began to run (``job.host_name`` says where, when known).
+
+    Called in the submitting process; return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_started(job):
+            print(job.name, "running on", job.host_name)
+    """
+
+
+@hookspec
+def gridmap_job_heartbeat(job: Job, heartbeat: dict[str, Any]) -> None:
+    """A running job reported its health: ``heartbeat`` has ``cpu`` (percent),
+    ``memory`` (bytes of RSS of its process tree) and ``host_name``.
+
+    Called in the submitting process, by backends that run the monitor protocol;
+    return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_heartbeat(job, heartbeat):
+            print(job.name, heartbeat["cpu"], heartbeat["memory"])
+    """
+
+
+@hookspec
+def gridmap_job_finished(job: Job) -> None:
+    """A job returned; its value is in ``job.ret``.
+
+    Called in the submitting process, once per job that succeeded; return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_finished(job):
+            print(job.name, "->", job.ret)
+    """
+
+
+@hookspec
+def gridmap_job_failed(job: Job) -> None:
+    """A job raised: ``job.ret`` holds the exception and ``job.traceback`` its text.
+
+    Called in the submitting process, once per failed job; return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_failed(job):
+            print(job.name, "failed:", job.traceback)
+    """
+
+
+@hookspec
+def gridmap_job_died(job: Job) -> None:
+    """A job was lost without a result; ``job.cause_of_death`` says why.
+
+    Called in the submitting process, each time a job dies (before any resubmission);
+    return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_died(job):
+            print(job.name, "died:", job.cause_of_death)
+    """
+
+
+@hookspec
+def gridmap_job_resubmitted(job: Job) -> None:
+    """A dead job was submitted again; ``job.num_resubmits`` counts the times.
+
+    Called in the submitting process; return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_resubmitted(job):
+            print(job.name, "resubmitted", job.num_resubmits, "times")
+    """
+
+
+@hookspec
+def gridmap_map_finished(jobs: Sequence[Job], summary: dict[str, Any]) -> None:
+    """A map (``grid_map``, ``process_jobs``) ended, successfully or not.
+
+    ``summary`` has ``name``, ``backend``, ``total``, ``succeeded``, ``failed``,
+    ``wall_time`` (seconds) and ``completion_mail`` (whether the user asked to be told
+    of completion). ``jobs`` lists the jobs that failed or died (every job,
+    for ``process_jobs``). Called once per map in the submitting process; return
+    value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_map_finished(jobs, summary):
+            print(summary["succeeded"], "of", summary["total"], "jobs succeeded")
+    """

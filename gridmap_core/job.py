@@ -1,0 +1,277 @@
+"""Job: one call of a function, its resource requests, and how it ended."""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+import time
+import traceback as traceback_module
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from .backend import Failure, JobSpec
+from .resources import ResourceError, Resources
+
+__all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
+
+# Stands in ``Job.ret`` until a job has run: a job may return None on purpose.
+JOB_NOT_FINISHED = "*@#%$*@#___GRIDMAP___NOT___DONE___@#%**#*$&*%"
+_VALIDATION_LEVELS = ("e", "w", "n", "p", "v")
+
+
+class JobState(str, enum.Enum):
+    """Where a job stands: created -> submitted -> running -> done | failed | dead."""
+
+    CREATED = "created"
+    SUBMITTED = "submitted"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # the function raised
+    DEAD = "dead"  # lost without a result: killed, out of memory, no heartbeat, …
+    CANCELLED = "cancelled"
+
+
+def check_function(function: object) -> None:
+    """Raise TypeError unless ``function`` can be called."""
+    if not callable(function):
+        raise TypeError(
+            f"the function to run must be callable, got {type(function).__name__} "
+            f"{function!r:.80}"
+        )
+
+
+def check_env(add_env: object) -> dict[str, str] | None:
+    """Validate ``add_env``: a mapping of variable names to string values."""
+    if add_env is None:
+        return None
+    if not isinstance(add_env, Mapping) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str)
+        for k, v in add_env.items()
+    ):
+        raise TypeError(
+            f"add_env={add_env!r:.200} must map variable names (strings without '=') "
+            "to string values"
+        )
+    return dict(add_env)
+
+
+class Job:
+    """One call ``f(*args, **kwlist)`` to run on a backend, with its outcome.
+
+    The constructor matches the original GridMap's; resource values are validated
+    here, so a bad ``mem_free`` or ``h_rt`` fails before anything is submitted.
+    After a run, ``ret`` holds the return value (or the exception the function
+    raised, with its remote ``traceback``), ``cause_of_death`` why a lost job died,
+    and ``host_name``, ``timestamp``, ``track_cpu``, ``track_mem`` where and how it ran.
+    """
+
+    __slots__ = (
+        "function", "args", "kwlist", "cleanup", "ret", "traceback", "num_slots",
+        "mem_free", "white_list", "path", "uniq_id", "name", "queue", "working_dir",
+        "cause_of_death", "num_resubmits", "home_address", "log_stderr_fn",
+        "log_stdout_fn", "timestamp", "host_name", "heart_beat", "track_mem",
+        "track_cpu", "interpreting_shell", "copy_env", "add_env", "project",
+        "validation_level", "os_distribution", "os_minor", "par_env", "gpu",
+        "h_vmem", "h_rt", "resources", "id", "state", "backend",
+    )
+
+    def __init__(
+        self,
+        f: Callable[..., Any],
+        args: Sequence[Any],
+        kwlist: Mapping[str, Any] | None = None,
+        cleanup: bool = True,
+        mem_free: str | None = "1G",
+        name: str = "gridmap_job",
+        num_slots: int = 1,
+        queue: str | None = None,
+        interpreting_shell: str | None = None,
+        copy_env: bool = True,
+        add_env: Mapping[str, str] | None = None,
+        project: str | None = None,
+        validation_level: str | None = None,
+        os_distribution: str | None = None,
+        os_minor: str | None = None,
+        par_env: str | None = None,
+        gpu: int = 0,
+        h_vmem: str | None = None,
+        h_rt: str | int | None = None,
+        resources: Sequence[str] | None = None,
+    ) -> None:
+        check_function(f)
+        if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+            raise TypeError(
+                f"args={args!r:.80} must be a list or tuple of positional arguments; "
+                "to pass a single argument x, write [x]"
+            )
+        if kwlist is not None and not (
+            isinstance(kwlist, Mapping) and all(isinstance(k, str) for k in kwlist)
+        ):
+            raise TypeError(f"kwlist={kwlist!r:.80} must be a dict of keyword arguments")
+        if not isinstance(name, str):
+            raise TypeError(f"name={name!r} must be a string")
+        if validation_level and validation_level not in _VALIDATION_LEVELS:
+            raise ResourceError(
+                f"validation_level={validation_level!r}: use one of e, w, n, p, v"
+            )
+        self.function = f
+        self.args = list(args)
+        self.kwlist = dict(kwlist) if kwlist else {}
+        self.cleanup = cleanup
+        self.mem_free = mem_free
+        self.name = name.replace(" ", "_")
+        self.num_slots = num_slots
+        self.queue = queue
+        self.interpreting_shell = interpreting_shell
+        self.copy_env = copy_env
+        self.add_env = check_env(add_env)
+        self.project = project
+        self.validation_level = validation_level
+        self.os_distribution = os_distribution
+        self.os_minor = os_minor
+        self.par_env = par_env
+        self.gpu = gpu
+        self.h_vmem = h_vmem
+        self.h_rt = h_rt
+        self.resources = list(resources) if resources is not None else None
+        self.white_list: list[str] | None = None
+        self.working_dir = os.getcwd()
+        self.path: str | None = None
+        self.uniq_id: str | None = None
+        self.home_address = ""
+        self.id: str | int = -1
+        self.backend = ""
+        self.state = JobState.CREATED
+        self.reset()
+        self.requirements()  # validate now, on the submitting host
+
+    def reset(self) -> None:
+        """Forget any earlier outcome, so the job can run again."""
+        self.ret: Any = JOB_NOT_FINISHED
+        self.traceback: str | None = None
+        self.cause_of_death = ""
+        self.num_resubmits = 0
+        self.log_stdout_fn = ""
+        self.log_stderr_fn = ""
+        self.timestamp: float | None = None
+        self.host_name = ""
+        self.heart_beat: dict[str, Any] | None = None
+        self.track_mem: list[float] = []
+        self.track_cpu: list[float] = []
+
+    def requirements(self, defaults: Mapping[str, Any] | None = None) -> Resources:
+        """The job's resource requests, validated (raises ResourceError).
+
+        ``defaults`` fill what the job leaves unset: ``queue``, ``par_env``, ``white_list``.
+        """
+        defaults = defaults or {}
+        return Resources.parse(
+            mem_free=self.mem_free, h_vmem=self.h_vmem, h_rt=self.h_rt,
+            num_slots=self.num_slots,
+            par_env=self.par_env or defaults.get("par_env"),
+            gpu=self.gpu,
+            queue=self.queue or defaults.get("queue"),
+            white_list=self.white_list or defaults.get("white_list"),
+            resources=self.resources,
+        )
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment the job will run with (copy_env, then add_env on top)."""
+        env = dict(os.environ) if self.copy_env else {}
+        env.update(self.add_env or {})
+        return env
+
+    @property
+    def failed(self) -> bool:
+        """True when the job raised or died."""
+        return self.state in (JobState.FAILED, JobState.DEAD)
+
+    def spec(self, defaults: Mapping[str, Any] | None = None) -> JobSpec:
+        """The :class:`JobSpec` this job runs with; ``defaults`` fill unset fields."""
+        resources = self.requirements(defaults)
+        extra = {k: v for k, v in (("project", self.project),
+                                   ("validation_level", self.validation_level),
+                                   ("os_distribution", self.os_distribution),
+                                   ("os_minor", self.os_minor)) if v}
+        return JobSpec(
+            function=self.function, resources=resources, name=self.name,
+            working_dir=self.working_dir, copy_env=self.copy_env, add_env=self.add_env,
+            interpreting_shell=self.interpreting_shell, cleanup=self.cleanup, extra=extra,
+        )
+
+    def execute(self) -> None:
+        """Run the function here and now, storing its value (or exception) in ``ret``."""
+        self.host_name = socket.gethostname()
+        self.timestamp = time.time()
+        try:
+            self.ret = self.function(*self.args, **self.kwlist)
+            self.state = JobState.DONE
+        except Exception as exception:
+            self.ret = exception
+            self.traceback = traceback_module.format_exc()
+            self.state = JobState.FAILED
+
+    def record_success(self, value: Any, host_name: str) -> None:
+        """Store a result reported by a backend."""
+        self.ret = value
+        self.host_name = host_name
+        self.state = JobState.DONE
+
+    def record_failure(self, failure: Failure) -> None:
+        """Store an exception or a death reported by a backend."""
+        self.ret = failure.exception
+        self.traceback = failure.traceback
+        self.host_name = failure.host_name or self.host_name
+        if failure.cause_of_death:
+            self.cause_of_death = failure.cause_of_death
+            self.state = JobState.DEAD
+        else:
+            self.state = JobState.FAILED
+
+    def describe(self) -> str:
+        """One line naming the job for messages."""
+        where = f" on {self.host_name}" if self.host_name else ""
+        ident = f" (id {self.id})" if self.id not in (-1, "") else ""
+        return f"job {self.name}{ident}{where}"
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name} {self.state.value}>"
+
+
+class RemoteError(Exception):
+    """Stands in for an exception raised by a job that could not be sent back as it was
+    (it could not be pickled or unpickled); its message names the original type."""
+
+
+class JobException(Exception):
+    """One or more jobs failed or died; ``jobs`` lists them all.
+
+    The message names every failed job with its cause of death or its remote
+    traceback.
+    """
+
+    def __init__(self, jobs: Sequence[Job], total: int | None = None) -> None:
+        self.jobs = list(jobs)
+        self.total = total
+        super().__init__(self._message())
+
+    def _message(self) -> str:
+        count = len(self.jobs)
+        out_of = f" of {self.total}" if self.total is not None else ""
+        lines = [f"{count}{out_of} job{'s' if count != 1 else ''} failed:"]
+        for job in self.jobs:
+            if job.cause_of_death:
+                lines.append(f"- {job.describe()} died: {job.cause_of_death}")
+            else:
+                error = job.ret
+                summary = f"{type(error).__name__}: {error}" if error is not None else "?"
+                lines.append(f"- {job.describe()} raised {summary}")
+                if job.traceback:
+                    lines.append("  Remote traceback:")
+                    lines.extend("    " + line for line in job.traceback.rstrip().splitlines())
+        return "\n".join(lines)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (self.__class__, (self.jobs, self.total))

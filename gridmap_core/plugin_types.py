@@ -1,0 +1,111 @@
+"""What a plugin contributes: one frozen dataclass per plugin kind, checked on creation.
+
+A contribution names its implementation as an object or as a dotted path
+(``"package.module:Name"``), so heavy imports such as a DRMAA library wait until
+someone asks for that plugin.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec"]
+
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+class PluginLoadError(ImportError):
+    """A plugin's implementation could not be imported or created."""
+
+
+def _check(kind: str, name: str, factory: object, description: str) -> None:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"{kind} name {name!r} must be lower case letters, digits and '_', "
+            "starting with a letter"
+        )
+    if isinstance(factory, str):
+        if not _PATH_RE.match(factory):
+            raise ValueError(
+                f"{kind} {name!r}: factory {factory!r} must be 'package.module:Name'"
+            )
+    elif not callable(factory):
+        raise ValueError(f"{kind} {name!r}: factory must be callable or a dotted path")
+    if not description or not isinstance(description, str):
+        raise ValueError(f"{kind} {name!r}: give a one-line description")
+
+
+def load_factory(kind: str, name: str, factory: str | Callable[..., Any]) -> Callable[..., Any]:
+    """Import a dotted ``module:attribute`` path, naming the plugin when it fails."""
+    if not isinstance(factory, str):
+        return factory
+    module_name, _, attribute = factory.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except Exception as error:
+        raise PluginLoadError(
+            f"{kind} {name!r} could not be loaded from {factory!r}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    return target  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """A scheduler backend.
+
+    ``factory`` returns a :class:`~gridmap_core.backend.Backend`. ``priority`` ranks
+    usable backends when none is chosen; ``is_cluster`` says whether it needs a
+    scheduler (and so whether ``require_cluster`` accepts it).
+    """
+
+    name: str
+    factory: str | Callable[[], Any]
+    description: str
+    priority: int = 0
+    is_cluster: bool = True
+
+    def __post_init__(self) -> None:
+        _check("backend", self.name, self.factory, self.description)
+
+    def create(self) -> Any:
+        """Import the implementation and create the backend object."""
+        factory = load_factory("backend", self.name, self.factory)
+        try:
+            return factory()
+        except Exception as error:
+            raise PluginLoadError(
+                f"backend {self.name!r} failed to start: {type(error).__name__}: {error}"
+            ) from error
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """A way for runners on compute nodes to reach the submitting process."""
+
+    name: str
+    factory: str | Callable[[], Any]
+    description: str
+    needs_shared_filesystem: bool = False
+
+    def __post_init__(self) -> None:
+        _check("transport", self.name, self.factory, self.description)
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """Something that hears about failures and finished maps (mail, logs, …)."""
+
+    name: str
+    factory: str | Callable[[], Any]
+    description: str
+
+    def __post_init__(self) -> None:
+        _check("notifier", self.name, self.factory, self.description)

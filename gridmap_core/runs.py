@@ -1,0 +1,123 @@
+"""Sinks that gather what backends report: one for a whole map, one per future."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future
+from typing import Any
+
+from .backend import Failure
+from .job import JOB_NOT_FINISHED, Job, JobException
+
+__all__ = ["FutureSink", "Run"]
+
+
+def attach_traceback(error: BaseException, failure: Failure, name: str) -> BaseException:
+    """Add the remote traceback to an exception raised in another process, as a note."""
+    if failure.traceback and hasattr(error, "add_note"):
+        where = f" on {failure.host_name}" if failure.host_name else ""
+        error.add_note(f"\nRemote traceback of job {name}{where}:\n{failure.traceback}")
+    return error
+
+
+class Run:
+    """Results of one batch, in input order, for ``grid_map``, ``process_jobs`` and ``map``.
+
+    Every claimed job ends in ``values`` or ``failures``; waiters wake as results
+    arrive, and on :meth:`cancel`.
+    """
+
+    def __init__(self, size: int, jobs: Sequence[Job] | None = None,
+                 on_start: Callable[[int], None] | None = None) -> None:
+        self.values: list[Any] = [JOB_NOT_FINISHED] * size
+        self.done = bytearray(size)
+        self.failures: dict[int, Failure] = {}
+        self.jobs = jobs
+        self.remaining = size
+        self.cancelled = False
+        self.on_start = on_start
+        self._condition = threading.Condition()
+
+    def claim(self, start: int, stop: int) -> Sequence[int]:
+        if self.cancelled:
+            return ()
+        if self.on_start is not None:
+            for index in range(start, stop):
+                self.on_start(index)
+        return range(start, stop)
+
+    def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
+        with self._condition:
+            if isinstance(indices, range) and indices.step == 1:
+                self.values[indices.start:indices.stop] = values
+                self.done[indices.start:indices.stop] = b"\x01" * len(indices)
+            else:
+                for index, value in zip(indices, values, strict=True):
+                    self.values[index] = value
+                    self.done[index] = 1
+            self.remaining -= len(indices)
+            if self.jobs is not None:
+                for index, value in zip(indices, values, strict=True):
+                    self.jobs[index].record_success(value, host_name)
+            self._condition.notify_all()
+
+    def failed(self, index: int, failure: Failure) -> None:
+        with self._condition:
+            self.failures[index] = failure
+            self.values[index] = failure.exception
+            self.done[index] = 1
+            self.remaining -= 1
+            if self.jobs is not None:
+                self.jobs[index].record_failure(failure)
+            self._condition.notify_all()
+
+    def cancel(self) -> None:
+        """Stop waiting: jobs not yet started will not run."""
+        with self._condition:
+            self.cancelled = True
+            self._condition.notify_all()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until every job has ended; False on timeout; CancelledError if cancelled."""
+        with self._condition:
+            finished = self._condition.wait_for(
+                lambda: self.remaining <= 0 or self.cancelled, timeout)
+            if self.cancelled and self.remaining > 0:
+                raise CancelledError("the map was cancelled")
+            return finished
+
+    def wait_for(self, index: int, timeout: float | None = None) -> bool:
+        """Block until job ``index`` has ended."""
+        with self._condition:
+            finished = self._condition.wait_for(
+                lambda: self.done[index] or self.cancelled, timeout)
+            if not self.done[index] and self.cancelled:
+                raise CancelledError("the map was cancelled")
+            return finished
+
+
+class FutureSink:
+    """Reports on the single job behind a :class:`concurrent.futures.Future`."""
+
+    def __init__(self, future: Future[Any], job_factory: Callable[[], Job],
+                 job: Job | None = None) -> None:
+        self.future = future
+        self.job_factory = job_factory
+        self.job = job
+
+    def claim(self, start: int, stop: int) -> Sequence[int]:
+        return range(start, stop) if self.future.set_running_or_notify_cancel() else ()
+
+    def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
+        if self.job is not None:
+            self.job.record_success(values[0], host_name)
+        self.future.set_result(values[0])
+
+    def failed(self, index: int, failure: Failure) -> None:
+        job = self.job or self.job_factory()
+        job.record_failure(failure)
+        if failure.exception is not None and not failure.cause_of_death:
+            self.future.set_exception(attach_traceback(failure.exception, failure, job.name))
+        else:
+            self.future.set_exception(JobException([job]))
