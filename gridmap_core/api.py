@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .executor import GridMapExecutor
-from .job import Job, JobException, check_function
+from .job import Job, check_function
 
 __all__ = ["grid_map", "process_jobs"]
 
@@ -34,9 +34,15 @@ def process_jobs(
     for index, job in enumerate(jobs):
         if not isinstance(job, Job):
             raise TypeError(f"jobs[{index}] is a {type(job).__name__}, not a gridmap Job")
-    with GridMapExecutor(backend, max_processes=max_processes, local=local,
-                         require_cluster=require_cluster, temp_dir=temp_dir,
-                         white_list=white_list, quiet=quiet) as executor:
+    with GridMapExecutor(
+        backend,
+        max_processes=max_processes,
+        local=local,
+        require_cluster=require_cluster,
+        temp_dir=temp_dir,
+        white_list=white_list,
+        quiet=quiet,
+    ) as executor:
         executor.run_jobs(jobs)
     return [job.ret for job in jobs]
 
@@ -93,27 +99,55 @@ def grid_map(
             f"got {type(args_list).__name__}"
         )
     args = [_as_args(item) for item in args_list]
-    options = dict(cleanup=cleanup, mem_free=mem_free, name=name, num_slots=num_slots,
-                   queue=queue, interpreting_shell=interpreting_shell, copy_env=copy_env,
-                   add_env=add_env, par_env=par_env, gpu=gpu, h_vmem=h_vmem, h_rt=h_rt,
-                   resources=resources, project=project, validation_level=validation_level,
-                   os_distribution=os_distribution, os_minor=os_minor)
+    options: dict[str, Any] = dict(
+        cleanup=cleanup,
+        mem_free=mem_free,
+        name=name,
+        num_slots=num_slots,
+        queue=queue,
+        interpreting_shell=interpreting_shell,
+        copy_env=copy_env,
+        add_env=add_env,
+        par_env=par_env,
+        gpu=gpu,
+        h_vmem=h_vmem,
+        h_rt=h_rt,
+        resources=resources,
+        project=project,
+        validation_level=validation_level,
+        os_distribution=os_distribution,
+        os_minor=os_minor,
+    )
     started = time.monotonic()
-    with GridMapExecutor(backend, max_processes=max_processes, local=local,
-                         require_cluster=require_cluster, temp_dir=temp_dir,
-                         white_list=white_list, quiet=quiet, **options) as executor:
+    with GridMapExecutor(
+        backend,
+        max_processes=max_processes,
+        local=local,
+        require_cluster=require_cluster,
+        temp_dir=temp_dir,
+        white_list=white_list,
+        quiet=quiet,
+        **options,
+    ) as executor:
         if executor.observed():
             # Plugins watch each job: give them real Job objects.
-            jobs = [Job(f, list(a), name=f"{name}{i}",
-                        **{k: v for k, v in options.items() if k != "name"})
-                    for i, a in enumerate(args)]
+            jobs = [
+                Job(
+                    f,
+                    list(a),
+                    name=f"{name}{i}",
+                    **{k: v for k, v in options.items() if k != "name"},
+                )
+                for i, a in enumerate(args)
+            ]
             executor.run_jobs(jobs, completion_mail=completion_mail)
             results = [job.ret for job in jobs]
         else:
             run = executor.start_run(f, args, name)
             run.wait()
             failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]
-            executor.finish_map(failed, failed, len(args), started, name=name,
-                                completion_mail=completion_mail)
+            executor.finish_map(
+                failed, failed, len(args), started, name=name, completion_mail=completion_mail
+            )
             results = run.values
     return results

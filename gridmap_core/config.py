@@ -5,7 +5,7 @@ GridMap's variable names), a file named by ``GRIDMAP_CONFIG``, the project's fil
 (``gridmap.toml`` in the working directory, else ``[tool.gridmap]`` in its
 ``pyproject.toml``), the user's file (``gridmap/config.toml`` in the platform's
 configuration directory), and the built-in default. Within a file, a section
-``[backend.NAME]`` overrides the file's top level while backend NAME is in use.
+``[backends.NAME]`` overrides the file's top level while backend NAME is in use.
 """
 
 from __future__ import annotations
@@ -110,27 +110,45 @@ class Setting:
 SETTINGS: dict[str, Setting] = {
     s.name: s
     for s in [
-        Setting("BACKEND", _to_optional_str, None,
-                "backend to use; unset picks the best usable one (local when no "
-                "cluster is configured)", env="GRIDMAP_BACKEND"),
-        Setting("USE_MEM_FREE", _to_bool, False,
-                "does the cluster accept mem_free requests?"),
+        Setting(
+            "BACKEND",
+            _to_optional_str,
+            None,
+            "backend to use; unset picks the best usable one (local when no cluster is configured)",
+            env="GRIDMAP_BACKEND",
+        ),
+        Setting("USE_MEM_FREE", _to_bool, False, "does the cluster accept mem_free requests?"),
         Setting("DEFAULT_QUEUE", _to_str, "all.q", "default queue (partition on Slurm)"),
-        Setting("DEFAULT_TEMP_DIR", _to_str, "/scratch/",
-                "directory for job logs; must be shared with compute nodes"),
-        Setting("DEFAULT_PAR_ENV", _to_str, "smp",
-                "parallel environment for num_slots > 1"),
+        Setting(
+            "DEFAULT_TEMP_DIR",
+            _to_str,
+            "/scratch/",
+            "directory for job logs; must be shared with compute nodes",
+        ),
+        Setting("DEFAULT_PAR_ENV", _to_str, "smp", "parallel environment for num_slots > 1"),
         Setting("CREATE_PLOTS", _to_bool, True, "attach CPU/memory plots to mails"),
         Setting("SEND_ERROR_MAIL", _to_bool, True, "mail when a job fails or dies"),
         Setting("SMTP_SERVER", _to_str, _default_smtp_server, "SMTP server for mails"),
         Setting("ERROR_MAIL_SENDER", _to_str, "error@gridmap.py", "sender of mails"),
         Setting("ERROR_MAIL_RECIPIENT", _to_str, _default_recipient, "recipient of mails"),
-        Setting("MAX_TIME_BETWEEN_HEARTBEATS", _to_int, 90,
-                "seconds without a heartbeat before a job counts as dead"),
-        Setting("IDLE_THRESHOLD", _to_float, 1.0,
-                "CPU percent at or below which a sleeping job counts as idle"),
-        Setting("MAX_IDLE_HEARTBEATS", _to_int, 3,
-                "idle heartbeats in a row before a job counts as dead"),
+        Setting(
+            "MAX_TIME_BETWEEN_HEARTBEATS",
+            _to_int,
+            90,
+            "seconds without a heartbeat before a job counts as dead",
+        ),
+        Setting(
+            "IDLE_THRESHOLD",
+            _to_float,
+            1.0,
+            "CPU percent at or below which a sleeping job counts as idle",
+        ),
+        Setting(
+            "MAX_IDLE_HEARTBEATS",
+            _to_int,
+            3,
+            "idle heartbeats in a row before a job counts as dead",
+        ),
         Setting("NUM_RESUBMITS", _to_int, 3, "times a dead job is resubmitted"),
         Setting("CHECK_FREQUENCY", _to_int, 15, "seconds between scheduler polls"),
         Setting("HEARTBEAT_FREQUENCY", _to_int, 10, "seconds between heartbeats of a job"),
@@ -179,19 +197,18 @@ def _layer_from_table(table: Mapping[str, Any], label: str) -> Layer:
     raw_keys: dict[str, str] = {}
     sections: dict[str, dict[str, Any]] = {}
     for key, value in table.items():
-        if key == "backend" and isinstance(value, Mapping):
+        if key == "backends" and isinstance(value, Mapping):
             for name, section in value.items():
                 if not isinstance(section, Mapping):
-                    raise ConfigError(
-                        f"{label}: [backend.{name}] must be a table of settings"
-                    )
+                    raise ConfigError(f"{label}: [backends.{name}] must be a table of settings")
                 sections[name] = dict(section)
             continue
         setting = _setting_for_key(key)
         if setting is None:
             raise ConfigError(
                 f"{label}: unknown key {key!r}. Accepted keys: "
-                + ", ".join(sorted(_BY_KEY)) + ", and [backend.NAME] tables."
+                + ", ".join(sorted(_BY_KEY))
+                + ", and [backends.NAME] tables."
             )
         values[setting.name] = value
         raw_keys[setting.name] = key
@@ -253,7 +270,7 @@ class Settings:
 
     Read a value as ``settings["NUM_RESUBMITS"]``, or as an attribute in lower case
     (``settings.num_resubmits``). ``backend_options(name)`` holds the keys of a
-    ``[backend.NAME]`` section that are not general settings: options a backend
+    ``[backends.NAME]`` section that are not general settings: options a backend
     declares for itself.
     """
 
@@ -277,16 +294,16 @@ class Settings:
         return value
 
     def for_backend(self, name: str) -> Settings:
-        """The same settings with ``[backend.NAME]`` sections applied."""
+        """The same settings with ``[backends.NAME]`` sections applied."""
         return resolve(self.layers, name)
 
     def backend_options(self, name: str) -> dict[str, tuple[Any, str]]:
-        """Backend-specific options from ``[backend.NAME]`` sections: value and source."""
+        """Backend-specific options from ``[backends.NAME]`` sections: value and source."""
         options: dict[str, tuple[Any, str]] = {}
         for layer in reversed(self.layers):  # lowest precedence first, higher overwrite
             for key, value in layer.sections.get(name, {}).items():
                 if _setting_for_key(key) is None:
-                    options[key] = (value, f"{layer.label} [backend.{name}]")
+                    options[key] = (value, f"{layer.label} [backends.{name}]")
         return options
 
 
@@ -308,7 +325,7 @@ def resolve(layers: tuple[Layer, ...], backend: str | None = None) -> Settings:
             section = layer.sections.get(backend or "", {}) if backend else {}
             for key, value in section.items():
                 if _setting_for_key(key) is setting:
-                    candidates.append((value, key, f"{layer.label} [backend.{backend}]"))
+                    candidates.append((value, key, f"{layer.label} [backends.{backend}]"))
             if setting.name in layer.values:
                 key = layer.raw_keys.get(setting.name, setting.name)
                 candidates.append((layer.values[setting.name], key, layer.label))
@@ -348,9 +365,7 @@ def load_settings(
             continue
         setting = _setting_for_key(key)
         if setting is None:
-            raise ConfigError(
-                f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}"
-            )
+            raise ConfigError(f"unknown setting {key!r}; known settings: {', '.join(SETTINGS)}")
         given[setting.name] = value
     layers = (
         Layer("argument", given),

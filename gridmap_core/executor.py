@@ -10,7 +10,7 @@ from concurrent.futures import Executor, Future
 from typing import Any
 
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
-from .config import Settings, load_settings
+from .config import ConfigError, Settings, load_settings
 from .job import Job, JobException, JobState, check_function
 from .plugins import PluginManager, get_plugin_manager
 from .runs import FutureSink, Run
@@ -21,13 +21,34 @@ __all__ = ["GridMapExecutor"]
 logger = logging.getLogger(__name__)
 
 # Job constructor options an executor accepts as defaults for the jobs it creates.
-JOB_OPTIONS = frozenset({
-    "cleanup", "mem_free", "name", "num_slots", "queue", "interpreting_shell", "copy_env",
-    "add_env", "project", "validation_level", "os_distribution", "os_minor", "par_env",
-    "gpu", "h_vmem", "h_rt", "resources",
-})
-_JOB_HOOKS = ("gridmap_job_submitted", "gridmap_job_started", "gridmap_job_finished",
-              "gridmap_job_failed", "gridmap_job_died")
+JOB_OPTIONS = frozenset(
+    {
+        "cleanup",
+        "mem_free",
+        "name",
+        "num_slots",
+        "queue",
+        "interpreting_shell",
+        "copy_env",
+        "add_env",
+        "project",
+        "validation_level",
+        "os_distribution",
+        "os_minor",
+        "par_env",
+        "gpu",
+        "h_vmem",
+        "h_rt",
+        "resources",
+    }
+)
+_JOB_HOOKS = (
+    "gridmap_job_submitted",
+    "gridmap_job_started",
+    "gridmap_job_finished",
+    "gridmap_job_failed",
+    "gridmap_job_died",
+)
 
 
 def check_max_processes(value: object) -> int:
@@ -66,8 +87,10 @@ class GridMapExecutor(Executor):
         self.max_processes = check_max_processes(max_processes)
         unknown = set(job_options) - JOB_OPTIONS
         if unknown:
-            raise TypeError(f"unknown job option(s) {sorted(unknown)}; "
-                            f"accepted: {', '.join(sorted(JOB_OPTIONS))}")
+            raise TypeError(
+                f"unknown job option(s) {sorted(unknown)}; "
+                f"accepted: {', '.join(sorted(JOB_OPTIONS))}"
+            )
         if backend is not None and not isinstance(backend, str):
             raise TypeError(f"backend={backend!r} must be a backend name (a string)")
         self.job_options = job_options
@@ -77,9 +100,11 @@ class GridMapExecutor(Executor):
         arguments = {**(settings or {}), "BACKEND": backend, "DEFAULT_TEMP_DIR": temp_dir}
         settings_ = load_settings(arguments)
         self.chosen: ChosenBackend = choose_backend(
-            settings_, self.plugins, local=local, require_cluster=require_cluster)
+            settings_, self.plugins, local=local, require_cluster=require_cluster
+        )
         self.settings: Settings = settings_.for_backend(self.chosen.spec.name)
         self.backend: Backend = self.chosen.backend
+        self.backend_options = self._backend_options()
         self.white_list = tuple(white_list) if white_list else ()
         self.quiet = quiet
         self._session: BackendSession | None = None
@@ -101,29 +126,55 @@ class GridMapExecutor(Executor):
             if self._shutdown:
                 raise RuntimeError("cannot submit jobs after the executor was shut down")
             if self._session is None:
-                self._session = self.backend.open(SessionOptions(
-                    settings=self.settings,
-                    max_processes=self.max_processes,
-                    temp_dir=self.settings["DEFAULT_TEMP_DIR"],
-                    quiet=self.quiet,
-                    white_list=self.white_list,
-                    options={k: v for k, (v, _) in
-                             self.settings.backend_options(self.backend_name).items()},
-                ))
+                self._session = self.backend.open(
+                    SessionOptions(
+                        settings=self.settings,
+                        max_processes=self.max_processes,
+                        temp_dir=self.settings["DEFAULT_TEMP_DIR"],
+                        quiet=self.quiet,
+                        white_list=self.white_list,
+                        options=self.backend_options,
+                    )
+                )
             return self._session
 
+    def _backend_options(self) -> dict[str, Any]:
+        """The ``[backends.NAME]`` options of the chosen backend, checked against the
+        keys it declares."""
+        accepted = self.chosen.spec.options
+        options = {}
+        for key, (value, source) in self.settings.backend_options(self.backend_name).items():
+            if key not in accepted:
+                raise ConfigError(
+                    f"{source}: unknown key {key!r} for backend {self.backend_name!r}. "
+                    f"Accepted: general settings, and {', '.join(accepted) or 'no others'}."
+                )
+            options[key] = value
+        return options
+
     def _defaults(self) -> dict[str, Any]:
-        return {"queue": self.settings["DEFAULT_QUEUE"],
-                "par_env": self.settings["DEFAULT_PAR_ENV"],
-                "white_list": list(self.white_list) or None}
+        return {
+            "queue": self.settings["DEFAULT_QUEUE"],
+            "par_env": self.settings["DEFAULT_PAR_ENV"],
+            "white_list": list(self.white_list) or None,
+        }
 
     def _spec_for(self, job: Job) -> JobSpec:
         """One JobSpec per distinct function + requests, so batches group into arrays."""
         requirements = job.requirements(self._defaults())
-        key = (id(job.function), requirements, job.working_dir, job.copy_env,
-               tuple(sorted((job.add_env or {}).items())), job.interpreting_shell,
-               job.cleanup, job.project, job.validation_level, job.os_distribution,
-               job.os_minor)
+        key = (
+            id(job.function),
+            requirements,
+            job.working_dir,
+            job.copy_env,
+            tuple(sorted((job.add_env or {}).items())),
+            job.interpreting_shell,
+            job.cleanup,
+            job.project,
+            job.validation_level,
+            job.os_distribution,
+            job.os_minor,
+        )
         spec = self._specs.get(key)
         if spec is None or spec.function is not job.function:
             spec = job.spec(self._defaults())
@@ -157,15 +208,21 @@ class GridMapExecutor(Executor):
         sink = FutureSink(future, lambda: job, job)
         job.state = JobState.SUBMITTED
         job.backend = self.backend_name
-        self._open().submit(Batch(spec, [tuple(job.args)],
-                                  [job.kwlist] if job.kwlist else None, sink))
+        self._open().submit(
+            Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink)
+        )
         with self._lock:
             self._futures.append(future)
         self.notify("gridmap_job_submitted", job=job)
         return future
 
-    def map(self, fn: Callable[..., Any], *iterables: Iterable[Any],
-            timeout: float | None = None, chunksize: int = 1) -> Iterator[Any]:
+    def map(
+        self,
+        fn: Callable[..., Any],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+    ) -> Iterator[Any]:
         """Like :meth:`concurrent.futures.Executor.map`, submitted as one batch.
 
         Results come in input order; the first failed job raises when reached.
@@ -183,6 +240,7 @@ class GridMapExecutor(Executor):
                 if index in run.failures:
                     raise self.failure_of(run, index, fn, args)
                 yield run.values[index]
+
         return results()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -204,14 +262,14 @@ class GridMapExecutor(Executor):
         if session is not None:
             session.close(cancel=cancel_futures)
 
-    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> bool | None:
+    def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
-        return False
 
     # -- maps ---------------------------------------------------------------------------
 
-    def start_run(self, fn: Callable[..., Any], args: Sequence[Sequence[Any]],
-                  name: str | None = None) -> Run:
+    def start_run(
+        self, fn: Callable[..., Any], args: Sequence[Any], name: str | None = None
+    ) -> Run:
         """Submit ``fn(*a)`` for each ``a`` in ``args`` as one batch; return its Run."""
         check_picklable(fn, "the function")
         check_picklable(args, "args_list")
@@ -224,13 +282,25 @@ class GridMapExecutor(Executor):
             self._open().submit(Batch(spec, args, None, run))
         return run
 
-    def failure_of(self, run: Run, index: int, fn: Callable[..., Any],
-                   args: Sequence[Sequence[Any]], name: str | None = None) -> JobException:
+    def failure_of(
+        self,
+        run: Run,
+        index: int,
+        fn: Callable[..., Any],
+        args: Sequence[Sequence[Any]],
+        name: str | None = None,
+    ) -> JobException:
         """A JobException for one failed job of a run."""
         return JobException([self.job_of(run, index, fn, args, name)])
 
-    def job_of(self, run: Run, index: int, fn: Callable[..., Any],
-               args: Sequence[Sequence[Any]], name: str | None = None) -> Job:
+    def job_of(
+        self,
+        run: Run,
+        index: int,
+        fn: Callable[..., Any],
+        args: Sequence[Sequence[Any]],
+        name: str | None = None,
+    ) -> Job:
         """Build the Job object for a job of a fast-path run (only done for failures)."""
         base = name or self.job_options.get("name", "gridmap_job")
         options = {**self.job_options, "name": f"{base}{index}"}
@@ -262,15 +332,23 @@ class GridMapExecutor(Executor):
                 job.backend = self.backend_name
             on_start = None
             if observed:
+
                 def on_start(i: int, members: list[Job] = members) -> None:
                     members[i].state = JobState.RUNNING
                     self.notify("gridmap_job_started", job=members[i])
+
             run = Run(len(members), members, on_start)
             with self._lock:
                 self._runs.append(run)
             kwargs = [job.kwlist for job in members]
-            self._open().submit(Batch(specs[key], [tuple(job.args) for job in members],
-                                      kwargs if any(kwargs) else None, run))
+            self._open().submit(
+                Batch(
+                    specs[key],
+                    [tuple(job.args) for job in members],
+                    kwargs if any(kwargs) else None,
+                    run,
+                )
+            )
             if observed:
                 for job in members:
                     self.notify("gridmap_job_submitted", job=job)
@@ -282,19 +360,43 @@ class GridMapExecutor(Executor):
             for job in jobs:
                 if not job.failed:
                     self.notify("gridmap_job_finished", job=job)
-        self.finish_map(list(jobs), failed, len(jobs), started,
-                        name=jobs[0].name if jobs else "", completion_mail=completion_mail)
+        self.finish_map(
+            list(jobs),
+            failed,
+            len(jobs),
+            started,
+            name=jobs[0].name if jobs else "",
+            completion_mail=completion_mail,
+        )
 
-    def finish_map(self, jobs: list[Job], failed: list[Job], total: int, started: float,
-                   *, name: str, completion_mail: bool = False) -> None:
+    def finish_map(
+        self,
+        jobs: list[Job],
+        failed: list[Job],
+        total: int,
+        started: float,
+        *,
+        name: str,
+        completion_mail: bool = False,
+    ) -> None:
         """Tell plugins how a map ended; raise JobException if any job failed."""
         for job in failed:
-            self.notify("gridmap_job_died" if job.state is JobState.DEAD
-                        else "gridmap_job_failed", job=job)
-        self.notify("gridmap_map_finished", jobs=jobs, summary={
-            "name": name, "backend": self.backend_name, "total": total,
-            "succeeded": total - len(failed), "failed": len(failed),
-            "wall_time": time.monotonic() - started, "completion_mail": completion_mail})
+            self.notify(
+                "gridmap_job_died" if job.state is JobState.DEAD else "gridmap_job_failed", job=job
+            )
+        self.notify(
+            "gridmap_map_finished",
+            jobs=jobs,
+            summary={
+                "name": name,
+                "backend": self.backend_name,
+                "total": total,
+                "succeeded": total - len(failed),
+                "failed": len(failed),
+                "wall_time": time.monotonic() - started,
+                "completion_mail": completion_mail,
+            },
+        )
         if failed:
             raise JobException(failed, total=total)
 

@@ -34,6 +34,7 @@ def gridmap_backends() -> Iterable[BackendSpec]:
         def gridmap_backends():
             return [BackendSpec("pbs", "gridmap_pbs.backend:PBSBackend", "PBS via qsub")]
     """
+    return ()
 
 
 @hookspec
@@ -49,6 +50,7 @@ def gridmap_transports() -> Iterable[TransportSpec]:
             return [TransportSpec("zmq", "gridmap_core.transports.zmq:ZmqTransport",
                                   "ZeroMQ over TCP")]
     """
+    return ()
 
 
 @hookspec
@@ -63,6 +65,7 @@ def gridmap_notifiers() -> Iterable[NotifierSpec]:
         def gridmap_notifiers():
             return [NotifierSpec("slack", "gridmap_slack:SlackNotifier", "post to Slack")]
     """
+    return ()
 
 
 @hookspec

@@ -36,8 +36,7 @@ def check_function(function: object) -> None:
     """Raise TypeError unless ``function`` can be called."""
     if not callable(function):
         raise TypeError(
-            f"the function to run must be callable, got {type(function).__name__} "
-            f"{function!r:.80}"
+            f"the function to run must be callable, got {type(function).__name__} {function!r:.80}"
         )
 
 
@@ -46,8 +45,7 @@ def check_env(add_env: object) -> dict[str, str] | None:
     if add_env is None:
         return None
     if not isinstance(add_env, Mapping) or not all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, str)
-        for k, v in add_env.items()
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in add_env.items()
     ):
         raise TypeError(
             f"add_env={add_env!r:.200} must map variable names (strings without '=') "
@@ -67,13 +65,45 @@ class Job:
     """
 
     __slots__ = (
-        "function", "args", "kwlist", "cleanup", "ret", "traceback", "num_slots",
-        "mem_free", "white_list", "path", "uniq_id", "name", "queue", "working_dir",
-        "cause_of_death", "num_resubmits", "home_address", "log_stderr_fn",
-        "log_stdout_fn", "timestamp", "host_name", "heart_beat", "track_mem",
-        "track_cpu", "interpreting_shell", "copy_env", "add_env", "project",
-        "validation_level", "os_distribution", "os_minor", "par_env", "gpu",
-        "h_vmem", "h_rt", "resources", "id", "state", "backend",
+        "add_env",
+        "args",
+        "backend",
+        "cause_of_death",
+        "cleanup",
+        "copy_env",
+        "function",
+        "gpu",
+        "h_rt",
+        "h_vmem",
+        "heart_beat",
+        "home_address",
+        "host_name",
+        "id",
+        "interpreting_shell",
+        "kwlist",
+        "log_stderr_fn",
+        "log_stdout_fn",
+        "mem_free",
+        "name",
+        "num_resubmits",
+        "num_slots",
+        "os_distribution",
+        "os_minor",
+        "par_env",
+        "path",
+        "project",
+        "queue",
+        "resources",
+        "ret",
+        "state",
+        "timestamp",
+        "traceback",
+        "track_cpu",
+        "track_mem",
+        "uniq_id",
+        "validation_level",
+        "white_list",
+        "working_dir",
     )
 
     def __init__(
@@ -112,9 +142,7 @@ class Job:
         if not isinstance(name, str):
             raise TypeError(f"name={name!r} must be a string")
         if validation_level and validation_level not in _VALIDATION_LEVELS:
-            raise ResourceError(
-                f"validation_level={validation_level!r}: use one of e, w, n, p, v"
-            )
+            raise ResourceError(f"validation_level={validation_level!r}: use one of e, w, n, p, v")
         self.function = f
         self.args = list(args)
         self.kwlist = dict(kwlist) if kwlist else {}
@@ -134,7 +162,7 @@ class Job:
         self.gpu = gpu
         self.h_vmem = h_vmem
         self.h_rt = h_rt
-        self.resources = list(resources) if resources is not None else None
+        self.resources = list(resources) if isinstance(resources, (list, tuple)) else resources
         self.white_list: list[str] | None = None
         self.working_dir = os.getcwd()
         self.path: str | None = None
@@ -167,7 +195,9 @@ class Job:
         """
         defaults = defaults or {}
         return Resources.parse(
-            mem_free=self.mem_free, h_vmem=self.h_vmem, h_rt=self.h_rt,
+            mem_free=self.mem_free,
+            h_vmem=self.h_vmem,
+            h_rt=self.h_rt,
             num_slots=self.num_slots,
             par_env=self.par_env or defaults.get("par_env"),
             gpu=self.gpu,
@@ -191,14 +221,26 @@ class Job:
     def spec(self, defaults: Mapping[str, Any] | None = None) -> JobSpec:
         """The :class:`JobSpec` this job runs with; ``defaults`` fill unset fields."""
         resources = self.requirements(defaults)
-        extra = {k: v for k, v in (("project", self.project),
-                                   ("validation_level", self.validation_level),
-                                   ("os_distribution", self.os_distribution),
-                                   ("os_minor", self.os_minor)) if v}
+        extra = {
+            k: v
+            for k, v in (
+                ("project", self.project),
+                ("validation_level", self.validation_level),
+                ("os_distribution", self.os_distribution),
+                ("os_minor", self.os_minor),
+            )
+            if v
+        }
         return JobSpec(
-            function=self.function, resources=resources, name=self.name,
-            working_dir=self.working_dir, copy_env=self.copy_env, add_env=self.add_env,
-            interpreting_shell=self.interpreting_shell, cleanup=self.cleanup, extra=extra,
+            function=self.function,
+            resources=resources,
+            name=self.name,
+            working_dir=self.working_dir,
+            copy_env=self.copy_env,
+            add_env=self.add_env,
+            interpreting_shell=self.interpreting_shell,
+            cleanup=self.cleanup,
+            extra=extra,
         )
 
     def execute(self) -> None:

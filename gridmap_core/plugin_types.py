@@ -31,9 +31,7 @@ def _check(kind: str, name: str, factory: object, description: str) -> None:
         )
     if isinstance(factory, str):
         if not _PATH_RE.match(factory):
-            raise ValueError(
-                f"{kind} {name!r}: factory {factory!r} must be 'package.module:Name'"
-            )
+            raise ValueError(f"{kind} {name!r}: factory {factory!r} must be 'package.module:Name'")
     elif not callable(factory):
         raise ValueError(f"{kind} {name!r}: factory must be callable or a dotted path")
     if not description or not isinstance(description, str):
@@ -51,8 +49,7 @@ def load_factory(kind: str, name: str, factory: str | Callable[..., Any]) -> Cal
             target = getattr(target, part)
     except Exception as error:
         raise PluginLoadError(
-            f"{kind} {name!r} could not be loaded from {factory!r}: "
-            f"{type(error).__name__}: {error}"
+            f"{kind} {name!r} could not be loaded from {factory!r}: {type(error).__name__}: {error}"
         ) from error
     return target  # type: ignore[no-any-return]
 
@@ -63,7 +60,8 @@ class BackendSpec:
 
     ``factory`` returns a :class:`~gridmap_core.backend.Backend`. ``priority`` ranks
     usable backends when none is chosen; ``is_cluster`` says whether it needs a
-    scheduler (and so whether ``require_cluster`` accepts it).
+    scheduler (and so whether ``require_cluster`` accepts it). ``options`` names the
+    backend's own keys accepted in a ``[backends.NAME]`` config section.
     """
 
     name: str
@@ -71,6 +69,7 @@ class BackendSpec:
     description: str
     priority: int = 0
     is_cluster: bool = True
+    options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check("backend", self.name, self.factory, self.description)

@@ -18,8 +18,13 @@ import pluggy
 from . import hookspecs
 from .plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
 
-__all__ = ["ENTRY_POINT_GROUP", "PluginManager", "UnknownPluginError", "get_plugin_manager",
-           "hookimpl"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "PluginManager",
+    "UnknownPluginError",
+    "get_plugin_manager",
+    "hookimpl",
+]
 
 ENTRY_POINT_GROUP = "gridmap"
 hookimpl = pluggy.HookimplMarker("gridmap")
@@ -52,8 +57,7 @@ class PluginManager(pluggy.PluginManager):
             try:
                 plugin = entry_point.load()
             except Exception as error:
-                logger.debug("gridmap plugin %r failed to load", entry_point.name,
-                             exc_info=True)
+                logger.debug("gridmap plugin %r failed to load", entry_point.name, exc_info=True)
                 self.broken[entry_point.name] = (package[0], error)
                 continue
             self.register(plugin, name=entry_point.name)

@@ -22,10 +22,14 @@ class ResourceError(ValueError):
 # Grid Engine's memory specifiers: lower case are powers of 1000, upper case of 1024.
 _MEMORY_UNITS = {
     "": 1,
-    "k": 10**3, "K": 2**10,
-    "m": 10**6, "M": 2**20,
-    "g": 10**9, "G": 2**30,
-    "t": 10**12, "T": 2**40,
+    "k": 10**3,
+    "K": 2**10,
+    "m": 10**6,
+    "M": 2**20,
+    "g": 10**9,
+    "G": 2**30,
+    "t": 10**12,
+    "T": 2**40,
 }
 _MEMORY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)\s*$")
 _MEMORY_FORMS = (
@@ -64,7 +68,9 @@ def parse_memory(value: str | int | None, field: str = "memory") -> int | None:
     try:
         size = _memory_from_text(value)
     except ValueError:
-        raise ResourceError(f"{field}={value!r} is not a memory size: use {_MEMORY_FORMS}.") from None
+        raise ResourceError(
+            f"{field}={value!r} is not a memory size: use {_MEMORY_FORMS}."
+        ) from None
     if size <= 0:
         raise ResourceError(f"{field}={value!r} must be more than zero bytes.")
     return size
@@ -84,8 +90,9 @@ def _runtime_from_text(text: str) -> int:
     return seconds
 
 
-def parse_runtime(value: str | int | float | datetime.timedelta | None,
-                  field: str = "h_rt") -> int | None:
+def parse_runtime(
+    value: str | int | float | datetime.timedelta | None, field: str = "h_rt"
+) -> int | None:
     """Return a runtime limit in whole seconds, or None when there is no limit.
 
     >>> parse_runtime("1:30:00")
@@ -103,7 +110,9 @@ def parse_runtime(value: str | int | float | datetime.timedelta | None,
         try:
             seconds = _runtime_from_text(value)
         except ValueError:
-            raise ResourceError(f"{field}={value!r} is not a runtime: use {_RUNTIME_FORMS}.") from None
+            raise ResourceError(
+                f"{field}={value!r} is not a runtime: use {_RUNTIME_FORMS}."
+            ) from None
     else:
         raise ResourceError(
             f"{field}={value!r} ({type(value).__name__}) is not a runtime: use {_RUNTIME_FORMS}."
@@ -116,9 +125,7 @@ def parse_runtime(value: str | int | float | datetime.timedelta | None,
 def check_count(value: object, field: str, minimum: int) -> int:
     """Return ``value`` as an int when it is a whole number >= ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ResourceError(
-            f"{field}={value!r} must be a whole number of at least {minimum}."
-        )
+        raise ResourceError(f"{field}={value!r} must be a whole number of at least {minimum}.")
     if value < minimum:
         raise ResourceError(f"{field}={value!r} must be at least {minimum}.")
     return value
@@ -130,8 +137,7 @@ def check_names(value: object, field: str) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         raise ResourceError(
-            f"{field}={value!r} must be a list of strings, not one string: "
-            f"write [{value!r}]."
+            f"{field}={value!r} must be a list of strings, not one string: write [{value!r}]."
         )
     if not isinstance(value, Sequence) or not all(isinstance(v, str) for v in value):
         raise ResourceError(f"{field}={value!r} must be a list of strings.")

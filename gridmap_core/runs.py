@@ -28,8 +28,12 @@ class Run:
     arrive, and on :meth:`cancel`.
     """
 
-    def __init__(self, size: int, jobs: Sequence[Job] | None = None,
-                 on_start: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        size: int,
+        jobs: Sequence[Job] | None = None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> None:
         self.values: list[Any] = [JOB_NOT_FINISHED] * size
         self.done = bytearray(size)
         self.failures: dict[int, Failure] = {}
@@ -50,8 +54,8 @@ class Run:
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
         with self._condition:
             if isinstance(indices, range) and indices.step == 1:
-                self.values[indices.start:indices.stop] = values
-                self.done[indices.start:indices.stop] = b"\x01" * len(indices)
+                self.values[indices.start : indices.stop] = values
+                self.done[indices.start : indices.stop] = b"\x01" * len(indices)
             else:
                 for index, value in zip(indices, values, strict=True):
                     self.values[index] = value
@@ -82,7 +86,8 @@ class Run:
         """Block until every job has ended; False on timeout; CancelledError if cancelled."""
         with self._condition:
             finished = self._condition.wait_for(
-                lambda: self.remaining <= 0 or self.cancelled, timeout)
+                lambda: self.remaining <= 0 or self.cancelled, timeout
+            )
             if self.cancelled and self.remaining > 0:
                 raise CancelledError("the map was cancelled")
             return finished
@@ -91,7 +96,8 @@ class Run:
         """Block until job ``index`` has ended."""
         with self._condition:
             finished = self._condition.wait_for(
-                lambda: self.done[index] or self.cancelled, timeout)
+                lambda: bool(self.done[index]) or self.cancelled, timeout
+            )
             if not self.done[index] and self.cancelled:
                 raise CancelledError("the map was cancelled")
             return finished
@@ -100,8 +106,9 @@ class Run:
 class FutureSink:
     """Reports on the single job behind a :class:`concurrent.futures.Future`."""
 
-    def __init__(self, future: Future[Any], job_factory: Callable[[], Job],
-                 job: Job | None = None) -> None:
+    def __init__(
+        self, future: Future[Any], job_factory: Callable[[], Job], job: Job | None = None
+    ) -> None:
         self.future = future
         self.job_factory = job_factory
         self.job = job

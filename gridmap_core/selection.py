@@ -48,8 +48,11 @@ def _fallback(manager: PluginManager, asked: str, why: str) -> ChosenBackend:
     backend, availability = probe(local)
     if not availability.usable:
         raise BackendUnavailableError(f"{why}; local backend unusable too: {availability.reason}")
-    warnings.warn(f"{why}; running jobs locally instead (pass require_cluster=True "
-                  "to make this an error).", RuntimeWarning, stacklevel=4)
+    warnings.warn(
+        f"{why}; running jobs locally instead (pass require_cluster=True to make this an error).",
+        RuntimeWarning,
+        stacklevel=4,
+    )
     return ChosenBackend(local, backend, f"fallback from {asked}")
 
 

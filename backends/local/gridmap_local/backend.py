@@ -11,6 +11,7 @@ is sent to a fresh worker.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import multiprocessing
@@ -83,9 +84,10 @@ class LocalSession:
     def __init__(self, options: SessionOptions) -> None:
         method = str(options.options.get("start_method") or self._default_start_method())
         if method not in START_METHODS:
-            raise ValueError(f"[backend.local] start_method={method!r}: use one of "
-                             f"{', '.join(START_METHODS)}")
-        self._context = multiprocessing.get_context(method)
+            raise ValueError(
+                f"[backends.local] start_method={method!r}: use one of {', '.join(START_METHODS)}"
+            )
+        self._context: Any = multiprocessing.get_context(method)
         self.max_workers = options.max_processes
         self.host_name = socket.gethostname()
         self._lock = threading.Lock()
@@ -97,8 +99,9 @@ class LocalSession:
         self._closing = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
-        self._thread = threading.Thread(target=self._serve, name="gridmap-local-dispatch",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._serve, name="gridmap-local-dispatch", daemon=True
+        )
         self._thread_started = False
 
     @staticmethod
@@ -142,10 +145,8 @@ class LocalSession:
             if cancel and worker.process.is_alive():
                 worker.process.terminate()
             else:
-                try:
+                with contextlib.suppress(OSError):  # it may have died already
                     worker.conn.send_bytes(pickle.dumps(None))
-                except OSError:
-                    pass
         for worker in self._workers:
             worker.process.join(_TERMINATE_GRACE)
             if worker.process.is_alive():
@@ -159,16 +160,16 @@ class LocalSession:
     # -- the dispatcher thread ------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
+        # A full pipe means the dispatcher is waking anyway.
+        with contextlib.suppress(BlockingIOError, OSError):
             os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full, so the dispatcher is waking anyway
 
     def _start_worker(self) -> _Worker:
         ours, theirs = self._context.Pipe(duplex=True)
         slot = self._context.RawArray("q", 2)
-        process = self._context.Process(target=worker_module.main, args=(theirs, slot),
-                                        name="gridmap-local-worker", daemon=True)
+        process = self._context.Process(
+            target=worker_module.main, args=(theirs, slot), name="gridmap-local-worker", daemon=True
+        )
         process.start()
         theirs.close()
         return _Worker(process, ours, slot)
@@ -248,10 +249,9 @@ class LocalSession:
         if spec.key not in worker.specs_sent:
             new_specs.append((spec.key, cloudpickle.dumps(spec, protocol=5)))
             worker.specs_sent.add(spec.key)
-        contiguous = isinstance(indices, range)
-        if contiguous:
-            args = batch.args[indices.start:indices.stop]
-            kwargs = batch.kwargs[indices.start:indices.stop] if batch.kwargs else None
+        if isinstance(indices, range):
+            args = batch.args[indices.start : indices.stop]
+            kwargs = batch.kwargs[indices.start : indices.stop] if batch.kwargs else None
         else:
             args = [batch.args[i] for i in indices]
             kwargs = [batch.kwargs[i] for i in indices] if batch.kwargs else None
@@ -290,8 +290,10 @@ class LocalSession:
             if worker.busy:
                 batch, _ = self._batches[worker.batch_id]
                 running = worker.slot[worker_module.SLOT_INDEX]
-                if worker.slot[worker_module.SLOT_BATCH] == worker.batch_id and \
-                        running in worker.pending:
+                if (
+                    worker.slot[worker_module.SLOT_BATCH] == worker.batch_id
+                    and running in worker.pending
+                ):
                     culprits = [running]
                 else:  # it died between calls or while reading: no one call to blame
                     culprits = sorted(worker.pending)
@@ -318,8 +320,11 @@ class LocalSession:
             while self._queue:
                 work = self._queue.popleft()
                 batch, _ = self._batches[work.batch_id]
-                indices = work.indices if work.claimed else batch.sink.claim(
-                    work.indices[0], work.indices[-1] + 1)
+                indices = (
+                    work.indices
+                    if work.claimed
+                    else batch.sink.claim(work.indices[0], work.indices[-1] + 1)
+                )
                 for index in indices:
                     batch.sink.failed(index, Failure(None, None, self.host_name, cause))
 

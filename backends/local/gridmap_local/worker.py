@@ -85,8 +85,14 @@ class _Environment:
             os.chdir(self.saved_cwd)
 
 
-def _reply(conn: Connection, final: bool, batch_id: int, indices: Sequence[int],
-           values: list[Any], failures: list[tuple[int, BaseException, str | None]]) -> None:
+def _reply(
+    conn: Connection,
+    final: bool,
+    batch_id: int,
+    indices: Sequence[int],
+    values: list[Any],
+    failures: list[tuple[int, BaseException, str | None]],
+) -> None:
     try:
         data = dumps((final, batch_id, indices, values, failures))
     except Exception:
@@ -96,9 +102,16 @@ def _reply(conn: Connection, final: bool, batch_id: int, indices: Sequence[int],
             try:
                 dumps(value)
             except Exception as error:
-                failures.append((index, RemoteError(
-                    f"the job's return value ({type(value).__name__}) cannot be pickled: "
-                    f"{error}"), None))
+                failures.append(
+                    (
+                        index,
+                        RemoteError(
+                            f"the job's return value ({type(value).__name__}) cannot be pickled: "
+                            f"{error}"
+                        ),
+                        None,
+                    )
+                )
             else:
                 kept_indices.append(index)
                 kept_values.append(value)
@@ -106,9 +119,16 @@ def _reply(conn: Connection, final: bool, batch_id: int, indices: Sequence[int],
     conn.send_bytes(data)
 
 
-def run_chunk(conn: Connection, slot: Any, function: Any, spec: Any, batch_id: int,
-              indices: Sequence[int], args: Sequence[Any],
-              kwargs: Sequence[Any] | None) -> None:
+def run_chunk(
+    conn: Connection,
+    slot: Any,
+    function: Any,
+    spec: Any,
+    batch_id: int,
+    indices: Sequence[int],
+    args: Sequence[Any],
+    kwargs: Sequence[Any] | None,
+) -> None:
     """Run the calls of one chunk, replying in parts at least every FLUSH_INTERVAL."""
     done: list[int] = []
     values: list[Any] = []
@@ -162,9 +182,18 @@ def main(conn: Connection, slot: Any) -> None:
                 specs[key] = (None, error)
         spec, function = specs[spec_key]
         if spec is None:
-            error = function
-            text = "".join(traceback.format_exception(error))
-            conn.send_bytes(dumps((True, batch_id, [], [], [
-                (index, _portable_exception(error), text) for index in indices])))
+            load_error: BaseException = function
+            text = "".join(traceback.format_exception(load_error))
+            conn.send_bytes(
+                dumps(
+                    (
+                        True,
+                        batch_id,
+                        [],
+                        [],
+                        [(index, _portable_exception(load_error), text) for index in indices],
+                    )
+                )
+            )
             continue
         run_chunk(conn, slot, function, spec, batch_id, indices, args, kwargs)

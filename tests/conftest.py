@@ -1,0 +1,45 @@
+"""Shared fixtures: a clean settings environment for every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridmap_core.config import SETTINGS
+
+
+@pytest.fixture(autouse=True)
+def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[None]:
+    """No setting leaks in from the developer's environment or config files."""
+    for setting in SETTINGS.values():
+        monkeypatch.delenv(setting.env_var, raising=False)
+    monkeypatch.delenv("GRIDMAP_CONFIG", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))
+    yield
+
+
+@pytest.fixture
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test in an empty working directory (no gridmap.toml, no pyproject)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def children_of(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (from /proc), for leak checks."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return found
