@@ -140,7 +140,7 @@ def grid_map(
                 )
                 for i, a in enumerate(args)
             ]
-            executor.run_jobs(jobs, completion_mail=completion_mail)
+            executor.run_jobs(jobs, name=name, completion_mail=completion_mail)
             results = [job.ret for job in jobs]
         else:
             run = executor.start_run(f, args, name)

@@ -183,11 +183,20 @@ class GridMapExecutor(Executor):
         return spec
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook; an observer that raises is logged, never fatal."""
-        try:
-            getattr(self.plugins.hook, hook)(**kwargs)
-        except Exception:
-            logger.exception("a gridmap plugin failed in %s; continuing", hook)
+        """Call a lifecycle hook on every observer; one that raises is logged, never fatal."""
+        self.plugins.broadcast(hook, **kwargs)
+
+    def started(self, job: Job) -> None:
+        """A job began to run (JobEvents)."""
+        job.state = JobState.RUNNING
+        self.notify("gridmap_job_started", job=job)
+
+    def ended(self, job: Job) -> None:
+        """A job ended (JobEvents): finished, failed or died."""
+        hook = {JobState.DEAD: "gridmap_job_died", JobState.FAILED: "gridmap_job_failed"}.get(
+            job.state, "gridmap_job_finished"
+        )
+        self.notify(hook, job=job)
 
     def observed(self) -> bool:
         """Whether any plugin listens to per-job events."""
@@ -205,15 +214,15 @@ class GridMapExecutor(Executor):
         check_picklable((job.function, job.args, job.kwlist), f"job {job.name}")
         spec = self._spec_for(job)
         future: Future[Any] = Future()
-        sink = FutureSink(future, lambda: job, job)
+        sink = FutureSink(future, job, self if self.observed() else None)
+        job.reset()
         job.state = JobState.SUBMITTED
         job.backend = self.backend_name
-        self._open().submit(
-            Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink)
-        )
+        session = self._open()
         with self._lock:
             self._futures.append(future)
         self.notify("gridmap_job_submitted", job=job)
+        session.submit(Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink))
         return future
 
     def map(
@@ -228,6 +237,8 @@ class GridMapExecutor(Executor):
         Results come in input order; the first failed job raises when reached.
         """
         check_function(fn)
+        if self.observed():  # observers want Job objects: one future per call
+            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
         args = list(zip(*iterables, strict=False))
         run = self.start_run(fn, args)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -309,63 +320,47 @@ class GridMapExecutor(Executor):
         job.record_failure(run.failures[index])
         return job
 
-    def run_jobs(self, jobs: Sequence[Job], *, completion_mail: bool = False) -> None:
+    def run_jobs(
+        self, jobs: Sequence[Job], *, name: str | None = None, completion_mail: bool = False
+    ) -> None:
         """Run prepared jobs to the end, filling their outcome fields.
 
+        Jobs that share a function and requests go to the backend as one batch.
         Raises :class:`JobException` naming every job that failed or died.
         """
         started = time.monotonic()
         check_picklable([(job.function, job.args, job.kwlist) for job in jobs], "jobs")
-        groups: dict[int, list[int]] = {}
+        groups: dict[int, list[Job]] = {}
         specs: dict[int, JobSpec] = {}
-        for index, job in enumerate(jobs):
+        for job in jobs:
             spec = self._spec_for(job)
             specs[spec.key] = spec
-            groups.setdefault(spec.key, []).append(index)
-        observed = self.observed()
-        runs: list[tuple[Run, list[int]]] = []
-        for key, indices in groups.items():
-            members = [jobs[i] for i in indices]
+            groups.setdefault(spec.key, []).append(job)
+        events = self if self.observed() else None
+        session = self._open()
+        runs = []
+        for key, members in groups.items():
             for job in members:
                 job.reset()
                 job.state = JobState.SUBMITTED
                 job.backend = self.backend_name
-            on_start = None
-            if observed:
-
-                def on_start(i: int, members: list[Job] = members) -> None:
-                    members[i].state = JobState.RUNNING
-                    self.notify("gridmap_job_started", job=members[i])
-
-            run = Run(len(members), members, on_start)
+                self.notify("gridmap_job_submitted", job=job)
+            run = Run(len(members), members, events)
             with self._lock:
                 self._runs.append(run)
             kwargs = [job.kwlist for job in members]
-            self._open().submit(
-                Batch(
-                    specs[key],
-                    [tuple(job.args) for job in members],
-                    kwargs if any(kwargs) else None,
-                    run,
-                )
-            )
-            if observed:
-                for job in members:
-                    self.notify("gridmap_job_submitted", job=job)
-            runs.append((run, indices))
-        for run, _ in runs:
+            args = [tuple(job.args) for job in members]
+            session.submit(Batch(specs[key], args, kwargs if any(kwargs) else None, run))
+            runs.append(run)
+        for run in runs:
             run.wait()
         failed = [job for job in jobs if job.failed]
-        if observed:
-            for job in jobs:
-                if not job.failed:
-                    self.notify("gridmap_job_finished", job=job)
         self.finish_map(
             list(jobs),
             failed,
             len(jobs),
             started,
-            name=jobs[0].name if jobs else "",
+            name=name if name is not None else (jobs[0].name if jobs else ""),
             completion_mail=completion_mail,
         )
 
@@ -379,11 +374,10 @@ class GridMapExecutor(Executor):
         name: str,
         completion_mail: bool = False,
     ) -> None:
-        """Tell plugins how a map ended; raise JobException if any job failed."""
-        for job in failed:
-            self.notify(
-                "gridmap_job_died" if job.state is JobState.DEAD else "gridmap_job_failed", job=job
-            )
+        """Tell plugins how a map ended; raise JobException if any job failed.
+
+        Per-job events were sent as each job ended, where anyone observes them.
+        """
         self.notify(
             "gridmap_map_finished",
             jobs=jobs,

@@ -24,7 +24,8 @@ hookspec = pluggy.HookspecMarker("gridmap")
 def gridmap_backends() -> Iterable[BackendSpec]:
     """Register scheduler backends.
 
-    Called once, when the plugin manager is built. Return any number of
+    Called whenever gridmap reads its registry (to choose or list backends), so
+    return the specs without doing slow work. Return any number of
     :class:`BackendSpec`; every result is kept (not first-wins). A name registered
     twice is an error naming both plugins.
 
@@ -41,7 +42,7 @@ def gridmap_backends() -> Iterable[BackendSpec]:
 def gridmap_transports() -> Iterable[TransportSpec]:
     """Register transports that carry runner <-> monitor messages.
 
-    Called once, when the plugin manager is built; every result is kept.
+    Called whenever gridmap reads its registry; every result is kept.
 
     Example::
 
@@ -57,7 +58,7 @@ def gridmap_transports() -> Iterable[TransportSpec]:
 def gridmap_notifiers() -> Iterable[NotifierSpec]:
     """Register notifiers that hear about failed jobs and finished maps.
 
-    Called once, when the plugin manager is built; every result is kept.
+    Called whenever gridmap reads its registry; every result is kept.
 
     Example::
 
@@ -175,9 +176,10 @@ def gridmap_map_finished(jobs: Sequence[Job], summary: dict[str, Any]) -> None:
 
     ``summary`` has ``name``, ``backend``, ``total``, ``succeeded``, ``failed``,
     ``wall_time`` (seconds) and ``completion_mail`` (whether the user asked to be told
-    of completion). ``jobs`` lists the jobs that failed or died (every job,
-    for ``process_jobs``). Called once per map in the submitting process; return
-    value ignored.
+    of completion). ``jobs`` holds every job of a ``process_jobs`` map, and of a
+    ``grid_map`` whose jobs a plugin observes; otherwise (``grid_map`` makes Job
+    objects only where needed) just the jobs that failed or died. Called once per
+    map in the submitting process; return value ignored.
 
     Example::
 

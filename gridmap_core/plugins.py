@@ -46,52 +46,90 @@ class PluginManager(pluggy.PluginManager):
         # entry-point name -> (distribution, error) for plugins that failed to import
         self.broken: dict[str, tuple[str, BaseException]] = {}
         self._distributions: dict[str, tuple[str, str]] = {}
+        self._loaded: set[tuple[str, str]] = set()
 
     def load_entry_points(self) -> None:
-        """Import and register every plugin of the ``gridmap`` entry-point group."""
+        """Import and register every plugin of the ``gridmap`` entry-point group.
+
+        A plugin that fails to import or to register is remembered in ``broken``
+        (entry-point name -> package, error) and does not stop the others.
+        """
         for entry_point in entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
             package = (dist.name, dist.version) if dist is not None else ("?", "?")
-            if self.get_plugin(entry_point.name) is not None:
+            if (package[0], entry_point.name) in self._loaded:
                 continue
+            self._loaded.add((package[0], entry_point.name))
+            # Two packages may use one entry-point name; both register, so a clash of
+            # backend names is reported with both packages rather than one dropped.
+            plugin_name = entry_point.name
+            if self.get_plugin(plugin_name) is not None or plugin_name in self.broken:
+                plugin_name = f"{entry_point.name} ({package[0]})"
             try:
                 plugin = entry_point.load()
+                self.register(plugin, name=plugin_name)
             except Exception as error:
-                logger.debug("gridmap plugin %r failed to load", entry_point.name, exc_info=True)
-                self.broken[entry_point.name] = (package[0], error)
+                logger.debug("gridmap plugin %r failed to load", plugin_name, exc_info=True)
+                self.broken[plugin_name] = (package[0], error)
                 continue
-            self.register(plugin, name=entry_point.name)
-            self._distributions[entry_point.name] = package
+            self._distributions[plugin_name] = package
+
+    def broadcast(self, hook: str, **kwargs: Any) -> None:
+        """Call every implementation of a lifecycle hook; log, never raise, failures.
+
+        Unlike ``self.hook.NAME(...)``, an observer that raises does not keep the
+        observers after it from hearing the event.
+        """
+        for impl in getattr(self.hook, hook).get_hookimpls():
+            try:
+                impl.function(*(kwargs[name] for name in impl.argnames))
+            except Exception:
+                logger.exception(
+                    "a gridmap plugin failed in %s (plugin %r); continuing", hook, impl.plugin_name
+                )
+
+    def package_of(self, plugin_name: str) -> str:
+        """The package (distribution) that installed a plugin, or the plugin's name."""
+        return self._distributions.get(plugin_name, (plugin_name, ""))[0]
 
     def distribution_of(self, spec_name: str, kind: str) -> tuple[str, str]:
         """(package, version) of the plugin that registered ``spec_name``."""
         for plugin_name, plugin in self.list_name_plugin():
-            for spec in self._specs_from(plugin, kind):
+            for spec in self._specs_from(plugin_name, plugin, kind):
                 if spec.name == spec_name:
                     return self._distributions.get(plugin_name or "", (plugin_name or "?", ""))
         return ("?", "")
 
-    def _specs_from(self, plugin: Any, kind: str) -> Iterable[Any]:
+    def _specs_from(self, plugin_name: str, plugin: Any, kind: str) -> Iterable[Any]:
         hook = getattr(plugin, f"gridmap_{kind}s", None)
-        return hook() or () if callable(hook) else ()
+        if not callable(hook):
+            return ()
+        try:
+            return list(hook() or ())
+        except Exception as error:
+            # One plugin that cannot list its backends must not take the others down.
+            logger.warning("gridmap plugin %r failed in gridmap_%ss: %s", plugin_name, kind, error)
+            self.broken.setdefault(plugin_name, (self.package_of(plugin_name), error))
+            return ()
 
     def _collect(self, kind: str, spec_type: type[_Spec]) -> dict[str, _Spec]:
         found: dict[str, _Spec] = {}
         owners: dict[str, str] = {}
         for plugin_name, plugin in self.list_name_plugin():
-            for spec in self._specs_from(plugin, kind):
+            for spec in self._specs_from(plugin_name, plugin, kind):
                 if not isinstance(spec, spec_type):
                     raise TypeError(
                         f"plugin {plugin_name!r}: gridmap_{kind}s must return "
                         f"{spec_type.__name__} objects, not {type(spec).__name__}"
                     )
+                owner = f"{plugin_name!r} of package {self.package_of(plugin_name)!r}"
                 if spec.name in found:
                     raise ValueError(
                         f"{kind} {spec.name!r} is registered twice: by plugin "
-                        f"{owners[spec.name]!r} and by plugin {plugin_name!r}"
+                        f"{owners[spec.name]} and by plugin {owner}; uninstall one of them"
                     )
                 found[spec.name] = spec
-                owners[spec.name] = plugin_name or "?"
+                owners[spec.name] = owner
         return dict(sorted(found.items()))
 
     def backends(self) -> dict[str, BackendSpec]:
@@ -118,10 +156,15 @@ class PluginManager(pluggy.PluginManager):
                 f"{package!r} but failed to load: {type(error).__name__}: {error}"
             ) from error
         available = ", ".join(backends) or "none"
+        broken = "".join(
+            f" Plugins that failed to load: {plugin!r} of package {package!r}: "
+            f"{type(error).__name__}: {error}."
+            for plugin, (package, error) in sorted(self.broken.items())
+        )
         raise UnknownPluginError(
             f"no backend called {name!r} (asked for by {where}). Installed backends: "
-            f"{available}. Choose one of those, or install the package that provides "
-            f"{name!r} (plugin may not be installed)."
+            f"{available}.{broken} Choose an installed backend, or install the package "
+            f"that provides {name!r} (plugin may not be installed)."
         )
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import CancelledError, Future
-from typing import Any
+from typing import Any, Protocol
 
 from .backend import Failure
-from .job import JOB_NOT_FINISHED, Job, JobException
+from .job import JOB_NOT_FINISHED, Job, JobException, JobState
 
-__all__ = ["FutureSink", "Run"]
+__all__ = ["FutureSink", "JobEvents", "Run"]
+
+
+class JobEvents(Protocol):
+    """Receives per-job lifecycle events as they happen (the executor's hooks)."""
+
+    def started(self, job: Job) -> None: ...
+
+    def ended(self, job: Job) -> None: ...
 
 
 def attach_traceback(error: BaseException, failure: Failure, name: str) -> BaseException:
@@ -25,30 +33,28 @@ class Run:
     """Results of one batch, in input order, for ``grid_map``, ``process_jobs`` and ``map``.
 
     Every claimed job ends in ``values`` or ``failures``; waiters wake as results
-    arrive, and on :meth:`cancel`.
+    arrive, and on :meth:`cancel`. With ``jobs``, each Job's outcome fields are filled
+    in; with ``events`` too, observers hear of each job as it starts and ends.
     """
 
     def __init__(
-        self,
-        size: int,
-        jobs: Sequence[Job] | None = None,
-        on_start: Callable[[int], None] | None = None,
+        self, size: int, jobs: Sequence[Job] | None = None, events: JobEvents | None = None
     ) -> None:
         self.values: list[Any] = [JOB_NOT_FINISHED] * size
         self.done = bytearray(size)
         self.failures: dict[int, Failure] = {}
         self.jobs = jobs
+        self.events = events if jobs is not None else None
         self.remaining = size
         self.cancelled = False
-        self.on_start = on_start
         self._condition = threading.Condition()
 
     def claim(self, start: int, stop: int) -> Sequence[int]:
         if self.cancelled:
             return ()
-        if self.on_start is not None:
+        if self.events is not None and self.jobs is not None:
             for index in range(start, stop):
-                self.on_start(index)
+                self.events.started(self.jobs[index])
         return range(start, stop)
 
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
@@ -65,6 +71,9 @@ class Run:
                 for index, value in zip(indices, values, strict=True):
                     self.jobs[index].record_success(value, host_name)
             self._condition.notify_all()
+        if self.events is not None and self.jobs is not None:
+            for index in indices:
+                self.events.ended(self.jobs[index])
 
     def failed(self, index: int, failure: Failure) -> None:
         with self._condition:
@@ -75,6 +84,8 @@ class Run:
             if self.jobs is not None:
                 self.jobs[index].record_failure(failure)
             self._condition.notify_all()
+        if self.events is not None and self.jobs is not None:
+            self.events.ended(self.jobs[index])
 
     def cancel(self) -> None:
         """Stop waiting: jobs not yet started will not run."""
@@ -106,24 +117,30 @@ class Run:
 class FutureSink:
     """Reports on the single job behind a :class:`concurrent.futures.Future`."""
 
-    def __init__(
-        self, future: Future[Any], job_factory: Callable[[], Job], job: Job | None = None
-    ) -> None:
+    def __init__(self, future: Future[Any], job: Job, events: JobEvents | None = None) -> None:
         self.future = future
-        self.job_factory = job_factory
         self.job = job
+        self.events = events
 
     def claim(self, start: int, stop: int) -> Sequence[int]:
-        return range(start, stop) if self.future.set_running_or_notify_cancel() else ()
+        if not self.future.set_running_or_notify_cancel():
+            self.job.state = JobState.CANCELLED
+            return ()
+        if self.events is not None:
+            self.events.started(self.job)
+        return range(start, stop)
 
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
-        if self.job is not None:
-            self.job.record_success(values[0], host_name)
+        self.job.record_success(values[0], host_name)
+        if self.events is not None:
+            self.events.ended(self.job)
         self.future.set_result(values[0])
 
     def failed(self, index: int, failure: Failure) -> None:
-        job = self.job or self.job_factory()
+        job = self.job
         job.record_failure(failure)
+        if self.events is not None:
+            self.events.ended(job)
         if failure.exception is not None and not failure.cause_of_death:
             self.future.set_exception(attach_traceback(failure.exception, failure, job.name))
         else:

@@ -1,0 +1,309 @@
+"""docs/plugins.md stays true: every hook has its own heading, and its code runs.
+
+Code blocks that start with ``# file: PATH`` are the example package, written to disk;
+every other ``python`` block runs, in order, in one namespace (like a doctest), and
+each ``test_*`` function a block defines is called.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridmap_core import (
+    BackendSpec,
+    GridMapExecutor,
+    Job,
+    NotifierSpec,
+    ResourceError,
+    TransportSpec,
+    cli,
+    get_plugin_manager,
+    grid_map,
+    hookspecs,
+    plugins,
+)
+from gridmap_core.plugins import PluginManager
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+# A map that never ends (a job never reported) fails here, not after minutes.
+pytestmark = pytest.mark.timeout(60)
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+REFERENCE = "## Hook reference"
+FILE_MARK = re.compile(r"^# file: (\S+)\n")
+
+
+@dataclass(frozen=True)
+class Block:
+    language: str
+    code: str
+    line: int
+
+    @property
+    def file(self) -> str | None:
+        match = FILE_MARK.match(self.code)
+        return match.group(1) if match else None
+
+
+def code_blocks(text: str, first_line: int = 1) -> list[Block]:
+    return [
+        Block(m.group(1), m.group(2), first_line + text.count("\n", 0, m.start()))
+        for m in re.finditer(r"^```(\S*)\n(.*?)^```[ \t]*$", text, re.M | re.S)
+    ]
+
+
+def doc_text() -> str:
+    return DOC.read_text(encoding="utf-8")
+
+
+def guide_and_reference() -> tuple[str, str]:
+    text = doc_text()
+    assert REFERENCE in text, f"{DOC} has no section {REFERENCE!r}"
+    guide, reference = text.split(REFERENCE, 1)
+    return guide, reference
+
+
+def hookspec_names() -> list[str]:
+    """Every function of gridmap_core/hookspecs.py marked as a hook specification."""
+    return sorted(
+        name
+        for name, value in vars(hookspecs).items()
+        if callable(value) and hasattr(value, "gridmap_spec")
+    )
+
+
+def hook_sections() -> dict[str, tuple[str, int]]:
+    """Hook name -> (text of its section under a heading naming it, line of heading)."""
+    text = doc_text()
+    start = text.index(REFERENCE)
+    sections = {}
+    for match in re.finditer(r"^###\s+(.*)$", text[start:], re.M):
+        names = re.findall(r"gridmap_\w+", match.group(1))
+        end = re.search(r"^#{1,3}\s", text[start + match.end() :], re.M)
+        body = text[start + match.end() : start + match.end() + end.start() if end else None]
+        for name in names:
+            sections[name] = (body, text.count("\n", 0, start + match.start()) + 1)
+    return sections
+
+
+def test_hookspecs_are_found() -> None:
+    names = hookspec_names()
+    assert "gridmap_backends" in names and "gridmap_map_finished" in names
+    declared = {name for name in dir(PluginManager().hook) if name.startswith("gridmap_")}
+    assert set(names) == declared
+
+
+@pytest.mark.parametrize("hook", hookspec_names())
+def test_every_hook_is_documented_under_its_own_heading(hook: str) -> None:
+    _, reference = guide_and_reference()
+    heading = re.compile(rf"^#{{2,4}}\s.*(?<!\w){hook}(?!\w)", re.M)
+    assert heading.search(reference), (
+        f"hook {hook} (gridmap_core/hookspecs.py) has no heading in {DOC} under "
+        f"{REFERENCE!r}: add '### {hook}' with its parameters, when it is called and "
+        "an example"
+    )
+
+
+def test_every_documented_hook_exists() -> None:
+    unknown = set(hook_sections()) - set(hookspec_names())
+    assert not unknown, f"{DOC} documents hooks that hookspecs.py does not declare: {unknown}"
+
+
+SAMPLE_JOB = Job(abs, [-1], name="sample")
+SAMPLE_JOB.ret = ValueError("negative")
+SAMPLE_JOB.traceback = "Traceback (most recent call last):\nValueError: negative\n"
+SAMPLE_JOB.host_name = "node7"
+SAMPLE_JOB.cause_of_death = "out of memory"
+SAMPLE_JOB.num_resubmits = 1
+SAMPLE_JOB.backend = "local"
+SAMPLES: dict[str, Any] = {
+    "job": SAMPLE_JOB,
+    "jobs": [SAMPLE_JOB],
+    "heartbeat": {"cpu": 97.5, "memory": 3 * 2**30, "host_name": "node7"},
+    "summary": {
+        "name": "sample",
+        "backend": "local",
+        "total": 2,
+        "succeeded": 1,
+        "failed": 1,
+        "wall_time": 1.5,
+        "completion_mail": False,
+    },
+}
+SPEC_TYPES = {
+    "gridmap_backends": BackendSpec,
+    "gridmap_transports": TransportSpec,
+    "gridmap_notifiers": NotifierSpec,
+}
+
+
+@pytest.mark.parametrize("hook", hookspec_names())
+def test_every_hook_example_registers_and_runs(
+    hook: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sections = hook_sections()
+    if hook not in sections:
+        pytest.fail(f"{hook} is not documented in {DOC}")
+    body, line = sections[hook]
+    manager = PluginManager()  # no entry points: only the example
+    arguments = manager.hook.__dict__[hook].spec.argnames
+    for argument in arguments:
+        assert f"`{argument}`" in body, (
+            f"{DOC}:{line}: the section on {hook} does not describe its parameter `{argument}`"
+        )
+    if not arguments:
+        assert "no parameters" in body, f"{DOC}:{line}: say that {hook} has no parameters"
+    blocks = [b for b in code_blocks(body, line) if b.language == "python"]
+    assert blocks, f"{DOC}:{line}: the section on {hook} has no python example"
+
+    for block in blocks:
+        module = types.ModuleType(f"plugins_md_{hook}_{block.line}")
+        exec(compile(block.code, f"{DOC}:{block.line}", "exec"), module.__dict__)
+        manager.register(module)  # pluggy checks the parameter names against the spec
+        assert manager.hook.__dict__[hook].get_hookimpls(), (
+            f"{DOC}:{block.line}: the example does not implement {hook}"
+        )
+        results = manager.hook.__dict__[hook](**{a: SAMPLES[a] for a in arguments})
+        if hook in SPEC_TYPES:
+            specs = [spec for result in results for spec in result]
+            assert specs and all(isinstance(s, SPEC_TYPES[hook]) for s in specs)
+        else:
+            assert capsys.readouterr().out, f"{DOC}:{block.line}: the example did nothing"
+        manager.unregister(module)
+
+
+# -- the guide's example backend --------------------------------------------------------
+
+
+def package_files() -> dict[str, str]:
+    guide, _ = guide_and_reference()
+    files = {b.file: FILE_MARK.sub("", b.code, count=1) for b in code_blocks(guide) if b.file}
+    assert {"pyproject.toml", "gridmap_threads/plugin.py", "gridmap_threads/backend.py"} <= set(
+        files
+    ), "the guide lost its example package"
+    return files
+
+
+def runnable_blocks() -> list[Block]:
+    guide, _ = guide_and_reference()
+    return [b for b in code_blocks(guide) if b.language == "python" and not b.file]
+
+
+def run_block(block: Block, namespace: dict[str, Any]) -> list[str]:
+    """Run one block; call the test functions it defines; return their names."""
+    before = set(namespace)
+    exec(compile(block.code, f"{DOC}:{block.line}", "exec"), namespace)
+    tests = [n for n in namespace if n.startswith("test_") and n not in before]
+    for name in tests:
+        namespace[name]()
+    return tests
+
+
+@pytest.fixture
+def threads_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The guide's package written to a temporary project directory, cwd elsewhere, and a
+    process-wide plugin manager of its own."""
+    project = tmp_path / "gridmap-threads"
+    for relative, text in package_files().items():
+        path = project / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setattr(plugins, "_manager", None)
+    yield project
+    for name in [n for n in sys.modules if n.split(".")[0] == "gridmap_threads"]:
+        del sys.modules[name]
+
+
+def test_guide_code_runs(threads_package: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(threads_package))
+    namespace: dict[str, Any] = {"__name__": "plugins_md"}
+    ran = []
+    for block in runnable_blocks():
+        ran += run_block(block, namespace)
+    assert {"test_threads_backend", "test_session_reports_every_claimed_job"} <= set(ran)
+    # The guide wrote a gridmap.toml that chooses and configures its backend.
+    assert 'backend = "threads"' in Path("gridmap.toml").read_text()
+    # The in-process registration was undone in `finally`.
+    assert "threads" not in get_plugin_manager().backends()
+
+
+def install(project: Path, site: Path) -> str:
+    """Lay the project out in ``site`` as pip would: its packages and a ``.dist-info``
+    with ``METADATA`` and ``entry_points.txt`` made from its pyproject.toml."""
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    meta = pyproject["project"]
+    for package in pyproject["tool"]["setuptools"]["packages"]:
+        for source in (project / package).rglob("*.py"):
+            target = site / source.relative_to(project)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(source.read_text())
+    dist_info = site / f"{re.sub(r'[-_.]+', '_', meta['name'])}-{meta['version']}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n"
+    )
+    (dist_info / "entry_points.txt").write_text(
+        "".join(
+            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) + "\n"
+            for group, points in meta["entry-points"].items()
+        )
+    )
+    return str(meta["name"])
+
+
+def where(x: int) -> tuple[int, int]:
+    return 2 * x, os.getpid()
+
+
+def test_guide_package_works_when_installed(
+    threads_package: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    assert install(threads_package, site) == "gridmap-threads"
+    monkeypatch.syspath_prepend(str(site))
+    [point] = [ep for ep in entry_points(group="gridmap") if ep.name == "threads"]
+    assert point.dist is not None and point.dist.name == "gridmap-threads"
+
+    manager = get_plugin_manager()
+    assert manager.backends()["threads"].is_cluster is False
+    assert "gridmap_threads.backend" not in sys.modules  # deferred until used
+    assert cli.main(["backends"]) == 0
+    assert re.search(
+        r"^threads\s+gridmap-threads 0\.1\.0\s+usable\s", capsys.readouterr().out, re.M
+    )
+
+    [config_block] = [b for b in runnable_blocks() if "gridmap.toml" in b.code]
+    run_block(config_block, {})
+    with GridMapExecutor() as executor:  # chosen by gridmap.toml
+        assert executor.backend_name == "threads"
+        assert "gridmap.toml" in executor.chosen.reason
+        results = list(executor.map(where, [1, 2, 3]))
+        session: Any = executor._session
+        assert session.pool._max_workers == 4  # [backends.threads] threads = 4
+    assert [value for value, _ in results] == [2, 4, 6]
+    assert {pid for _, pid in results} == {os.getpid()}  # threads of this process
+    assert "gridmap_threads.backend" in sys.modules
+
+    with pytest.raises(ResourceError, match="no GPUs"):
+        grid_map(where, [1], gpu=1)
