@@ -249,7 +249,7 @@ class GridMapExecutor(Executor):
                 if not run.wait_for(index, remaining):
                     raise TimeoutError(f"job {index} did not finish within {timeout} s")
                 if index in run.failures:
-                    raise self.failure_of(run, index, fn, args)
+                    raise JobException([self.job_of(run, index, fn, args)])
                 yield run.values[index]
 
         return results()
@@ -292,17 +292,6 @@ class GridMapExecutor(Executor):
         if args:
             self._open().submit(Batch(spec, args, None, run))
         return run
-
-    def failure_of(
-        self,
-        run: Run,
-        index: int,
-        fn: Callable[..., Any],
-        args: Sequence[Sequence[Any]],
-        name: str | None = None,
-    ) -> JobException:
-        """A JobException for one failed job of a run."""
-        return JobException([self.job_of(run, index, fn, args, name)])
 
     def job_of(
         self,

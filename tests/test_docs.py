@@ -33,11 +33,12 @@ from gridmap_core import (
     plugins,
 )
 from gridmap_core.plugins import PluginManager
+from tests.distributions import install
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    pass
 
 # A map that never ends (a job never reported) fails here, not after minutes.
 pytestmark = pytest.mark.timeout(60)
@@ -242,30 +243,6 @@ def test_guide_code_runs(threads_package: Path, monkeypatch: pytest.MonkeyPatch)
     assert 'backend = "threads"' in Path("gridmap.toml").read_text()
     # The in-process registration was undone in `finally`.
     assert "threads" not in get_plugin_manager().backends()
-
-
-def install(project: Path, site: Path) -> str:
-    """Lay the project out in ``site`` as pip would: its packages and a ``.dist-info``
-    with ``METADATA`` and ``entry_points.txt`` made from its pyproject.toml."""
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    meta = pyproject["project"]
-    for package in pyproject["tool"]["setuptools"]["packages"]:
-        for source in (project / package).rglob("*.py"):
-            target = site / source.relative_to(project)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(source.read_text())
-    dist_info = site / f"{re.sub(r'[-_.]+', '_', meta['name'])}-{meta['version']}.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n"
-    )
-    (dist_info / "entry_points.txt").write_text(
-        "".join(
-            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) + "\n"
-            for group, points in meta["entry-points"].items()
-        )
-    )
-    return str(meta["name"])
 
 
 def where(x: int) -> tuple[int, int]:

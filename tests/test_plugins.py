@@ -33,12 +33,13 @@ from gridmap_core import (
     process_jobs,
 )
 from gridmap_core.plugins import PluginManager
+from tests.distributions import install
 from tests.jobs import double, fail_on
 
 if sys.version_info >= (3, 11):
-    import tomllib
+    pass
 else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+    pass
 
 # A map that never ends (a job never reported) fails here, not after minutes.
 pytestmark = pytest.mark.timeout(60)
@@ -125,31 +126,6 @@ class InlineSession:
         for thread in self.threads:
             thread.join()
 """
-
-
-def install(project: Path, site: Path) -> None:
-    """Install a project into ``site`` the way pip lays it out: its packages, and a
-    ``.dist-info`` with ``METADATA`` and ``entry_points.txt`` made from its pyproject."""
-    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
-    meta = pyproject["project"]
-    for package in pyproject["tool"]["setuptools"]["packages"]:
-        for source in (project / package).rglob("*.py"):
-            target = site / source.relative_to(project)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(source.read_text())
-    name = re.sub(r"[-_.]+", "_", meta["name"])
-    dist_info = site / f"{name}-{meta['version']}.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(
-        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n"
-    )
-    groups = meta.get("entry-points", {})
-    (dist_info / "entry_points.txt").write_text(
-        "".join(
-            f"[{group}]\n" + "".join(f"{k} = {v}\n" for k, v in points.items()) + "\n"
-            for group, points in groups.items()
-        )
-    )
 
 
 def make_project(root: Path, pyproject: str, files: dict[str, str]) -> Path:
