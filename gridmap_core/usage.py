@@ -1,0 +1,122 @@
+"""What a running job uses: CPU percent and memory of its whole process tree.
+
+A job's CPU percent is measured between two samples, from the CPU time the tree
+spent in that interval. The original GridMap built a fresh ``psutil.Process`` for
+each reading, so its first-call ``cpu_percent()`` was always 0 and idle detection
+never had real data; here the sampler keeps its processes between samples, and
+counts the CPU time of children that ended in between through their parent's
+``children_*`` times.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+__all__ = ["Usage", "UsageSampler", "tail"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One sample: CPU percent since the previous sample (100 = one core busy),
+    resident memory of the tree in bytes, and how many processes it has."""
+
+    cpu_percent: float
+    rss_bytes: int
+    processes: int
+    status: str
+
+
+def _cpu_seconds(times: Any) -> float:
+    # children_* hold the CPU time of children that ended and were waited for.
+    return float(
+        times.user
+        + times.system
+        + getattr(times, "children_user", 0.0)
+        + getattr(times, "children_system", 0.0)
+    )
+
+
+class UsageSampler:
+    """Samples a process and all its descendants; create once, call :meth:`sample`."""
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.root = psutil.Process(pid or os.getpid())
+        self._last_cpu: dict[int, float] = {}
+        self._procs: dict[int, psutil.Process] = {}
+        self._last_time = time.monotonic()
+        self._baseline()
+
+    def _tree(self) -> list[psutil.Process]:
+        try:
+            found = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:
+            return []
+        tree = []
+        for proc in found:
+            # Reuse the Process object we already have, so psutil's view of it (and
+            # its identity check against PID reuse) stays the same across samples.
+            known = self._procs.get(proc.pid)
+            tree.append(known if known is not None and known.is_running() else proc)
+        return tree
+
+    def _cpu_by_pid(self, tree: list[psutil.Process]) -> dict[int, float]:
+        cpu = {}
+        for proc in tree:
+            try:
+                cpu[proc.pid] = _cpu_seconds(proc.cpu_times())
+            except psutil.Error:
+                continue
+        return cpu
+
+    def _baseline(self) -> None:
+        tree = self._tree()
+        self._procs = {p.pid: p for p in tree}
+        self._last_cpu = self._cpu_by_pid(tree)
+        self._last_time = time.monotonic()
+
+    def sample(self) -> Usage:
+        """CPU percent since the last sample, and memory now, of the whole tree."""
+        tree = self._tree()
+        now = time.monotonic()
+        cpu = self._cpu_by_pid(tree)
+        spent = 0.0
+        for pid, seconds in cpu.items():
+            # A process new since the last sample counts from zero: its whole life
+            # fell inside the interval (or nearly so).
+            spent += max(0.0, seconds - self._last_cpu.get(pid, 0.0))
+        elapsed = max(now - self._last_time, 1e-6)
+        rss = 0
+        for proc in tree:
+            try:
+                rss += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        try:
+            status = self.root.status()
+        except psutil.Error:
+            status = "gone"
+        self._procs = {p.pid: p for p in tree}
+        self._last_cpu = cpu
+        self._last_time = now
+        return Usage(100.0 * spent / elapsed, rss, len(tree), status)
+
+
+def tail(path: str, max_bytes: int = 4096) -> str:
+    """The last ``max_bytes`` of a text file (a job's log), or '' if it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if size > max_bytes and "\n" in text:
+        text = text.split("\n", 1)[1]  # drop the partial first line
+    return text

@@ -1,0 +1,75 @@
+"""CPU and memory of a job's process tree, measured across samples."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gridmap_core.usage import UsageSampler, tail
+
+BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
+ALLOCATE = (
+    "import time\nblock = bytearray({n})\n"
+    "block[::4096] = b'x' * len(block[::4096])\ntime.sleep({s})\n"
+)
+
+
+def spawn(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_busy_process_reads_near_100_percent() -> None:
+    child = spawn(BUSY.format(s=3))
+    try:
+        sampler = UsageSampler(child.pid)
+        time.sleep(1.0)
+        usage = sampler.sample()
+        assert usage.cpu_percent > 50  # one core busy; the other core may be shared
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_sleeping_process_reads_near_zero_and_not_always_zero() -> None:
+    child = spawn("import time; time.sleep(5)")
+    try:
+        sampler = UsageSampler(child.pid)
+        time.sleep(0.5)
+        assert sampler.sample().cpu_percent < 5
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_children_count_in_cpu_and_memory() -> None:
+    # A parent that sleeps while its child burns CPU and holds 200 MB.
+    code = (
+        "import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', {BUSY.format(s=1.5)!r}])\n"
+        f"subprocess.Popen([sys.executable, '-c', {ALLOCATE.format(n=200 * 2**20, s=5)!r}])\n"
+        "time.sleep(5)\n"
+    )
+    parent = spawn(code)
+    try:
+        sampler = UsageSampler(parent.pid)
+        time.sleep(2.5)  # the busy child has come and gone; the allocating one runs
+        usage = sampler.sample()
+        assert usage.cpu_percent > 30, usage  # the ended child's CPU time still counts
+        assert usage.rss_bytes > 200 * 2**20
+        assert usage.processes >= 2
+    finally:
+        subprocess.run(["pkill", "-P", str(parent.pid)], check=False)
+        parent.kill()
+        parent.wait()
+
+
+def test_tail_of_a_log(tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    log.write_text("".join(f"line {i}\n" for i in range(10_000)))
+    text = tail(str(log), 100)
+    assert text.endswith("line 9999\n")
+    assert text.startswith("line ")
+    assert len(text) <= 100
+    assert tail(str(tmp_path / "missing.log")) == ""
