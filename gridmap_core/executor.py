@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -13,6 +14,7 @@ from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
 from .config import ConfigError, Settings, load_settings
 from .job import Job, JobException, JobState, check_function
 from .plugins import PluginManager, get_plugin_manager
+from .resources import check_names
 from .runs import FutureSink, Run
 from .selection import ChosenBackend, choose_backend
 from .serialization import check_picklable
@@ -105,13 +107,14 @@ class GridMapExecutor(Executor):
         self.settings: Settings = settings_.for_backend(self.chosen.spec.name)
         self.backend: Backend = self.chosen.backend
         self.backend_options = self._backend_options()
-        self.white_list = tuple(white_list) if white_list else ()
+        self.white_list = check_names(white_list, "white_list")
         self.quiet = quiet
         self._session: BackendSession | None = None
         self._lock = threading.Lock()
         self._shutdown = False
-        self._runs: list[Run] = []
-        self._futures: list[Future[Any]] = []
+        # Only what is still running: finished runs and futures are let go.
+        self._runs: weakref.WeakSet[Run] = weakref.WeakSet()
+        self._futures: set[Future[Any]] = set()
         self._specs: dict[Any, JobSpec] = {}
 
     @property
@@ -220,7 +223,8 @@ class GridMapExecutor(Executor):
         job.backend = self.backend_name
         session = self._open()
         with self._lock:
-            self._futures.append(future)
+            self._futures.add(future)
+        future.add_done_callback(self._forget)
         self.notify("gridmap_job_submitted", job=job)
         session.submit(Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink))
         return future
@@ -253,6 +257,10 @@ class GridMapExecutor(Executor):
                 yield run.values[index]
 
         return results()
+
+    def _forget(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._futures.discard(future)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting jobs; with ``cancel_futures``, cancel what has not finished."""
@@ -288,7 +296,7 @@ class GridMapExecutor(Executor):
         spec = self._spec_for(template)
         run = Run(len(args))
         with self._lock:
-            self._runs.append(run)
+            self._runs.add(run)
         if args:
             self._open().submit(Batch(spec, args, None, run))
         return run
@@ -336,7 +344,7 @@ class GridMapExecutor(Executor):
                 self.notify("gridmap_job_submitted", job=job)
             run = Run(len(members), members, events)
             with self._lock:
-                self._runs.append(run)
+                self._runs.add(run)
             kwargs = [job.kwlist for job in members]
             args = [tuple(job.args) for job in members]
             session.submit(Batch(specs[key], args, kwargs if any(kwargs) else None, run))

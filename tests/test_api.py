@@ -167,3 +167,8 @@ def test_gridmap_import_name_is_a_drop_in(monkeypatch: pytest.MonkeyPatch) -> No
     assert gridmap.data.zloads(gridmap.data.zdumps([1, 2])) == [1, 2]
     assert gridmap.conf.DEFAULT_QUEUE == "all.q"
     assert gridmap.grid_map(jobs.double, [4], local=True) == [8]
+
+
+def test_white_list_must_be_a_list() -> None:
+    with pytest.raises(ValueError, match=r"white_list='node1' must be a list of strings"):
+        grid_map(jobs.double, [1], local=True, white_list="node1")  # type: ignore[arg-type]
