@@ -6,8 +6,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from .executor import GridMapExecutor
-from .job import Job, check_function
+from .executor import GridMapExecutor, check_on_failure
+from .job import Job, JobException, JobState, check_function
+from .runs import wait_all
 
 __all__ = ["grid_map", "process_jobs"]
 
@@ -22,14 +23,19 @@ def process_jobs(
     require_cluster: bool = False,
     *,
     backend: str | None = None,
+    on_failure: str = "raise",
 ) -> list[Any]:
     """Run ``jobs`` and return their results in order.
 
     Each job's outcome fields (``ret``, ``traceback``, ``cause_of_death``,
     ``host_name``, …) are filled in. Raises :class:`JobException` naming every job
     that failed or died. ``local=True`` runs on this machine with ``max_processes``
-    worker processes; ``backend`` names any installed backend.
+    worker processes; ``backend`` names any installed backend. ``on_failure``:
+    ``"raise"`` (the default) raises after every job ended; ``"return"`` returns the
+    exceptions in place of results (a :class:`JobException` for a job that died);
+    ``"cancel"`` cancels the rest at the first failure, then raises.
     """
+    check_on_failure(on_failure)
     jobs = list(jobs)
     for index, job in enumerate(jobs):
         if not isinstance(job, Job):
@@ -43,8 +49,8 @@ def process_jobs(
         white_list=white_list,
         quiet=quiet,
     ) as executor:
-        executor.run_jobs(jobs)
-    return [job.ret for job in jobs]
+        executor.run_jobs(jobs, on_failure=on_failure)
+    return results_of(jobs)
 
 
 def _as_args(item: Any) -> Any:
@@ -78,6 +84,7 @@ def grid_map(
     par_env: str | None = None,
     *,
     backend: str | None = None,
+    on_failure: str = "raise",
     project: str | None = None,
     validation_level: str | None = None,
     os_distribution: str | None = None,
@@ -90,9 +97,10 @@ def grid_map(
     original GridMap. ``queue``, ``par_env`` and ``temp_dir`` default to the
     DEFAULT_QUEUE, DEFAULT_PAR_ENV and DEFAULT_TEMP_DIR settings. Raises
     :class:`JobException` naming every job that failed or died, with its remote
-    traceback.
+    traceback; ``on_failure`` chooses otherwise, as for :func:`process_jobs`.
     """
     check_function(f)
+    check_on_failure(on_failure)
     if isinstance(args_list, (str, bytes)) or not isinstance(args_list, Iterable):
         raise TypeError(
             f"args_list must be an iterable of inputs (a list, a range, …), "
@@ -140,14 +148,33 @@ def grid_map(
                 )
                 for i, a in enumerate(args)
             ]
-            executor.run_jobs(jobs, name=name, completion_mail=completion_mail)
-            results = [job.ret for job in jobs]
-        else:
-            run = executor.start_run(f, args, name)
-            run.wait()
-            failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]
-            executor.finish_map(
-                failed, failed, len(args), started, name=name, completion_mail=completion_mail
+            executor.run_jobs(
+                jobs, name=name, completion_mail=completion_mail, on_failure=on_failure
             )
-            results = run.values
-    return results
+            return results_of(jobs)
+        run = executor.start_run(f, args, name)
+        cancelled = 0
+        if wait_all([run], stop_on_failure=on_failure == "cancel"):
+            executor.cancel_all()
+            cancelled = run.remaining
+        failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]
+        executor.finish_map(
+            failed,
+            failed,
+            len(args),
+            started,
+            name=name,
+            completion_mail=completion_mail,
+            on_failure=on_failure,
+            cancelled=cancelled,
+        )
+        results = run.values
+        for index, job in zip(sorted(run.failures), failed, strict=True):
+            if job.cause_of_death:
+                results[index] = JobException([job])
+        return results
+
+
+def results_of(jobs: Sequence[Job]) -> list[Any]:
+    """Each job's return value; for a job that died, a JobException saying why."""
+    return [JobException([job]) if job.state is JobState.DEAD else job.ret for job in jobs]

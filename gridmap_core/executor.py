@@ -15,7 +15,7 @@ from .config import ConfigError, Settings, load_settings
 from .job import Job, JobException, JobState, check_function
 from .plugins import PluginManager, get_plugin_manager
 from .resources import check_names
-from .runs import FutureSink, Run
+from .runs import FutureSink, Run, wait_all
 from .selection import ChosenBackend, choose_backend
 from .serialization import check_picklable
 
@@ -318,13 +318,21 @@ class GridMapExecutor(Executor):
         return job
 
     def run_jobs(
-        self, jobs: Sequence[Job], *, name: str | None = None, completion_mail: bool = False
+        self,
+        jobs: Sequence[Job],
+        *,
+        name: str | None = None,
+        completion_mail: bool = False,
+        on_failure: str = "raise",
     ) -> None:
         """Run prepared jobs to the end, filling their outcome fields.
 
-        Jobs that share a function and requests go to the backend as one batch.
-        Raises :class:`JobException` naming every job that failed or died.
+        Jobs that share a function and requests go to the backend as one batch. With
+        ``on_failure="raise"`` (the default) raise :class:`JobException` naming every
+        job that failed or died; ``"return"`` leaves the exceptions in ``job.ret``;
+        ``"cancel"`` cancels the rest at the first failure, then raises.
         """
+        check_on_failure(on_failure)
         started = time.monotonic()
         check_picklable([(job.function, job.args, job.kwlist) for job in jobs], "jobs")
         groups: dict[int, list[Job]] = {}
@@ -335,6 +343,7 @@ class GridMapExecutor(Executor):
             groups.setdefault(spec.key, []).append(job)
         events = self if self.observed() else None
         session = self._open()
+        condition = threading.Condition()
         runs = []
         for key, members in groups.items():
             for job in members:
@@ -342,15 +351,20 @@ class GridMapExecutor(Executor):
                 job.state = JobState.SUBMITTED
                 job.backend = self.backend_name
                 self.notify("gridmap_job_submitted", job=job)
-            run = Run(len(members), members, events)
+            run = Run(len(members), members, events, condition)
             with self._lock:
                 self._runs.add(run)
             kwargs = [job.kwlist for job in members]
             args = [tuple(job.args) for job in members]
             session.submit(Batch(specs[key], args, kwargs if any(kwargs) else None, run))
             runs.append(run)
-        for run in runs:
-            run.wait()
+        cancelled = 0
+        if wait_all(runs, stop_on_failure=on_failure == "cancel"):
+            self.cancel_all()
+            for job in jobs:
+                if job.state in (JobState.SUBMITTED, JobState.RUNNING):
+                    job.state = JobState.CANCELLED
+                    cancelled += 1
         failed = [job for job in jobs if job.failed]
         self.finish_map(
             list(jobs),
@@ -359,7 +373,14 @@ class GridMapExecutor(Executor):
             started,
             name=name if name is not None else (jobs[0].name if jobs else ""),
             completion_mail=completion_mail,
+            on_failure=on_failure,
+            cancelled=cancelled,
         )
+
+    def cancel_all(self) -> None:
+        """Cancel every job of this executor: queued ones never start, running ones
+        are stopped. The executor cannot be used afterwards."""
+        self.shutdown(wait=False, cancel_futures=True)
 
     def finish_map(
         self,
@@ -370,8 +391,11 @@ class GridMapExecutor(Executor):
         *,
         name: str,
         completion_mail: bool = False,
+        on_failure: str = "raise",
+        cancelled: int = 0,
     ) -> None:
-        """Tell plugins how a map ended; raise JobException if any job failed.
+        """Tell plugins how a map ended; raise JobException if any job failed, unless
+        ``on_failure="return"``.
 
         Per-job events were sent as each job ended, where anyone observes them.
         """
@@ -382,14 +406,29 @@ class GridMapExecutor(Executor):
                 "name": name,
                 "backend": self.backend_name,
                 "total": total,
-                "succeeded": total - len(failed),
+                "succeeded": total - len(failed) - cancelled,
                 "failed": len(failed),
+                "cancelled": cancelled,
                 "wall_time": time.monotonic() - started,
                 "completion_mail": completion_mail,
             },
         )
-        if failed:
-            raise JobException(failed, total=total)
+        if failed and on_failure != "return":
+            raise JobException(failed, total=total, cancelled=cancelled)
+
+
+FAILURE_POLICIES = ("raise", "return", "cancel")
+
+
+def check_on_failure(value: object) -> str:
+    """Validate a failure policy: raise, return or cancel."""
+    if value not in FAILURE_POLICIES:
+        raise ValueError(
+            f"on_failure={value!r}: use 'raise' (JobException after all jobs ended), "
+            "'return' (exceptions in place of results) or 'cancel' (cancel the rest at "
+            "the first failure, then raise)"
+        )
+    return str(value)
 
 
 def _placeholder() -> None:

@@ -294,15 +294,20 @@ class JobException(Exception):
     traceback.
     """
 
-    def __init__(self, jobs: Sequence[Job], total: int | None = None) -> None:
+    def __init__(self, jobs: Sequence[Job], total: int | None = None, cancelled: int = 0) -> None:
         self.jobs = list(jobs)
         self.total = total
+        self.cancelled = cancelled
         super().__init__(self._message())
 
     def _message(self) -> str:
         count = len(self.jobs)
         out_of = f" of {self.total}" if self.total is not None else ""
-        lines = [f"{count}{out_of} job{'s' if count != 1 else ''} failed:"]
+        more = (
+            f" ({self.cancelled} more cancelled after the first failure)" if self.cancelled else ""
+        )
+        noun = "job" if (self.total if self.total is not None else count) == 1 else "jobs"
+        lines = [f"{count}{out_of} {noun} failed{more}:"]
         for job in self.jobs:
             if job.cause_of_death:
                 lines.append(f"- {job.describe()} died: {job.cause_of_death}")
@@ -316,4 +321,4 @@ class JobException(Exception):
         return "\n".join(lines)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, (self.jobs, self.total))
+        return (self.__class__, (self.jobs, self.total, self.cancelled))

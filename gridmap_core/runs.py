@@ -10,7 +10,7 @@ from typing import Any, Protocol
 from .backend import Failure
 from .job import JOB_NOT_FINISHED, Job, JobException, JobState
 
-__all__ = ["FutureSink", "JobEvents", "Run"]
+__all__ = ["FutureSink", "JobEvents", "Run", "wait_all"]
 
 
 class JobEvents(Protocol):
@@ -38,7 +38,11 @@ class Run:
     """
 
     def __init__(
-        self, size: int, jobs: Sequence[Job] | None = None, events: JobEvents | None = None
+        self,
+        size: int,
+        jobs: Sequence[Job] | None = None,
+        events: JobEvents | None = None,
+        condition: threading.Condition | None = None,
     ) -> None:
         self.values: list[Any] = [JOB_NOT_FINISHED] * size
         self.done = bytearray(size)
@@ -47,7 +51,8 @@ class Run:
         self.events = events if jobs is not None else None
         self.remaining = size
         self.cancelled = False
-        self._condition = threading.Condition()
+        # Runs of one map share a condition, so one wait can watch them all.
+        self.condition = condition or threading.Condition()
 
     def claim(self, start: int, stop: int) -> Sequence[int]:
         if self.cancelled:
@@ -58,7 +63,7 @@ class Run:
         return range(start, stop)
 
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
-        with self._condition:
+        with self.condition:
             if isinstance(indices, range) and indices.step == 1:
                 self.values[indices.start : indices.stop] = values
                 self.done[indices.start : indices.stop] = b"\x01" * len(indices)
@@ -70,33 +75,33 @@ class Run:
             if self.jobs is not None:
                 for index, value in zip(indices, values, strict=True):
                     self.jobs[index].record_success(value, host_name)
-            self._condition.notify_all()
+            self.condition.notify_all()
         if self.events is not None and self.jobs is not None:
             for index in indices:
                 self.events.ended(self.jobs[index])
 
     def failed(self, index: int, failure: Failure) -> None:
-        with self._condition:
+        with self.condition:
             self.failures[index] = failure
             self.values[index] = failure.exception
             self.done[index] = 1
             self.remaining -= 1
             if self.jobs is not None:
                 self.jobs[index].record_failure(failure)
-            self._condition.notify_all()
+            self.condition.notify_all()
         if self.events is not None and self.jobs is not None:
             self.events.ended(self.jobs[index])
 
     def cancel(self) -> None:
         """Stop waiting: jobs not yet started will not run."""
-        with self._condition:
+        with self.condition:
             self.cancelled = True
-            self._condition.notify_all()
+            self.condition.notify_all()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job has ended; False on timeout; CancelledError if cancelled."""
-        with self._condition:
-            finished = self._condition.wait_for(
+        with self.condition:
+            finished = self.condition.wait_for(
                 lambda: self.remaining <= 0 or self.cancelled, timeout
             )
             if self.cancelled and self.remaining > 0:
@@ -105,13 +110,38 @@ class Run:
 
     def wait_for(self, index: int, timeout: float | None = None) -> bool:
         """Block until job ``index`` has ended."""
-        with self._condition:
-            finished = self._condition.wait_for(
+        with self.condition:
+            finished = self.condition.wait_for(
                 lambda: bool(self.done[index]) or self.cancelled, timeout
             )
             if not self.done[index] and self.cancelled:
                 raise CancelledError("the map was cancelled")
             return finished
+
+
+def wait_all(runs: Sequence[Run], *, stop_on_failure: bool = False) -> bool:
+    """Wait until every run has ended or, with ``stop_on_failure``, any job failed.
+
+    Returns True when it stopped early because of a failure. The runs must share one
+    condition (see :class:`Run`).
+    """
+    if not runs:
+        return False
+    condition = runs[0].condition
+
+    def failed() -> bool:
+        return stop_on_failure and any(run.failures for run in runs)
+
+    def settled() -> bool:
+        return failed() or all(run.remaining <= 0 or run.cancelled for run in runs)
+
+    with condition:
+        condition.wait_for(settled)
+        if failed():
+            return any(run.remaining > 0 for run in runs)
+        if any(run.cancelled and run.remaining > 0 for run in runs):
+            raise CancelledError("the map was cancelled")
+        return False
 
 
 class FutureSink:
