@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import CancelledError, Executor, Future
 from typing import Any
 
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
@@ -263,7 +264,11 @@ class GridMapExecutor(Executor):
             self._futures.discard(future)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting jobs; with ``cancel_futures``, cancel what has not finished."""
+        """Stop accepting jobs; with ``cancel_futures``, cancel what has not finished.
+
+        With ``wait=False`` (and no cancelling) it returns at once, and the backend is
+        released in the background when the jobs already submitted have ended.
+        """
         with self._lock:
             self._shutdown = True
             session, runs, futures = self._session, list(self._runs), list(self._futures)
@@ -272,14 +277,29 @@ class GridMapExecutor(Executor):
                 run.cancel()
             for future in futures:
                 future.cancel()
-        if wait and not cancel_futures:
-            for run in runs:
+            if session is not None:
+                session.close(cancel=True)
+        elif wait:
+            self._drain(session, runs, futures)
+        else:
+            threading.Thread(
+                target=self._drain,
+                args=(session, runs, futures),
+                name="gridmap-shutdown",
+                daemon=True,
+            ).start()
+
+    @staticmethod
+    def _drain(session: BackendSession | None, runs: list[Run], futures: list[Future[Any]]) -> None:
+        """Wait for submitted jobs to end, then release the backend."""
+        for run in runs:
+            with contextlib.suppress(CancelledError):
                 run.wait()
-            for future in futures:
-                if not future.cancelled():
-                    future.exception()
+        for future in futures:
+            if not future.cancelled():
+                future.exception()
         if session is not None:
-            session.close(cancel=cancel_futures)
+            session.close(cancel=False)
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
         self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)

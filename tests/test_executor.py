@@ -75,3 +75,12 @@ def test_job_options_are_validated_up_front() -> None:
         GridMapExecutor("local", mem_free="x")
     with pytest.raises(TypeError, match="unknown job option"):
         GridMapExecutor("local", memory="1G")
+
+
+def test_shutdown_without_wait_lets_submitted_jobs_finish() -> None:
+    executor = GridMapExecutor("local")
+    future = executor.submit(jobs.sleep_then, 0.5)
+    started = time.monotonic()
+    executor.shutdown(wait=False)
+    assert time.monotonic() - started < 0.3
+    assert future.result(timeout=30) == 0.5
