@@ -84,3 +84,11 @@ def test_shutdown_without_wait_lets_submitted_jobs_finish() -> None:
     executor.shutdown(wait=False)
     assert time.monotonic() - started < 0.3
     assert future.result(timeout=30) == 0.5
+
+
+def test_a_loop_of_submits_shares_chunks_and_keeps_every_result() -> None:
+    with GridMapExecutor("local", max_processes=2) as executor:
+        futures = [executor.submit(jobs.add, i, i) for i in range(500)]
+        slow = [executor.submit(jobs.sleep_then, 0.15) for _ in range(3)]
+        assert [f.result(timeout=60) for f in futures] == [2 * i for i in range(500)]
+        assert [f.result(timeout=60) for f in slow] == [0.15] * 3

@@ -70,12 +70,15 @@ class _Worker:
     conn: multiprocessing.connection.Connection
     slot: Any
     specs_sent: set[int] = field(default_factory=set)
-    batch_id: int = -1
-    pending: set[int] = field(default_factory=set)  # indices sent, not yet answered
+    # batch id -> indices sent, not yet answered
+    pending: dict[int, set[int]] = field(default_factory=dict)
+    # True from sending a message until its final reply: partial replies can empty
+    # ``pending`` before the worker is ready for more.
+    in_flight: bool = False
 
     @property
     def busy(self) -> bool:
-        return bool(self.pending)
+        return self.in_flight
 
 
 class LocalSession:
@@ -95,6 +98,7 @@ class LocalSession:
         self._batches: dict[int, tuple[Batch, int]] = {}  # id -> (batch, chunk size)
         self._remaining: dict[int, int] = {}  # id -> calls not yet answered
         self._next_batch = 0
+        self._queued = 0  # calls waiting in the queue
         self._workers: list[_Worker] = []
         self._closing = False
         self._wake_r, self._wake_w = os.pipe()
@@ -123,8 +127,8 @@ class LocalSession:
             self._batches[batch_id] = (batch, chunk)
             self._remaining[batch_id] = len(batch)
             self._queue.append(_Work(batch_id, range(len(batch))))
-            queued = sum(len(w.indices) for w in self._queue)
-            wanted = min(self.max_workers, len(self._workers) + queued)
+            self._queued += len(batch)
+            wanted = min(self.max_workers, len(self._workers) + self._queued)
             while len(self._workers) < wanted:
                 self._workers.append(self._start_worker())
             if not self._thread_started:
@@ -217,62 +221,78 @@ class LocalSession:
                 self._lost(worker)
                 return
 
-    def _next_work(self) -> tuple[Batch, int, Sequence[int]] | None:
-        """Take the next chunk off the queue and claim it from its sink."""
+    def _next_work(self) -> list[tuple[Batch, int, Sequence[int]]]:
+        """Take the next chunk off the queue, claimed from the sinks, as segments.
+
+        A chunk is a slice of one batch, sized as Pool.map sizes its chunks; when
+        calls were submitted one at a time, consecutive small batches share a chunk,
+        so a loop of ``executor.submit`` costs a few messages, not one per call.
+        """
+        segments: list[tuple[Batch, int, Sequence[int]]] = []
         with self._lock:
-            while self._queue:
+            budget = -1
+            while self._queue and budget != 0:
                 work = self._queue[0]
                 batch, chunk = self._batches[work.batch_id]
-                take, rest = work.indices[:chunk], work.indices[chunk:]
+                if budget < 0:
+                    budget = max(chunk, math.ceil(self._queued / (4 * self.max_workers)))
+                take, rest = work.indices[:budget], work.indices[budget:]
                 if len(rest):
                     work.indices = rest
                 else:
                     self._queue.popleft()
+                self._queued -= len(take)
+                budget -= len(take)
                 if work.claimed:
-                    return batch, work.batch_id, take
-                start, stop = take[0], take[-1] + 1
-                wanted = batch.sink.claim(start, stop)
-                skipped = len(take) - len(wanted)
-                if skipped:
-                    self._settle(work.batch_id, skipped)
+                    wanted: Sequence[int] = take
+                else:
+                    wanted = batch.sink.claim(take[0], take[-1] + 1)
+                    if len(take) - len(wanted):
+                        self._settle(work.batch_id, len(take) - len(wanted))
                 if len(wanted):
-                    return batch, work.batch_id, wanted
-            return None
+                    segments.append((batch, work.batch_id, wanted))
+        return segments
 
     def _dispatch(self, worker: _Worker) -> bool:
-        work = self._next_work()
-        if work is None:
+        segments = self._next_work()
+        if not segments:
             return False
-        batch, batch_id, indices = work
-        spec = batch.spec
         new_specs = []
-        if spec.key not in worker.specs_sent:
-            new_specs.append((spec.key, cloudpickle.dumps(spec, protocol=5)))
-            worker.specs_sent.add(spec.key)
-        if isinstance(indices, range):
-            args = batch.args[indices.start : indices.stop]
-            kwargs = batch.kwargs[indices.start : indices.stop] if batch.kwargs else None
-        else:
-            args = [batch.args[i] for i in indices]
-            kwargs = [batch.kwargs[i] for i in indices] if batch.kwargs else None
-        message = (new_specs, spec.key, batch_id, indices, args, kwargs)
-        worker.batch_id = batch_id
-        worker.pending = set(indices)
-        worker.conn.send_bytes(worker_module.dumps(message))
+        message_segments = []
+        for batch, batch_id, indices in segments:
+            spec = batch.spec
+            if spec.key not in worker.specs_sent:
+                new_specs.append((spec.key, cloudpickle.dumps(spec, protocol=5)))
+                worker.specs_sent.add(spec.key)
+            if isinstance(indices, range):
+                args = batch.args[indices.start : indices.stop]
+                kwargs = batch.kwargs[indices.start : indices.stop] if batch.kwargs else None
+            else:
+                args = [batch.args[i] for i in indices]
+                kwargs = [batch.kwargs[i] for i in indices] if batch.kwargs else None
+            message_segments.append((spec.key, batch_id, indices, args, kwargs))
+            worker.pending.setdefault(batch_id, set()).update(indices)
+        worker.in_flight = True
+        worker.conn.send_bytes(worker_module.dumps((new_specs, message_segments)))
         return True
 
     def _deliver(self, worker: _Worker, message: Any) -> None:
-        final, batch_id, indices, values, failures = message
-        batch, _ = self._batches[batch_id]
-        if len(indices):
-            batch.sink.succeeded(indices, values, self.host_name)
-        for index, error, text in failures:
-            batch.sink.failed(index, Failure(error, text, self.host_name))
-        worker.pending.difference_update(indices)
-        worker.pending.difference_update(f[0] for f in failures)
-        self._settle(batch_id, len(indices) + len(failures))
+        final, parts = message
+        for batch_id, indices, values, failures in parts:
+            if not len(indices) and not failures:
+                continue
+            batch, _ = self._batches[batch_id]
+            if len(indices):
+                batch.sink.succeeded(indices, values, self.host_name)
+            for index, error, text in failures:
+                batch.sink.failed(index, Failure(error, text, self.host_name))
+            pending = worker.pending.get(batch_id, set())
+            pending.difference_update(indices)
+            pending.difference_update(f[0] for f in failures)
+            self._settle(batch_id, len(indices) + len(failures))
         if final:
             worker.pending.clear()
+            worker.in_flight = False
 
     def _settle(self, batch_id: int, count: int) -> None:
         self._remaining[batch_id] -= count
@@ -285,38 +305,42 @@ class LocalSession:
         """A worker died: fail the call it was running, requeue the rest of its chunk."""
         worker.process.join(1.0)
         cause = _describe_exit(worker.process.exitcode)
+        busy = worker.busy
         with self._lock:
             self._workers.remove(worker)
-            if worker.busy:
-                batch, _ = self._batches[worker.batch_id]
-                running = worker.slot[worker_module.SLOT_INDEX]
-                if (
-                    worker.slot[worker_module.SLOT_BATCH] == worker.batch_id
-                    and running in worker.pending
-                ):
-                    culprits = [running]
+            running = (worker.slot[worker_module.SLOT_BATCH], worker.slot[worker_module.SLOT_INDEX])
+            known = running[1] in worker.pending.get(running[0], ())
+            for batch_id, pending in worker.pending.items():
+                if not pending:
+                    continue
+                batch, _ = self._batches[batch_id]
+                if known:
+                    culprits = [running[1]] if running[0] == batch_id else []
                 else:  # it died between calls or while reading: no one call to blame
-                    culprits = sorted(worker.pending)
+                    culprits = sorted(pending)
                 for index in culprits:
                     batch.sink.failed(index, Failure(None, None, self.host_name, cause))
-                rest = sorted(worker.pending.difference(culprits))
-                batch_id = worker.batch_id
                 self._settle(batch_id, len(culprits))
+                rest = sorted(pending.difference(culprits))
                 if rest:
                     self._queue.appendleft(_Work(batch_id, rest, claimed=True))
+                    self._queued += len(rest)
+            worker.pending.clear()
+            worker.in_flight = False
             if not self._closing and self._queue and len(self._workers) < self.max_workers:
                 self._workers.append(self._start_worker())
         worker.conn.close()
-        logger.warning("%s; %s", cause, "its job failed" if worker.busy else "it was idle")
+        logger.warning("%s; %s", cause, "its job failed" if busy else "it was idle")
 
     def _fail_everything(self, cause: str) -> None:
         with self._lock:
             for worker in self._workers:
-                if worker.busy:
-                    batch, _ = self._batches[worker.batch_id]
-                    for index in worker.pending:
+                for batch_id, pending in worker.pending.items():
+                    batch, _ = self._batches[batch_id]
+                    for index in pending:
                         batch.sink.failed(index, Failure(None, None, self.host_name, cause))
                 worker.pending.clear()
+                worker.in_flight = False
             while self._queue:
                 work = self._queue.popleft()
                 batch, _ = self._batches[work.batch_id]

@@ -85,42 +85,76 @@ class _Environment:
             os.chdir(self.saved_cwd)
 
 
-def _reply(
-    conn: Connection,
-    final: bool,
-    batch_id: int,
-    indices: Sequence[int],
-    values: list[Any],
-    failures: list[tuple[int, BaseException, str | None]],
-) -> None:
+Failures = list[tuple[int, BaseException, str | None]]
+
+
+def _portable_part(part: tuple[int, Sequence[int], list[Any], Failures]) -> tuple[Any, ...]:
+    """The part itself if it pickles; else the same with unpicklable values as failures."""
     try:
-        data = dumps((final, batch_id, indices, values, failures))
+        dumps(part)
+        return part
     except Exception:
-        # One value cannot be pickled: report that job as failed, keep the others.
-        kept_indices, kept_values = [], []
-        for index, value in zip(indices, values, strict=True):
-            try:
-                dumps(value)
-            except Exception as error:
-                failures.append(
-                    (
-                        index,
-                        RemoteError(
-                            f"the job's return value ({type(value).__name__}) cannot be pickled: "
-                            f"{error}"
-                        ),
-                        None,
-                    )
-                )
-            else:
-                kept_indices.append(index)
-                kept_values.append(value)
-        data = dumps((final, batch_id, kept_indices, kept_values, failures))
-    conn.send_bytes(data)
+        pass
+    batch_id, indices, values, failures = part
+    kept_indices, kept_values = [], []
+    for index, value in zip(indices, values, strict=True):
+        try:
+            dumps(value)
+        except Exception as error:
+            kind = type(value).__name__
+            message = f"the job's return value ({kind}) cannot be pickled: {error}"
+            failures.append((index, RemoteError(message), None))
+        else:
+            kept_indices.append(index)
+            kept_values.append(value)
+    return (batch_id, kept_indices, kept_values, failures)
 
 
-def run_chunk(
-    conn: Connection,
+class Replies:
+    """Results of the calls of one message, sent back in parts.
+
+    A part goes back at least every FLUSH_INTERVAL, so a worker that dies mid-chunk
+    loses little finished work; the last one is marked final.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.parts: dict[int, tuple[list[int], list[Any], Failures]] = {}
+        self.last_flush = time.monotonic()
+        self.flushes = 0
+
+    def part(self, batch_id: int) -> tuple[list[int], list[Any], Failures]:
+        part = self.parts.get(batch_id)
+        if part is None:
+            part = self.parts[batch_id] = ([], [], [])
+        return part
+
+    def due(self) -> bool:
+        return time.monotonic() - self.last_flush > FLUSH_INTERVAL
+
+    def flush(self, final: bool, whole: dict[int, range] | None = None) -> None:
+        """Send what has been gathered. ``whole`` names segments that ran completely
+        without failure, whose indices go back as a range, not a list."""
+        parts = []
+        for batch_id, (done, values, failures) in self.parts.items():
+            if not done and not failures:
+                continue  # its results went back in an earlier part
+            indices: Sequence[int] = done
+            if whole and batch_id in whole and not failures and len(done) == len(whole[batch_id]):
+                indices = whole[batch_id]
+            parts.append(_portable_part((batch_id, indices, values, failures)))
+        try:
+            data = pickle.dumps((final, parts), protocol=PROTOCOL)
+        except Exception:
+            data = dumps((final, parts))
+        self.conn.send_bytes(data)
+        self.parts = {}
+        self.last_flush = time.monotonic()
+        self.flushes += 1
+
+
+def run_segment(
+    replies: Replies,
     slot: Any,
     function: Any,
     spec: Any,
@@ -129,11 +163,8 @@ def run_chunk(
     args: Sequence[Any],
     kwargs: Sequence[Any] | None,
 ) -> None:
-    """Run the calls of one chunk, replying in parts at least every FLUSH_INTERVAL."""
-    done: list[int] = []
-    values: list[Any] = []
-    failures: list[tuple[int, BaseException, str | None]] = []
-    last_flush = time.monotonic()
+    """Run the calls of one batch's segment, recording each outcome."""
+    done, values, failures = replies.part(batch_id)
     slot[SLOT_BATCH] = batch_id
     with _Environment(spec):
         for position, index in enumerate(indices):
@@ -148,20 +179,14 @@ def run_chunk(
             else:
                 done.append(index)
                 values.append(value)
-            now = time.monotonic()
-            if now - last_flush > FLUSH_INTERVAL and position + 1 < len(indices):
-                _reply(conn, False, batch_id, done, values, failures)
-                done, values, failures = [], [], []
-                last_flush = now
+            if replies.due():
+                replies.flush(False)
+                done, values, failures = replies.part(batch_id)
     slot[SLOT_INDEX] = -1
-    if not failures and len(done) == len(indices) and isinstance(indices, range):
-        _reply(conn, True, batch_id, indices, values, failures)
-    else:
-        _reply(conn, True, batch_id, done, values, failures)
 
 
 def main(conn: Connection, slot: Any) -> None:
-    """Worker loop: one message in (a chunk, or None to stop), replies out."""
+    """Worker loop: one message in (segments of batches, or None to stop), replies out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
     _die_with_parent()
     specs: dict[int, tuple[Any, Any]] = {}  # key -> (spec, function or load error)
@@ -173,27 +198,24 @@ def main(conn: Connection, slot: Any) -> None:
         message = pickle.loads(data)
         if message is None:
             return
-        new_specs, spec_key, batch_id, indices, args, kwargs = message
+        new_specs, segments = message
         for key, spec_bytes in new_specs:
             try:
                 spec = pickle.loads(spec_bytes)
                 specs[key] = (spec, spec.function)
             except BaseException as error:
                 specs[key] = (None, error)
-        spec, function = specs[spec_key]
-        if spec is None:
-            load_error: BaseException = function
-            text = "".join(traceback.format_exception(load_error))
-            conn.send_bytes(
-                dumps(
-                    (
-                        True,
-                        batch_id,
-                        [],
-                        [],
-                        [(index, _portable_exception(load_error), text) for index in indices],
-                    )
-                )
-            )
-            continue
-        run_chunk(conn, slot, function, spec, batch_id, indices, args, kwargs)
+        replies = Replies(conn)
+        whole: dict[int, range] = {}
+        for spec_key, batch_id, indices, args, kwargs in segments:
+            spec, function = specs[spec_key]
+            if spec is None:
+                text = "".join(traceback.format_exception(function))
+                load_error = _portable_exception(function)
+                replies.part(batch_id)[2].extend((index, load_error, text) for index in indices)
+                continue
+            flushes = replies.flushes
+            run_segment(replies, slot, function, spec, batch_id, indices, args, kwargs)
+            if isinstance(indices, range) and replies.flushes == flushes:
+                whole[batch_id] = indices  # nothing of it was sent early
+        replies.flush(True, whole)
