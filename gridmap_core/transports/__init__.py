@@ -1,0 +1,150 @@
+"""Transports: how runners on compute nodes reach the monitor, the submitting process.
+
+A transport moves opaque messages (lists of frames, see :mod:`gridmap_core.protocol`)
+and knows nothing of their meaning or authentication. Every exchange is a request from
+a runner and one reply from the monitor:
+
+* monitor side, an :class:`Endpoint`: ``receive`` the next request, ``reply`` to it;
+* runner side, a :class:`Client`: ``request`` sends and waits for the reply.
+
+Built in: ``zmq`` (the default; runners connect to a TCP port of the submitting host)
+and ``filesystem`` (files in a directory shared with the nodes, for clusters whose
+nodes cannot connect back). Both register through the ``gridmap_transports`` hook
+like any third-party transport; :func:`load_transport` finds one by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "DEFAULT_TRANSPORT",
+    "Client",
+    "Endpoint",
+    "Frames",
+    "ReplyToken",
+    "Transport",
+    "TransportError",
+    "TransportTimeout",
+    "load_transport",
+]
+
+DEFAULT_TRANSPORT = "zmq"
+
+# Frames a caller hands to a transport; it sends them without joining or copying them.
+Frames = Sequence[bytes | bytearray | memoryview]
+# What an endpoint needs to route a reply; opaque to the monitor.
+ReplyToken = Any
+
+
+class TransportError(Exception):
+    """A transport that cannot work: unusable options, a closed endpoint, a lost directory."""
+
+
+class TransportTimeout(TransportError, TimeoutError):
+    """No reply within the timeout. The client is usable again; the caller decides on
+    retries (the request may or may not have reached the monitor)."""
+
+
+@runtime_checkable
+class Endpoint(Protocol):
+    """The monitor's side. Used from one thread (the monitor's loop)."""
+
+    #: What a runner passes to :meth:`Transport.connect` to reach this endpoint.
+    address: str
+
+    def receive(self, timeout: float) -> tuple[ReplyToken, list[memoryview]] | None:
+        """The next request as ``(reply_token, frames)``, or None after ``timeout``
+        seconds without one. Frames are views of the received data, not copies.
+        Requests the transport itself cannot read are dropped, never raised."""
+        ...
+
+    def reply(self, token: ReplyToken, frames: Frames) -> None:
+        """Answer the request ``token`` came with. Best effort: a runner that has gone
+        (timed out, died) never gets it, and that is not an error."""
+        ...
+
+    def close(self) -> None:
+        """Stop serving and release the port or directory. Safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Client(Protocol):
+    """A runner's side. Thread-safe: concurrent requests (a heartbeat thread and the
+    main thread) are sent one after the other."""
+
+    def request(self, frames: Frames, timeout: float) -> list[memoryview]:
+        """Send ``frames`` and return the reply's frames; raise
+        :class:`TransportTimeout` if none came within ``timeout`` seconds."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection. Safe to call twice."""
+        ...
+
+
+@runtime_checkable
+class Transport(Protocol):
+    """A kind of transport, created by the factory of its ``TransportSpec``."""
+
+    def serve(self, options: Mapping[str, Any]) -> Endpoint:
+        """Open a monitor-side endpoint; ``options`` are the transport's own settings."""
+        ...
+
+    def connect(self, address: str, options: Mapping[str, Any]) -> Client:
+        """Open a runner-side client to the endpoint at ``address``."""
+        ...
+
+
+def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transport") -> Transport:
+    """The transport registered as ``name``, imported now (its heavy imports wait until
+    here); ``where`` says who asked, for the error if nobody registered it."""
+    # Imported here: the plugin manager imports every plugin, and plugins import us.
+    from ..plugin_types import load_factory
+    from ..plugins import UnknownPluginError, get_plugin_manager
+
+    specs = get_plugin_manager().transports()
+    if name not in specs:
+        available = ", ".join(specs) or "none"
+        raise UnknownPluginError(
+            f"no transport called {name!r} (asked for by {where}). Installed transports: "
+            f"{available}. Choose one of them, or install the package that provides "
+            f"{name!r} (plugin may not be installed)."
+        )
+    factory = load_factory("transport", name, specs[name].factory)
+    transport = factory()
+    if not isinstance(transport, Transport):
+        raise TypeError(
+            f"transport {name!r}: {specs[name].factory!r} made a {type(transport).__name__}, "
+            "which has no serve() and connect()"
+        )
+    return transport
+
+
+def check_options(transport: str, options: Mapping[str, Any] | None,
+                  known: Sequence[str]) -> dict[str, Any]:
+    """``options`` as a dict, or a :class:`TransportError` naming an unknown key."""
+    given = dict(options or {})
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise TransportError(
+            f"transport {transport!r} has no option {unknown[0]!r}; "
+            f"its options are: {', '.join(known)}"
+        )
+    return given
+
+
+def max_bytes_option(options: Mapping[str, Any], default: int) -> int:
+    """The ``max_bytes`` option: bytes, or a size such as ``"512M"``."""
+    from ..resources import parse_memory
+
+    value = options.get("max_bytes")
+    if value is None:
+        return default
+    try:
+        parsed = parse_memory(value, "max_bytes")
+    except ValueError as error:
+        raise TransportError(str(error)) from None
+    return default if parsed is None else parsed
