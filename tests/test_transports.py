@@ -370,6 +370,9 @@ def test_zmq_port_range_and_address_options() -> None:
         with zmq_serve(port_range=(64100, 64120)) as other:
             assert other.port != endpoint.port  # the taken port was skipped
             assert 64100 <= other.port <= 64120
+    for _ in range(5):  # close() returns once the port is free again
+        with zmq_serve(port_range=endpoint.port) as again:
+            assert again.port == endpoint.port
     with zmq_serve(address="head-node.example.org") as endpoint:
         assert endpoint.address == f"tcp://head-node.example.org:{endpoint.port}"
     with zmq_serve(address="tcp://gateway:7000") as endpoint:
