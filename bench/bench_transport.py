@@ -50,6 +50,7 @@ from typing import Any
 import zmq
 
 from gridmap_core.protocol import (
+    FROM_RUNNER,
     Codec,
     Kind,
     ProtocolError,
@@ -145,7 +146,7 @@ def monitor_window(endpoint: Endpoint, codec: Codec, guard: ReplayGuard, seconds
             continue
         token, frames = request
         try:
-            message = codec.decode(frames)
+            message = codec.decode(frames, expect=FROM_RUNNER)
         except ProtocolError:
             rejected += 1
             continue
@@ -247,7 +248,7 @@ def bench_results(name: str, args: argparse.Namespace, key: bytes, payload: byte
             if request is None:
                 continue
             token, frames = request
-            message = monitor.decode(frames)
+            message = monitor.decode(frames, expect=FROM_RUNNER)
             if guard.accept(message.header):
                 received.append(len(message.payload))
                 endpoint.reply(token, monitor.reply(message.header, Kind.ACK))

@@ -14,8 +14,9 @@ payload is never concatenated or copied:
 :meth:`Codec.decode` checks, in this order, and raises a :class:`ProtocolError` at the
 first failure: frame count and sizes (:class:`Malformed`, :class:`Oversized`, from
 the lengths alone), the MAC (:class:`Forged`), the header's JSON (:class:`Malformed`),
-the map id (:class:`WrongMap`). Replays of authentic messages are the
-:class:`ReplayGuard`'s job.
+the map id (:class:`WrongMap`) and, if the caller says which kinds it expects, the
+kind (:class:`Malformed`). Replays of authentic messages are the :class:`ReplayGuard`'s
+job.
 
 The key lives in a file that only its owner can read (:func:`write_key_file`,
 :func:`read_key_file`); the runner gets the file's path, never the key, on its
@@ -36,12 +37,14 @@ import stat
 import struct
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
+    "FROM_MONITOR",
+    "FROM_RUNNER",
     "KEY_BYTES",
     "MAC_BYTES",
     "MAX_HEADER_BYTES",
@@ -114,10 +117,13 @@ class Kind(str, enum.Enum):
     @property
     def from_runner(self) -> bool:
         """Whether runners send this kind (the direction the :class:`ReplayGuard` keys on)."""
-        return self in _FROM_RUNNER
+        return self in FROM_RUNNER
 
 
-_FROM_RUNNER = frozenset({Kind.FETCH, Kind.HEARTBEAT, Kind.RESULT})
+#: What runners send; what the monitor accepts (``Codec.decode(..., expect=FROM_RUNNER)``).
+FROM_RUNNER = frozenset({Kind.FETCH, Kind.HEARTBEAT, Kind.RESULT})
+#: What the monitor sends; what a runner accepts.
+FROM_MONITOR = frozenset({Kind.TASK, Kind.ACK, Kind.STOP})
 _KINDS = {kind.value: kind for kind in Kind}
 
 
@@ -291,11 +297,15 @@ class Codec:
         """Frames answering ``request``: same task and attempt, ``kind`` from this side."""
         return self.encode(kind, request.task_id, request.attempt, payload)
 
-    def decode(self, frames: Sequence[object]) -> Message:
+    def decode(self, frames: Sequence[object], expect: Collection[Kind] | None = None
+               ) -> Message:
         """Check and open a received message; raise a :class:`ProtocolError` if bad.
 
         Sizes are checked from lengths before anything is hashed, and the MAC before
-        the header is parsed. The payload is returned as a view of the received frame.
+        the header is parsed. ``expect`` (e.g. :data:`FROM_RUNNER` on the monitor's
+        side) refuses, as :class:`Malformed`, an authentic message of another kind: one
+        key signs both directions, so without it a monitor's own TASK sent back to it
+        would pass. The payload is returned as a view of the received frame.
         """
         if len(frames) != _FRAMES:
             raise Malformed(f"{len(frames)} frames, expected {_FRAMES}")
@@ -311,6 +321,8 @@ class Codec:
         parsed = Header.from_json(header)
         if parsed.map_id != self.map_id:
             raise WrongMap(f"message for map {parsed.map_id[:64]!r}, not {self.map_id!r}")
+        if expect is not None and parsed.kind not in expect:
+            raise Malformed(f"a {parsed.kind.value} message was not expected here")
         return Message(parsed, payload)
 
 

@@ -16,6 +16,8 @@ import zmq
 from gridmap_core import protocol
 from gridmap_core.protocol import (
     DEFAULT_MAX_BYTES,
+    FROM_MONITOR,
+    FROM_RUNNER,
     MAX_HEADER_BYTES,
     Codec,
     Forged,
@@ -189,6 +191,18 @@ def test_encode_refuses_what_the_receiver_would_refuse() -> None:
     with pytest.raises(Oversized, match="header"):
         codec(map_id="m" * MAX_HEADER_BYTES).encode(Kind.FETCH, 1, 0)
     assert codec().max_bytes == DEFAULT_MAX_BYTES == 1 << 30
+
+
+def test_decode_can_refuse_messages_meant_for_the_other_side() -> None:
+    monitor = codec()
+    task = monitor.encode(Kind.TASK, 1, 0, b"function and arguments")
+    assert monitor.decode(task).header.kind is Kind.TASK  # authentic
+    with pytest.raises(Malformed, match="task message was not expected"):
+        monitor.decode(task, expect=FROM_RUNNER)  # reflected back to the monitor
+    assert monitor.decode(task, expect=FROM_MONITOR).header.kind is Kind.TASK
+    heartbeat = codec().encode(Kind.HEARTBEAT, 1, 0)
+    assert monitor.decode(heartbeat, expect=FROM_RUNNER).header.kind is Kind.HEARTBEAT
+    assert set(Kind) == FROM_RUNNER | FROM_MONITOR and not FROM_RUNNER & FROM_MONITOR
 
 
 def test_protocol_errors_share_one_base() -> None:

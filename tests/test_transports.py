@@ -24,6 +24,7 @@ import zmq
 from gridmap_core import protocol
 from gridmap_core.plugins import UnknownPluginError
 from gridmap_core.protocol import (
+    FROM_RUNNER,
     Codec,
     Header,
     Kind,
@@ -82,7 +83,7 @@ class Server:
                     continue
                 token, frames = request
                 try:
-                    message = self.codec.decode(frames)
+                    message = self.codec.decode(frames, expect=FROM_RUNNER)
                 except ProtocolError as error:
                     self.rejected[type(error).__name__] += 1
                     continue

@@ -27,7 +27,9 @@ __all__ = [
     "Transport",
     "TransportError",
     "TransportTimeout",
+    "check_options",
     "load_transport",
+    "max_bytes_option",
 ]
 
 DEFAULT_TRANSPORT = "zmq"

@@ -12,6 +12,7 @@ from ..plugins import hookimpl
 
 @hookimpl
 def gridmap_transports() -> list[TransportSpec]:
+    """The built-in transports: ``zmq`` (the default) and ``filesystem``."""
     return [
         TransportSpec(
             name="zmq",

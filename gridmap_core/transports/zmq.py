@@ -121,7 +121,8 @@ class ZmqEndpoint:
         interface = str(given.get("interface") or "*")
         ports = _port_range(given.get("port_range"))
         self.received = 0
-        self.dropped = 0
+        self.dropped = 0  # envelopes that could not be answered (no correlation id)
+        self._bound = ""  # ZeroMQ's own name of the listening address
         self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
         try:
             # Replies are best effort: never hold up close() for a runner that left.
@@ -143,7 +144,9 @@ class ZmqEndpoint:
         host = _host_for_url(interface) if interface != "*" else "*"
         if ports is None:
             candidates: list[int | str] = ["*"]  # any free port, chosen by the system
+            ports_text = "(any)"
         else:
+            ports_text = f"{ports[0]}-{ports[1]}"
             numbers = list(range(ports[0], ports[1] + 1))
             random.shuffle(numbers)  # two monitors starting together rarely collide
             candidates = list(numbers[:_MAX_BIND_TRIES])
@@ -159,12 +162,12 @@ class ZmqEndpoint:
                 ) from error
             self._bound = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
             return int(self._bound.rsplit(":", 1)[1])
-        raise TransportError(
-            f"zmq transport: no free port in port_range {ports[0]}-{ports[1]}"  # type: ignore[index]
-        )
+        raise TransportError(f"zmq transport: no free port in port_range {ports_text}")
 
     def receive(self, timeout: float) -> tuple[tuple[bytes, bytes], list[memoryview]] | None:
         """The next request, or None after ``timeout`` seconds; see :class:`Endpoint`."""
+        if self._socket.closed:
+            raise TransportError("zmq endpoint is closed")
         deadline = time.monotonic() + max(timeout, 0.0)
         while True:
             try:
