@@ -39,21 +39,11 @@ mkdir -p /run/lock
 exec 9>/run/lock/gridmap-sge.lock
 flock -w 600 9 || die "another start.sh/stop.sh holds /run/lock/gridmap-sge.lock for >600 s"
 
+# shellcheck disable=SC2034  # read by up() in daemons.sh
 H=$(cat "$SGE_ROOT/$SGE_CELL/common/act_qmaster")
 
-# Liveness via qping (kill -0 is fooled by zombies: PID 1 on these VMs reaps lazily).
-up() { timeout 10 qping -info "$H" "$1" "$2" 1 >/dev/null 2>&1; } # up 6444 qmaster | up 6445 execd
-
-# pid of a live (non-zombie) process whose pid is in file $1 and whose name matches $2
-live_pid() {
-    local pid st
-    pid=$(cat "$1" 2>/dev/null) || return 1
-    case $pid in '' | *[!0-9]*) return 1 ;; esac
-    st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-    [ -n "$st" ] && [ "$st" != Z ] && [ "$st" != X ] || return 1
-    grep -q "$2" "/proc/$pid/comm" 2>/dev/null || return 1
-    echo "$pid"
-}
+# shellcheck source=daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 # stop_daemon NAME PORT PIDFILE QCONF_ARGS...: ask politely, wait, then signal.
 stop_daemon() {

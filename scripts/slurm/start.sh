@@ -58,20 +58,8 @@ case $ACCOUNTING in 0 | 1) ;; *) die "GRIDMAP_SLURM_ACCOUNTING must be 0 or 1, n
 [[ $DEF_MEM_PER_CPU =~ ^[1-9][0-9]*$ ]] || die "GRIDMAP_SLURM_DEF_MEM_PER_CPU must be a number of MB"
 [[ $EUID -eq 0 ]] || die "must run as root (it installs packages and starts daemons)"
 
-# True if the pid file names a live process with the given command name. A pid file
-# alone proves nothing: slurmctld leaves a stale one behind, pids get reused, and on
-# this machine (PID 1 is not a real init) a stopped daemon can linger as a zombie,
-# which `kill -0` would still report as alive.
-alive() {
-  local pidfile=$1 name=$2 pid comm state
-  [[ -s $pidfile ]] || return 1
-  pid=$(head -n 1 "$pidfile" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$name" ]] || return 1
-  state=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ $state != Z && $state != X ]]
-}
+# shellcheck source=daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 # Run "$@" until it succeeds or $1 seconds have passed (polling every 0.1 s).
 wait_for() {

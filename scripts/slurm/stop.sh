@@ -32,18 +32,8 @@ log() { printf 'slurm/stop: %s\n' "$*"; }
   exit 1
 }
 
-# Same liveness test as start.sh: pid file + matching command name + not a zombie
-# (slurmctld leaves a stale pid file; PID 1 here is slow to reap exited daemons).
-alive() {
-  local pidfile=$1 name=$2 pid comm state
-  [[ -s $pidfile ]] || return 1
-  pid=$(head -n 1 "$pidfile" 2>/dev/null) || return 1
-  [[ $pid =~ ^[0-9]+$ ]] || return 1
-  comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-  [[ $comm == "$name" ]] || return 1
-  state=$(sed -n 's/^.*) \(.\).*$/\1/p' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ $state != Z && $state != X ]]
-}
+# shellcheck source=daemons.sh
+. "$(dirname "${BASH_SOURCE[0]}")/daemons.sh"
 
 # Wait up to $1 seconds until the daemon is gone.
 wait_gone() {
