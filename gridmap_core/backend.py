@@ -62,6 +62,12 @@ class Failure(NamedTuple):
     traceback: str | None
     host_name: str = ""
     cause_of_death: str | None = None
+    # From the monitor's heartbeats, where a backend has them: resubmissions, CPU
+    # percent and memory (MB) over time, and the last heartbeat.
+    num_resubmits: int = 0
+    track_cpu: Sequence[float] = ()
+    track_mem: Sequence[float] = ()
+    heart_beat: Mapping[str, Any] | None = None
 
 
 class Sink(Protocol):
@@ -81,6 +87,15 @@ class Sink(Protocol):
 
     def failed(self, index: int, failure: Failure) -> None:
         """The job at ``index`` raised or died."""
+        ...
+
+    def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
+        """The job at ``index`` is alive: ``heartbeat`` holds ``cpu`` (percent),
+        ``memory`` (bytes), ``host_name``, ``status`` and ``log_tail``."""
+        ...
+
+    def resubmitted(self, index: int, cause_of_death: str) -> None:
+        """The job at ``index`` died of ``cause_of_death`` and was submitted again."""
         ...
 
 

@@ -61,6 +61,14 @@ def _to_float(value: Any) -> float:
         raise ValueError("a number") from None
 
 
+def _to_seconds(value: Any) -> int | float:
+    """A positive duration in seconds; whole numbers stay ints, as the original's were."""
+    number = _to_float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError("a number of seconds above 0")
+    return int(number) if number.is_integer() else number
+
+
 def _to_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError("a string")
@@ -133,7 +141,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("ERROR_MAIL_RECIPIENT", _to_str, _default_recipient, "recipient of mails"),
         Setting(
             "MAX_TIME_BETWEEN_HEARTBEATS",
-            _to_int,
+            _to_seconds,
             90,
             "seconds without a heartbeat before a job counts as dead",
         ),
@@ -150,8 +158,37 @@ SETTINGS: dict[str, Setting] = {
             "idle heartbeats in a row before a job counts as dead",
         ),
         Setting("NUM_RESUBMITS", _to_int, 3, "times a dead job is resubmitted"),
-        Setting("CHECK_FREQUENCY", _to_int, 15, "seconds between scheduler polls"),
-        Setting("HEARTBEAT_FREQUENCY", _to_int, 10, "seconds between heartbeats of a job"),
+        Setting("CHECK_FREQUENCY", _to_seconds, 15, "seconds between scheduler polls"),
+        Setting("HEARTBEAT_FREQUENCY", _to_seconds, 10, "seconds between heartbeats of a job"),
+        Setting(
+            "TRANSPORT",
+            _to_str,
+            "zmq",
+            "how jobs reach the submitting process: zmq (TCP) or filesystem (shared temp_dir)",
+            env="GRIDMAP_TRANSPORT",
+        ),
+        Setting(
+            "MONITOR_ADDRESS",
+            _to_optional_str,
+            None,
+            "host or tcp://host:port that jobs dial to reach the submitting process "
+            "(zmq); unset picks this host's cluster-facing address",
+            env="GRIDMAP_MONITOR_ADDRESS",
+        ),
+        Setting(
+            "MONITOR_INTERFACE",
+            _to_str,
+            "*",
+            "interface or IP the monitor listens on (zmq)",
+            env="GRIDMAP_MONITOR_INTERFACE",
+        ),
+        Setting(
+            "MONITOR_PORTS",
+            _to_optional_str,
+            None,
+            "port range the monitor listens on, e.g. 49152-65535 (zmq); unset: any free port",
+            env="GRIDMAP_MONITOR_PORTS",
+        ),
     ]
 }
 _BY_KEY = {s.key: s for s in SETTINGS.values()}

@@ -47,6 +47,8 @@ JOB_OPTIONS = frozenset(
 )
 _JOB_HOOKS = (
     "gridmap_job_submitted",
+    "gridmap_job_heartbeat",
+    "gridmap_job_resubmitted",
     "gridmap_job_started",
     "gridmap_job_finished",
     "gridmap_job_failed",
@@ -67,7 +69,9 @@ class GridMapExecutor(Executor):
     best usable one); ``local=True`` forces the local backend. Keyword options of
     :class:`~gridmap_core.job.Job` (``mem_free``, ``h_rt``, ``queue``, …) set the
     requests of every job submitted with :meth:`submit` or :meth:`map`.
-    ``settings`` overrides settings by name (``{"NUM_RESUBMITS": 1}``).
+    ``settings`` overrides settings by name (``{"NUM_RESUBMITS": 1}``);
+    ``backend_options`` sets the backend's own options (``{"mode": "runner"}``), over
+    its ``[backends.NAME]`` config sections.
 
     Leaving the ``with`` block on an exception, or Ctrl-C while waiting, cancels
     every job it submitted.
@@ -84,6 +88,7 @@ class GridMapExecutor(Executor):
         white_list: Sequence[str] | None = None,
         quiet: bool = True,
         settings: Mapping[str, Any] | None = None,
+        backend_options: Mapping[str, Any] | None = None,
         plugin_manager: PluginManager | None = None,
         **job_options: Any,
     ) -> None:
@@ -100,14 +105,18 @@ class GridMapExecutor(Executor):
         if job_options:
             Job(_placeholder, [], **job_options)  # validate resource strings now
         self.plugins = plugin_manager or get_plugin_manager()
-        arguments = {**(settings or {}), "BACKEND": backend, "DEFAULT_TEMP_DIR": temp_dir}
+        arguments = dict(settings or {})
+        # Explicit arguments win over the same names in ``settings``; None is unset.
+        arguments.update(
+            {k: v for k, v in (("BACKEND", backend), ("DEFAULT_TEMP_DIR", temp_dir)) if v}
+        )
         settings_ = load_settings(arguments)
         self.chosen: ChosenBackend = choose_backend(
             settings_, self.plugins, local=local, require_cluster=require_cluster
         )
         self.settings: Settings = settings_.for_backend(self.chosen.spec.name)
         self.backend: Backend = self.chosen.backend
-        self.backend_options = self._backend_options()
+        self.backend_options = self._backend_options(backend_options or {})
         self.white_list = check_names(white_list, "white_list")
         self.quiet = quiet
         self._session: BackendSession | None = None
@@ -142,12 +151,14 @@ class GridMapExecutor(Executor):
                 )
             return self._session
 
-    def _backend_options(self) -> dict[str, Any]:
-        """The ``[backends.NAME]`` options of the chosen backend, checked against the
-        keys it declares."""
+    def _backend_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
+        """The chosen backend's options: ``given`` over its ``[backends.NAME]`` config
+        sections, each checked against the keys the backend declares."""
         accepted = self.chosen.spec.options
+        found = self.settings.backend_options(self.backend_name)
+        found.update({key: (value, "argument backend_options") for key, value in given.items()})
         options = {}
-        for key, (value, source) in self.settings.backend_options(self.backend_name).items():
+        for key, (value, source) in found.items():
             if key not in accepted:
                 raise ConfigError(
                     f"{source}: unknown key {key!r} for backend {self.backend_name!r}. "
@@ -201,6 +212,14 @@ class GridMapExecutor(Executor):
             job.state, "gridmap_job_finished"
         )
         self.notify(hook, job=job)
+
+    def heartbeat(self, job: Job, heartbeat: Mapping[str, Any]) -> None:
+        """A running job reported its health (JobEvents)."""
+        self.notify("gridmap_job_heartbeat", job=job, heartbeat=dict(heartbeat))
+
+    def resubmitted(self, job: Job) -> None:
+        """A dead job was submitted again (JobEvents)."""
+        self.notify("gridmap_job_resubmitted", job=job)
 
     def observed(self) -> bool:
         """Whether any plugin listens to per-job events."""

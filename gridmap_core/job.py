@@ -261,11 +261,26 @@ class Job:
         self.host_name = host_name
         self.state = JobState.DONE
 
+    def record_heartbeat(self, heartbeat: Mapping[str, Any]) -> None:
+        """Store a heartbeat: CPU percent and memory (in MB, as the original's plots)."""
+        self.heart_beat = dict(heartbeat)
+        self.track_cpu.append(float(heartbeat["cpu"]))
+        self.track_mem.append(float(heartbeat["memory"]) / 2**20)
+        self.host_name = str(heartbeat.get("host_name") or self.host_name)
+        self.state = JobState.RUNNING
+
     def record_failure(self, failure: Failure) -> None:
         """Store an exception or a death reported by a backend."""
         self.ret = failure.exception
         self.traceback = failure.traceback
         self.host_name = failure.host_name or self.host_name
+        if failure.num_resubmits:
+            self.num_resubmits = failure.num_resubmits
+        if failure.track_cpu:
+            self.track_cpu = list(failure.track_cpu)
+            self.track_mem = list(failure.track_mem)
+        if failure.heart_beat is not None:
+            self.heart_beat = dict(failure.heart_beat)
         if failure.cause_of_death:
             self.cause_of_death = failure.cause_of_death
             self.state = JobState.DEAD

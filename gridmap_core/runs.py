@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
@@ -19,6 +19,10 @@ class JobEvents(Protocol):
     def started(self, job: Job) -> None: ...
 
     def ended(self, job: Job) -> None: ...
+
+    def heartbeat(self, job: Job, heartbeat: Mapping[str, Any]) -> None: ...
+
+    def resubmitted(self, job: Job) -> None: ...
 
 
 def attach_traceback(error: BaseException, failure: Failure, name: str) -> BaseException:
@@ -91,6 +95,24 @@ class Run:
             self.condition.notify_all()
         if self.events is not None and self.jobs is not None:
             self.events.ended(self.jobs[index])
+
+    def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
+        if self.jobs is None:  # grid_map without observers: failures carry the history
+            return
+        job = self.jobs[index]
+        job.record_heartbeat(heartbeat)
+        if self.events is not None:
+            self.events.heartbeat(job, heartbeat)
+
+    def resubmitted(self, index: int, cause_of_death: str) -> None:
+        if self.jobs is None:
+            return
+        job = self.jobs[index]
+        job.num_resubmits += 1
+        job.cause_of_death = cause_of_death
+        job.state = JobState.SUBMITTED
+        if self.events is not None:
+            self.events.resubmitted(job)
 
     def cancel(self) -> None:
         """Stop waiting: jobs not yet started will not run."""
@@ -165,6 +187,17 @@ class FutureSink:
         if self.events is not None:
             self.events.ended(self.job)
         self.future.set_result(values[0])
+
+    def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
+        self.job.record_heartbeat(heartbeat)
+        if self.events is not None:
+            self.events.heartbeat(self.job, heartbeat)
+
+    def resubmitted(self, index: int, cause_of_death: str) -> None:
+        self.job.num_resubmits += 1
+        self.job.cause_of_death = cause_of_death
+        if self.events is not None:
+            self.events.resubmitted(self.job)
 
     def failed(self, index: int, failure: Failure) -> None:
         job = self.job

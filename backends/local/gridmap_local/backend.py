@@ -21,6 +21,7 @@ import pickle
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ from gridmap_core.backend import (
     JobSpec,
     SessionOptions,
 )
+from gridmap_core.monitor import MonitoredSession
 
 from . import worker as worker_module
+from .processes import ProcessScheduler
 
 logger = logging.getLogger(__name__)
 START_METHODS = ("fork", "forkserver", "spawn")
@@ -363,5 +366,21 @@ class LocalBackend:
         """Accept every request: cluster-only requests (queue, memory, slots) are
         ignored here, as in the original's local mode, so one script runs both ways."""
 
-    def open(self, options: SessionOptions) -> LocalSession:
-        return LocalSession(options)
+    def open(self, options: SessionOptions) -> LocalSession | MonitoredSession:
+        mode = str(options.options.get("mode") or "workers")
+        if mode == "workers":
+            return LocalSession(options)
+        if mode != "runner":
+            raise ValueError(
+                f"[backends.local] mode={mode!r}: use 'workers' (worker processes fed "
+                "directly, the default) or 'runner' (a runner process per job, through "
+                "the monitor protocol, as on a cluster)"
+            )
+        # Local jobs share this host's file system, so any directory will do.
+        work_dir = options.temp_dir if os.path.isdir(options.temp_dir) else tempfile.gettempdir()
+        scheduler = ProcessScheduler(options.max_processes)
+        python = options.options.get("python")
+        session = MonitoredSession(scheduler, options, work_dir=work_dir, name="local-monitor",
+                                   python=str(python) if python else None)
+        scheduler.poll_soon = session.poll_soon
+        return session

@@ -14,6 +14,6 @@ def gridmap_backends() -> list[BackendSpec]:
             description="worker processes on this machine (max_processes of them)",
             priority=0,
             is_cluster=False,
-            options=("start_method",),
+            options=("start_method", "mode", "python"),
         )
     ]

@@ -1,0 +1,221 @@
+"""A scheduler of local processes, so the runner and monitor path runs on any machine.
+
+Each task's runner is a process of its own (``python -m gridmap_core.runner``), in
+its own session, with stdout and stderr in log files as on a cluster. At most
+``max_processes`` run at once; the rest wait in a queue, as jobs wait for slots.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+from gridmap_core.runner import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+from gridmap_core.scheduler import JobStatus, Launch, PollSoon, Status
+from gridmap_core.usage import tail
+
+__all__ = ["ProcessScheduler"]
+logger = logging.getLogger(__name__)
+
+_TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when cancelling
+_REAP_EVERY = 0.02
+_PR_SET_PDEATHSIG = 1
+_RUNNER_EXITS = {
+    EXIT_SETUP: "the runner could not start",
+    EXIT_UNREACHABLE: "the runner could not reach the monitor",
+    EXIT_STOPPED: "stopped by the monitor",
+    EXIT_LOST: "the runner lost the monitor",
+}
+
+
+def _die_with_parent() -> Any:
+    """A preexec function: the child gets SIGKILL when the thread that started it
+    ends (the reaper, which lives as long as the session), so a submitting process
+    killed with -9 leaves no runner behind. Resolved here, so the child calls only
+    a C function between fork and exec."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    prctl = ctypes.CDLL(name, use_errno=True).prctl
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+@dataclass
+class _Process:
+    job_id: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    out: str
+    err: str
+    popen: subprocess.Popen[bytes] | None = None
+    files: tuple[IO[bytes], ...] = ()
+    terminated_at: float | None = None
+    cancelled: bool = False
+
+
+def _describe(code: int, err_log: str) -> str:
+    if code < 0:
+        try:
+            cause = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            cause = f"killed by signal {-code}"
+    else:
+        cause = _RUNNER_EXITS.get(code, "the runner ended without a result")
+        cause += f" (exit status {code})"
+    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()]
+    if lines and code >= 0:
+        cause += f"; its log ends: {lines[-1].strip()[:300]}"
+    return cause
+
+
+class ProcessScheduler:
+    """Runs runners as local processes, ``max_processes`` at a time."""
+
+    def __init__(self, max_processes: int) -> None:
+        self.max_processes = max(1, max_processes)
+        self.poll_soon: PollSoon | None = None
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._queued: collections.deque[_Process] = collections.deque()
+        self._running: dict[str, _Process] = {}
+        self._ended: dict[str, JobStatus] = {}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._preexec = _die_with_parent()
+        self._thread = threading.Thread(target=self._reap, name="gridmap-local-reaper",
+                                        daemon=True)
+        self._thread.start()
+
+    def launch(self, launch: Launch) -> list[str]:
+        ids = []
+        processes = []
+        for task in launch.tasks:
+            job_id = f"local.{next(self._ids)}"
+            ids.append(job_id)
+            processes.append(_Process(
+                job_id, launch.command(task), launch.environment, launch.spec.working_dir,
+                launch.log_path(task, "out"), launch.log_path(task, "err"),
+            ))
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("the local process scheduler is closed")
+            self._queued.extend(processes)
+        self._wake.set()
+        return ids
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        with self._lock:
+            running = set(self._running)
+            ended = dict(self._ended)
+        report = {}
+        for job_id in ids:
+            if job_id in ended:
+                report[job_id] = ended[job_id]
+            elif job_id in running:
+                report[job_id] = JobStatus(Status.RUNNING)
+            else:
+                report[job_id] = JobStatus(Status.QUEUED)
+        return report
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        wanted = set(ids)
+        with self._lock:
+            for process in [p for p in self._queued if p.job_id in wanted]:
+                self._queued.remove(process)
+                self._ended[process.job_id] = JobStatus(Status.ENDED, "cancelled", resubmit=False)
+            for job_id in wanted & set(self._running):
+                process = self._running[job_id]
+                process.cancelled = True
+                self._signal(process, signal.SIGTERM)
+                process.terminated_at = time.monotonic()
+        self._wake.set()
+
+    def close(self) -> None:
+        with self._lock:
+            self._stopping = True
+            self._queued.clear()
+            for process in self._running.values():
+                process.cancelled = True
+                self._signal(process, signal.SIGKILL)
+        self._wake.set()
+        self._thread.join()
+
+    # -- the reaper thread ---------------------------------------------------------
+
+    @staticmethod
+    def _signal(process: _Process, sig: int) -> None:
+        if process.popen is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.popen.pid, sig)  # the runner and everything it started
+
+    def _start(self, process: _Process) -> bool:
+        """Start a queued runner; False (and the job ended) if it cannot start."""
+        out = open(process.out, "ab")  # noqa: SIM115 - closed when the process ends
+        err = open(process.err, "ab")  # noqa: SIM115
+        process.files = (out, err)
+        try:
+            process.popen = subprocess.Popen(
+                process.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                cwd=process.cwd if os.path.isdir(process.cwd) else None, env=process.env,
+                start_new_session=True, preexec_fn=self._preexec,
+            )
+        except OSError as error:
+            out.close()
+            err.close()
+            self._ended[process.job_id] = JobStatus(
+                Status.ENDED, f"could not start the runner {process.argv[0]!r}: {error.strerror}"
+            )
+            return False
+        self._running[process.job_id] = process
+        return True
+
+    def _reap(self) -> None:
+        while True:
+            self._wake.wait(_REAP_EVERY)
+            self._wake.clear()
+            changed = False
+            with self._lock:
+                for job_id, process in list(self._running.items()):
+                    assert process.popen is not None
+                    code = process.popen.poll()
+                    if code is None:
+                        if (process.terminated_at is not None
+                                and time.monotonic() - process.terminated_at > _TERMINATE_GRACE):
+                            self._signal(process, signal.SIGKILL)
+                        continue
+                    self._signal(process, signal.SIGKILL)  # whatever the job left running
+                    for handle in process.files:
+                        handle.close()
+                    del self._running[job_id]
+                    self._ended[job_id] = (
+                        JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
+                        if process.cancelled else
+                        JobStatus(Status.ENDED, _describe(code, process.err), code)
+                    )
+                    changed = True
+                while self._queued and len(self._running) < self.max_processes:
+                    started = self._start(self._queued.popleft())
+                    changed = changed or not started
+                if self._stopping and not self._running:
+                    return
+            if changed and self.poll_soon is not None:
+                self.poll_soon()
+

@@ -1,0 +1,153 @@
+"""What the runner and the monitor put in the payloads of protocol messages.
+
+The codec (:mod:`gridmap_core.protocol`) authenticates a payload before anyone reads
+it; this module only says what the bytes mean:
+
+* a TASK carries the pickled function (pickled once per batch, then reused), the
+  arguments and the working directory;
+* a HEARTBEAT carries JSON, never pickle: CPU, memory, host, process status and the
+  tail of the job's log;
+* a RESULT carries the pickled value, or the exception with its formatted traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import traceback as traceback_module
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .job import RemoteError
+from .serialization import PROTOCOL, dumps
+
+__all__ = [
+    "Heartbeat",
+    "Outcome",
+    "Task",
+    "decode_heartbeat",
+    "decode_result",
+    "decode_task",
+    "encode_error",
+    "encode_heartbeat",
+    "encode_task",
+    "encode_value",
+]
+
+MAX_LOG_TAIL = 4096  # characters of log a heartbeat carries
+
+
+@dataclass(frozen=True)
+class Task:
+    """One call to run: ``function(*args, **kwargs)`` in ``working_dir``."""
+
+    function: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    working_dir: str
+
+
+def encode_task(function_bytes: bytes, args: tuple[Any, ...],
+                kwargs: Mapping[str, Any] | None, working_dir: str) -> bytes:
+    """The TASK payload; ``function_bytes`` is :func:`~.serialization.dumps` of the
+    function, made once per batch."""
+    return dumps((function_bytes, tuple(args), dict(kwargs or {}), working_dir))
+
+
+def decode_task(payload: bytes | memoryview) -> Task:
+    """Open a TASK payload (authenticated by the caller)."""
+    function_bytes, args, kwargs, working_dir = pickle.loads(payload)
+    return Task(pickle.loads(function_bytes), args, kwargs, working_dir)
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """A running job's health: CPU percent since the last beat (100 = one core), RSS of
+    its process tree in bytes, its host, the status of its main process
+    (``"sleeping"``, ``"running"``, …) and the tail of its log."""
+
+    cpu: float
+    memory: int
+    host_name: str
+    status: str = ""
+    processes: int = 1
+    log_tail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form the ``gridmap_job_heartbeat`` hook and ``Job.heart_beat`` carry."""
+        return {
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "host_name": self.host_name,
+            "status": self.status,
+            "processes": self.processes,
+            "log_tail": self.log_tail,
+        }
+
+
+def encode_heartbeat(beat: Heartbeat) -> bytes:
+    return json.dumps(beat.as_dict(), separators=(",", ":")).encode()
+
+
+def decode_heartbeat(payload: bytes | memoryview) -> Heartbeat:
+    """Parse a HEARTBEAT payload; ValueError if it is not one."""
+    fields = json.loads(bytes(payload))
+    if not isinstance(fields, dict):
+        raise ValueError("heartbeat is not a JSON object")
+    cpu, memory = fields.get("cpu"), fields.get("memory")
+    if not isinstance(cpu, (int, float)) or not isinstance(memory, int):
+        raise ValueError("heartbeat lacks numeric cpu and memory")
+    return Heartbeat(
+        cpu=float(cpu),
+        memory=memory,
+        host_name=str(fields.get("host_name", ""))[:255],
+        status=str(fields.get("status", ""))[:32],
+        processes=int(fields.get("processes", 1)),
+        log_tail=str(fields.get("log_tail", ""))[-MAX_LOG_TAIL:],
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A RESULT, opened: the value, or the exception and its traceback."""
+
+    ok: bool
+    value: Any = None
+    exception: BaseException | None = None
+    traceback: str | None = None
+    host_name: str = ""
+
+
+def encode_value(value: Any, host_name: str) -> bytes:
+    """The RESULT payload of a job that returned; SerializationError if unpicklable."""
+    return dumps((True, value, None, host_name))
+
+
+def encode_error(error: BaseException, host_name: str) -> bytes:
+    """The RESULT payload of a job that raised, with its traceback. An exception that
+    cannot be pickled travels as a :class:`RemoteError` naming its type."""
+    text = "".join(traceback_module.format_exception(error))
+    try:
+        payload = dumps((False, error, text, host_name))
+        pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
+        return payload
+    except Exception:
+        stand_in = RemoteError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
+        return pickle.dumps((False, stand_in, text, host_name), protocol=PROTOCOL)
+
+
+def decode_result(payload: bytes | memoryview) -> Outcome:
+    """Open a RESULT payload (authenticated by the caller). A value that cannot be
+    unpickled here (a module missing on this host) becomes a RemoteError outcome."""
+    try:
+        ok, value, text, host_name = pickle.loads(payload)
+    except Exception as error:
+        stand_in = RemoteError(
+            f"the job's result could not be unpickled on the submitting host: "
+            f"{type(error).__name__}: {error}"
+        )
+        return Outcome(False, exception=stand_in, traceback=None)
+    if ok:
+        return Outcome(True, value=value, host_name=str(host_name))
+    return Outcome(False, exception=value, traceback=text, host_name=str(host_name))

@@ -1,0 +1,402 @@
+"""The monitor: serves jobs to runners, watches them, resubmits the dead.
+
+:class:`MonitoredSession` is the :class:`~gridmap_core.backend.BackendSession` of
+every backend that launches runners through a :class:`~gridmap_core.scheduler.Scheduler`.
+One thread owns the transport endpoint and all decisions: it answers FETCH with the
+task, records heartbeats, takes results, polls the scheduler for all live jobs in
+one call every CHECK_FREQUENCY seconds, and applies the rules of
+:mod:`gridmap_core.liveness`. A dead job is resubmitted up to NUM_RESUBMITS times,
+then reported failed with its cause of death; so every job ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .backend import Batch, Failure, JobSpec, SessionOptions
+from .liveness import Limits, Verdict, judge_heartbeat, judge_silence, judge_status
+from .messages import decode_heartbeat, decode_result, encode_task
+from .protocol import (
+    FROM_RUNNER,
+    Codec,
+    Kind,
+    Message,
+    ProtocolError,
+    ReplayGuard,
+    new_key,
+    write_key_file,
+)
+from .scheduler import Launch, Scheduler, Status, runner_prefix
+from .serialization import dumps
+from .transports import Endpoint, TransportError, load_transport
+
+__all__ = ["MonitoredSession"]
+logger = logging.getLogger(__name__)
+
+_QUEUED, _RUNNING, _ENDED = "queued", "running", "ended"
+_TICK = 0.2  # longest the loop blocks, so stop requests and polls are seen quickly
+
+
+@dataclass(eq=False)
+class _Task:
+    """One job of a batch, across its attempts."""
+
+    id: int
+    batch: Batch
+    index: int
+    attempt: int = 0
+    job_id: str = ""
+    state: str = _QUEUED
+    last_seen: float = 0.0  # monotonic time of its last message
+    running_since: float | None = None  # when the scheduler first said running
+    host_name: str = ""
+    idle_beats: int = 0
+    resubmits: int = 0
+    track_cpu: list[float] = field(default_factory=list)
+    track_mem: list[float] = field(default_factory=list)
+    heart_beat: dict[str, Any] | None = None
+
+
+def _zmq_options(settings: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
+    if settings["MONITOR_PORTS"]:
+        options["port_range"] = settings["MONITOR_PORTS"]
+    if settings["MONITOR_ADDRESS"]:
+        options["address"] = settings["MONITOR_ADDRESS"]
+    return options
+
+
+class MonitoredSession:
+    """A backend session that runs each job through a runner and the monitor protocol.
+
+    ``work_dir`` must be visible to the compute nodes (the key file and logs go in a
+    private directory made inside it); ``python`` is the interpreter the runners use.
+    """
+
+    def __init__(self, scheduler: Scheduler, options: SessionOptions, *, work_dir: str,
+                 python: str | None = None, name: str = "monitor") -> None:
+        settings = options.settings
+        self.scheduler = scheduler
+        self.settings = settings
+        self.map_id = f"map-{secrets.token_hex(8)}"
+        self.heartbeat_every = float(settings["HEARTBEAT_FREQUENCY"])
+        self.check_every = float(settings["CHECK_FREQUENCY"])
+        self.max_resubmits = int(settings["NUM_RESUBMITS"])
+        self.limits = Limits(
+            max_silence=float(settings["MAX_TIME_BETWEEN_HEARTBEATS"]),
+            idle_threshold=float(settings["IDLE_THRESHOLD"]),
+            max_idle_beats=int(settings["MAX_IDLE_HEARTBEATS"]),
+        )
+        self.directory = self._make_directory(work_dir)
+        self.log_dir = str(self.directory / "logs")
+        os.mkdir(self.log_dir, 0o700)
+        key = new_key()
+        self.key_file = str(write_key_file(self.directory / "key", key))
+        self.transport_name = str(settings["TRANSPORT"])
+        transport = load_transport(self.transport_name, "setting TRANSPORT")
+        if self.transport_name == "filesystem":
+            serve_options: dict[str, Any] = {"directory": str(self.directory)}
+        elif self.transport_name == "zmq":
+            serve_options = _zmq_options(settings)
+        else:
+            serve_options = {}
+        self.endpoint: Endpoint = transport.serve(serve_options)
+        self.address = self.endpoint.address
+        self.codec = Codec(key, self.map_id)
+        self.guard = ReplayGuard()
+        self.runner = [
+            *runner_prefix(python),
+            "--transport", self.transport_name,
+            "--address", self.address,
+            "--map", self.map_id,
+            "--key-file", self.key_file,
+            "--heartbeat", f"{self.heartbeat_every:g}",
+            "--give-up", f"{self.limits.max_silence:g}",
+        ]
+        self._tasks: dict[int, _Task] = {}
+        self._next_id = 0
+        self._functions: dict[int, bytes] = {}  # spec key -> pickled function
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poll_now = threading.Event()
+        self._closed = False
+        self._failures = 0
+        self._notes_told: set[str] = set()
+        self.dropped = 0  # messages refused: forged, malformed, replayed, …
+        self._thread = threading.Thread(target=self._serve, name=f"gridmap-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _make_directory(work_dir: str) -> Path:
+        root = Path(work_dir).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"temp_dir {str(root)!r} does not exist. Set DEFAULT_TEMP_DIR (or pass "
+                "temp_dir=) to a directory the compute nodes share with this host."
+            )
+        path = root / f"gridmap-{secrets.token_hex(6)}"
+        os.mkdir(path, 0o700)
+        return path
+
+    # -- submitting thread ---------------------------------------------------------
+
+    def submit(self, batch: Batch) -> None:
+        indices = list(batch.sink.claim(0, len(batch)))
+        if not indices:
+            return
+        if self._closed:
+            raise RuntimeError("the session is closed")
+        spec = batch.spec
+        if spec.key not in self._functions:
+            self._functions[spec.key] = dumps(spec.function)
+        with self._lock:
+            first = self._next_id
+            self._next_id += len(indices)
+            tasks = [_Task(first + n, batch, index) for n, index in enumerate(indices)]
+            for task in tasks:
+                self._tasks[task.id] = task
+        try:
+            ids = self.scheduler.launch(self._launch(spec, range(first, first + len(tasks)), 0))
+        except BaseException:
+            with self._lock:
+                for task in tasks:
+                    del self._tasks[task.id]
+            raise
+        with self._lock:
+            for task, job_id in zip(tasks, ids, strict=True):
+                task.job_id = job_id
+
+    def _launch(self, spec: JobSpec, tasks: Sequence[int], attempt: int) -> Launch:
+        return Launch(spec=spec, tasks=tasks, attempt=attempt, log_dir=self.log_dir,
+                      runner=self.runner, name=spec.name)
+
+    def poll_soon(self) -> None:
+        """Have the monitor poll the scheduler now (a scheduler's hint; any thread)."""
+        self._poll_now.set()
+
+    def close(self, cancel: bool = False) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            live = [t.job_id for t in self._tasks.values() if t.state != _ENDED and t.job_id]
+        try:
+            if live:  # nothing may outlive the session, cancelled or not
+                self.scheduler.cancel(live)
+        finally:
+            self._stop.set()
+            if threading.current_thread() is not self._thread:
+                self._thread.join()
+            self.endpoint.close()
+            self.scheduler.close()
+            self._clean_up()
+
+    def _clean_up(self) -> None:
+        """Remove the key, and the logs unless a job failed or asked to keep them."""
+        os.unlink(self.key_file)
+        if self._failures or not all(t.batch.spec.cleanup for t in self._tasks.values()):
+            logger.info("job logs are kept in %s", self.log_dir)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    # -- the monitor's thread ------------------------------------------------------
+
+    def _serve(self) -> None:
+        next_poll = time.monotonic() + self.check_every
+        next_sweep = time.monotonic() + 1.0
+        while not self._stop.is_set():
+            try:
+                wait = min(_TICK, max(0.0, min(next_poll, next_sweep) - time.monotonic()))
+                received = self.endpoint.receive(wait)
+                if received is not None:
+                    self._handle(*received)
+                now = time.monotonic()
+                if self._poll_now.is_set() or now >= next_poll:
+                    self._poll_now.clear()
+                    self._poll()
+                    next_poll = time.monotonic() + self.check_every
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + 1.0
+            except TransportError as error:
+                if self._stop.is_set():
+                    break
+                logger.error("monitor transport error: %s", error)
+                time.sleep(_TICK)
+            except Exception:  # the loop must survive anything, or every job would hang
+                logger.exception("monitor error (the monitor keeps serving)")
+
+    def _reply(self, token: Any, message: Message, kind: Kind, payload: bytes = b"") -> None:
+        self.endpoint.reply(token, self.codec.reply(message.header, kind, payload))
+
+    def _handle(self, token: Any, frames: list[memoryview]) -> None:
+        try:
+            message = self.codec.decode(frames, expect=FROM_RUNNER)
+        except ProtocolError as error:
+            self._drop(str(error))
+            return
+        if not self.guard.accept(message.header):
+            self._drop(f"replayed {message.header.kind.value} for task {message.header.task_id}")
+            return
+        header = message.header
+        with self._lock:
+            task = self._tasks.get(header.task_id)
+        if task is None or task.state == _ENDED:
+            if task is not None and header.kind is Kind.RESULT:
+                self._reply(token, message, Kind.ACK)  # a retried result: already have it
+            else:
+                self._reply(token, message, Kind.STOP, b"this job has ended")
+            return
+        if header.attempt != task.attempt:
+            self._reply(token, message, Kind.STOP,
+                        f"superseded by attempt {task.attempt}".encode())
+            return
+        task.last_seen = time.monotonic()
+        if header.kind is Kind.FETCH:
+            task.state = _RUNNING
+            batch = task.batch
+            kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
+            payload = encode_task(self._functions[batch.spec.key], batch.args[task.index],
+                                  kwargs, batch.spec.working_dir)
+            self._reply(token, message, Kind.TASK, payload)
+        elif header.kind is Kind.HEARTBEAT:
+            self._heartbeat(token, message, task)
+        else:
+            self._result(token, message, task)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        # Logged at debug level only after the first few: a flood must not fill the log.
+        level = logging.WARNING if self.dropped <= 10 else logging.DEBUG
+        logger.log(level, "dropped a message: %s", reason)
+
+    def _heartbeat(self, token: Any, message: Message, task: _Task) -> None:
+        try:
+            beat = decode_heartbeat(message.payload)
+        except ValueError as error:
+            self._drop(f"unreadable heartbeat: {error}")
+            self._reply(token, message, Kind.ACK)
+            return
+        task.state = _RUNNING
+        task.host_name = beat.host_name
+        task.heart_beat = beat.as_dict()
+        task.track_cpu.append(beat.cpu)
+        task.track_mem.append(beat.memory / 2**20)
+        limits = self.limits
+        limit = task.batch.spec.resources.h_vmem
+        if limit is not None:
+            limits = Limits(limits.max_silence, limits.idle_threshold, limits.max_idle_beats, limit)
+        task.idle_beats, verdict = judge_heartbeat(beat, task.idle_beats, limits)
+        if verdict is not None:
+            self._reply(token, message, Kind.STOP, verdict.cause.encode())
+            self._died(task, verdict)
+            return
+        self._reply(token, message, Kind.ACK)
+        task.batch.sink.heartbeat(task.index, task.heart_beat)
+
+    def _result(self, token: Any, message: Message, task: _Task) -> None:
+        outcome = decode_result(message.payload)
+        self._end(task)
+        self._reply(token, message, Kind.ACK)
+        sink = task.batch.sink
+        host = outcome.host_name or task.host_name
+        if outcome.ok:
+            sink.succeeded([task.index], [outcome.value], host)
+        else:
+            self._failures += 1
+            sink.failed(task.index, self._failure(task, outcome.exception, outcome.traceback,
+                                                  None, host))
+
+    def _failure(self, task: _Task, exception: BaseException | None, traceback: str | None,
+                 cause: str | None, host: str = "") -> Failure:
+        return Failure(exception, traceback, host or task.host_name, cause, task.resubmits,
+                       tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat)
+
+    def _end(self, task: _Task) -> None:
+        task.state = _ENDED
+        self.guard.forget(task.id)
+
+    def _died(self, task: _Task, verdict: Verdict, *, cancel: bool = True) -> None:
+        """Resubmit a dead job, or report it failed when it may not be."""
+        if task.state == _ENDED:
+            return
+        if cancel and task.job_id:
+            try:
+                self.scheduler.cancel([task.job_id])
+            except Exception as error:
+                logger.warning("could not cancel job %s: %s", task.job_id, error)
+        self.guard.forget(task.id, task.attempt)
+        name = f"{task.batch.spec.name}{task.index} (job {task.job_id or '?'})"
+        if verdict.resubmit and task.resubmits < self.max_resubmits and not self._stop.is_set():
+            task.resubmits += 1
+            task.attempt += 1
+            task.state = _QUEUED
+            task.job_id = ""
+            task.running_since = None
+            task.idle_beats = 0
+            logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
+                           task.resubmits, self.max_resubmits)
+            task.batch.sink.resubmitted(task.index, verdict.cause)
+            try:
+                launch = self._launch(task.batch.spec, [task.id], task.attempt)
+                task.job_id = self.scheduler.launch(launch)[0]
+            except Exception as error:
+                self._end(task)
+                self._failures += 1
+                task.batch.sink.failed(task.index, self._failure(
+                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}"))
+            return
+        self._end(task)
+        self._failures += 1
+        logger.warning("%s died: %s", name, verdict.cause)
+        task.batch.sink.failed(task.index, self._failure(task, None, None, verdict.cause))
+
+    def _poll(self) -> None:
+        with self._lock:
+            live = {t.job_id: t for t in self._tasks.values() if t.state != _ENDED and t.job_id}
+        if not live:
+            return
+        try:
+            statuses = self.scheduler.poll(list(live))
+        except Exception as error:
+            logger.warning("could not ask the scheduler about %d jobs: %s", len(live), error)
+            return
+        now = time.monotonic()
+        for job_id, status in statuses.items():
+            task = live.get(job_id)
+            if task is None or task.job_id != job_id:
+                continue
+            if status.status is Status.RUNNING and task.running_since is None:
+                task.running_since = now
+            elif (status.status is Status.QUEUED and status.note
+                  and status.note not in self._notes_told):
+                self._notes_told.add(status.note)
+                logger.warning("jobs are waiting in the queue: %s", status.note)
+            verdict = judge_status(status, job_id)
+            if verdict is not None:
+                self._died(task, verdict, cancel=status.status is not Status.ENDED)
+
+    def _sweep(self, now: float) -> None:
+        """Find jobs gone silent."""
+        with self._lock:
+            tasks = [t for t in self._tasks.values() if t.state != _ENDED]
+        for task in tasks:
+            if task.state == _RUNNING:
+                verdict = judge_silence(now - task.last_seen, True, self.address, self.limits)
+            elif task.running_since is not None:
+                verdict = judge_silence(now - task.running_since, False, self.address,
+                                        self.limits)
+            else:
+                continue
+            if verdict is not None:
+                self._died(task, verdict)

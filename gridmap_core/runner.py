@@ -1,0 +1,300 @@
+"""What a backend runs on a compute node: ``python -m gridmap_core.runner …``.
+
+The runner fetches its task from the monitor, runs it in the task's working
+directory, sends a heartbeat every ``--heartbeat`` seconds while it runs, and sends
+the result (or the exception with its traceback). The map's key is read from
+``--key-file``; it never appears on the command line or in the environment.
+
+Exit status: 0 when the result was delivered (also when the function raised);
+2 for a bad command line or key file; 3 when the monitor could not be reached;
+4 when the monitor said stop (cancelled, or superseded by a resubmission); 5 when
+the monitor was lost while the job ran or its result could not be delivered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+from .messages import (
+    Heartbeat,
+    decode_task,
+    encode_error,
+    encode_heartbeat,
+    encode_value,
+)
+from .protocol import (
+    FROM_MONITOR,
+    Codec,
+    Kind,
+    Message,
+    Oversized,
+    ProtocolError,
+    is_reply_to,
+    read_key_file,
+)
+from .transports import Client, TransportError, TransportTimeout, load_transport
+from .usage import UsageSampler, tail
+
+__all__ = ["EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE", "main"]
+
+EXIT_SETUP = 2
+EXIT_UNREACHABLE = 3
+EXIT_STOPPED = 4
+EXIT_LOST = 5
+logger = logging.getLogger("gridmap.runner")
+
+
+class Stopped(Exception):
+    """The monitor answered STOP."""
+
+
+class Link:
+    """One task's conversation with the monitor: signed requests, checked replies."""
+
+    def __init__(self, client: Client, codec: Codec, task: int, attempt: int) -> None:
+        self.client = client
+        self.codec = codec
+        self.task = task
+        self.attempt = attempt
+
+    def exchange(self, kind: Kind, payload: bytes | memoryview, timeout: float) -> Message:
+        """Send one request and return its authentic reply; TransportTimeout when none
+        came. Encoded afresh on every call, so a retry is never taken for a replay."""
+        header = self.codec.header(kind, self.task, self.attempt)
+        deadline = time.monotonic() + timeout
+        reply_frames = self.client.request(self.codec.encode_header(header, payload), timeout)
+        while True:
+            try:
+                reply = self.codec.decode(reply_frames, expect=FROM_MONITOR)
+            except ProtocolError as error:
+                logger.warning("dropped a reply that failed authentication: %s", error)
+            else:
+                if is_reply_to(reply.header, header):
+                    return reply
+                logger.warning("dropped a reply meant for another task")
+            # Not ours: ask again (as a new message) in the time left.
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TransportTimeout(f"no valid reply within {timeout:.0f} s")
+            header = self.codec.header(kind, self.task, self.attempt)
+            reply_frames = self.client.request(self.codec.encode_header(header, payload), left)
+
+    def call(self, kind: Kind, payload: bytes | memoryview, *, give_up: float,
+             timeout: float) -> Message | None:
+        """:meth:`exchange` with retries until ``give_up`` seconds have passed; None
+        if the monitor never answered."""
+        deadline = time.monotonic() + give_up
+        pause = 0.1
+        tries = 0
+        while True:
+            tries += 1
+            left = deadline - time.monotonic()
+            try:
+                return self.exchange(kind, payload, max(0.1, min(timeout, left)))
+            except TransportTimeout:
+                if time.monotonic() + pause >= deadline:
+                    logger.error(
+                        "no answer from the monitor to %s after %d tries over %.0f s",
+                        kind.value, tries, give_up,
+                    )
+                    return None
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
+def _kill_children() -> None:
+    """Kill the job's child processes, so none outlives the runner."""
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def _end(code: int, message: str) -> NoReturn:
+    """Stop the job from any thread: kill its children and exit at once."""
+    logger.error("%s", message)
+    _kill_children()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
+def _log_file() -> str | None:
+    """Where this process's stdout goes, if it is a file (the job's log)."""
+    try:
+        target = os.readlink("/proc/self/fd/1")
+    except OSError:
+        return None
+    return target if target.startswith("/") and os.path.isfile(target) else None
+
+
+class HeartbeatThread(threading.Thread):
+    """Sends the job's health every ``interval`` seconds; ends the process when the
+    monitor says stop or cannot be reached for ``give_up`` seconds."""
+
+    def __init__(self, link: Link, interval: float, give_up: float) -> None:
+        super().__init__(name="gridmap-heartbeat", daemon=True)
+        self.link = link
+        self.interval = interval
+        self.give_up = give_up
+        self.finished = threading.Event()
+        self.host_name = socket.gethostname()
+        self.log_file = _log_file()
+        self.sampler = UsageSampler()
+
+    def beat(self) -> Heartbeat:
+        usage = self.sampler.sample()
+        return Heartbeat(
+            cpu=round(usage.cpu_percent, 2),
+            memory=usage.rss_bytes,
+            host_name=self.host_name,
+            status=usage.status,
+            processes=usage.processes,
+            log_tail=tail(self.log_file, 2048) if self.log_file else "",
+        )
+
+    def run(self) -> None:
+        last_answer = time.monotonic()
+        while not self.finished.wait(self.interval):
+            payload = encode_heartbeat(self.beat())
+            try:
+                reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
+            except TransportTimeout:
+                silent = time.monotonic() - last_answer
+                if silent > self.give_up and not self.finished.is_set():
+                    _end(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
+                         "the job (the submitting process has probably ended)")
+                continue
+            except (TransportError, ProtocolError, OSError) as error:
+                logger.warning("heartbeat not sent: %s", error)
+                continue
+            last_answer = time.monotonic()
+            if reply.header.kind is Kind.STOP and not self.finished.is_set():
+                reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
+                _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m gridmap_core.runner",
+        description="Run one gridmap job: fetch it from the monitor, run it, send the result.",
+    )
+    parser.add_argument("--transport", default="zmq")
+    parser.add_argument("--address", required=True, help="where the monitor listens")
+    parser.add_argument("--transport-options", default="{}", help="JSON object")
+    parser.add_argument("--map", required=True, dest="map_id")
+    parser.add_argument("--key-file", required=True, help="file holding the map's key (0600)")
+    parser.add_argument("--task", required=True, type=int)
+    parser.add_argument("--attempt", type=int, default=0)
+    parser.add_argument("--index-var", help="array element number variable (SGE_TASK_ID)")
+    parser.add_argument("--first-index", type=int, default=1)
+    parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between beats")
+    parser.add_argument("--give-up", type=float, default=90.0,
+                        help="seconds without an answer before giving up on the monitor")
+    parser.add_argument("--max-bytes", type=int, default=None)
+    return parser.parse_args(argv)
+
+
+def _task_id(args: argparse.Namespace) -> int:
+    if not args.index_var:
+        return int(args.task)
+    raw = os.environ.get(args.index_var, "")
+    try:
+        index = int(raw)
+    except ValueError:
+        raise ValueError(f"${args.index_var}={raw!r} is not an array element number") from None
+    return int(args.task) + index - int(args.first_index)
+
+
+def _run(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any], host: str) -> bytes:
+    """Call the job and return its RESULT payload, whatever it does."""
+    try:
+        value = function(*args, **kwargs)
+    except BaseException as error:  # SystemExit and KeyboardInterrupt too: report them
+        # The traceback starts in the job's own code, not in this frame.
+        below = error.__traceback__.tb_next if error.__traceback__ else None
+        return encode_error(error.with_traceback(below), host)
+    try:
+        return encode_value(value, host)
+    except Exception as error:  # the value cannot be pickled
+        return encode_error(error, host)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO,
+        format="gridmap runner %(asctime)s %(levelname)s %(message)s",
+    )
+    args = _parse(argv)
+    try:
+        task_id = _task_id(args)
+        key = read_key_file(args.key_file)
+        options: dict[str, Any] = json.loads(args.transport_options)
+        transport = load_transport(args.transport, "runner --transport")
+        client = transport.connect(args.address, options)
+    except Exception as error:
+        logger.error("cannot start: %s", error)
+        return EXIT_SETUP
+    codec = Codec(key, args.map_id, **({} if args.max_bytes is None else
+                                       {"max_bytes": args.max_bytes}))
+    link = Link(client, codec, task_id, args.attempt)
+    host = socket.gethostname()
+    request_timeout = max(30.0, 3 * args.heartbeat)
+    logger.info("task %d attempt %d on %s: fetching from %s", task_id, args.attempt, host,
+                args.address)
+    reply = link.call(Kind.FETCH, b"", give_up=args.give_up, timeout=request_timeout)
+    if reply is None:
+        logger.error(
+            "cannot reach the monitor at %s (transport %s). Check that compute nodes can "
+            "connect to the submitting host (firewall, address), or use the filesystem "
+            "transport.", args.address, args.transport,
+        )
+        return EXIT_UNREACHABLE
+    if reply.header.kind is not Kind.TASK:
+        reason = bytes(reply.payload).decode("utf-8", "replace")
+        logger.info("the monitor says stop: %s", reason or "no reason given")
+        return EXIT_STOPPED
+    heartbeats = HeartbeatThread(link, args.heartbeat, args.give_up)
+    heartbeats.start()
+    try:
+        task = decode_task(reply.payload)
+        del reply  # the arguments' bytes can be large
+        os.chdir(task.working_dir)
+    except BaseException as error:
+        logger.error("cannot prepare the job: %s", error)
+        payload = encode_error(error, host)
+    else:
+        payload = _run(task.function, task.args, dict(task.kwargs), host)
+        del task
+    if len(payload) > codec.max_bytes:
+        too_big = Oversized(f"the job's result is {len(payload)} bytes once pickled, over "
+                            f"the limit of {codec.max_bytes} bytes (transport max_bytes)")
+        payload = encode_error(too_big, host)
+    answer = link.call(Kind.RESULT, payload, give_up=args.give_up, timeout=request_timeout)
+    heartbeats.finished.set()
+    client.close()
+    if answer is None:
+        logger.error("the result could not be delivered to the monitor at %s", args.address)
+        return EXIT_LOST
+    logger.info("task %d done", task_id)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

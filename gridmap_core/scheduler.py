@@ -1,0 +1,136 @@
+"""The contract between the monitor and a scheduler that launches runners.
+
+A backend that runs jobs through the monitor protocol implements
+:class:`Scheduler`: it launches the runner command for a group of tasks (one array
+job where the scheduler has arrays), reports on many of its jobs in one call, and
+cancels. :class:`~gridmap_core.monitor.MonitoredSession` does the rest (serving
+tasks, heartbeats, death detection, resubmission) and is the backend's session.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shlex
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol, runtime_checkable
+
+from .backend import JobSpec
+
+__all__ = ["JobStatus", "Launch", "PollSoon", "Scheduler", "Status", "runner_prefix"]
+
+
+class Status(str, enum.Enum):
+    """Where a scheduler job stands, as the monitor needs to know it."""
+
+    QUEUED = "queued"  # waiting to start (or held)
+    RUNNING = "running"
+    ENDED = "ended"  # finished, failed, killed: it will not run again by itself
+    ERROR = "error"  # stuck in a state it will not leave by itself (SGE's Eqw)
+    UNKNOWN = "unknown"  # the scheduler no longer knows the job
+
+
+class JobStatus(NamedTuple):
+    """A scheduler's report on one job.
+
+    ``cause`` says how it ended or why it is stuck, in words for the user ("killed by
+    signal 9", "out of memory"); ``resubmit`` is False when resubmitting cannot help
+    or was not wanted (a user deleted the job); ``note`` explains a long wait in
+    the queue ("no queue instance can run it: all.q@node is in state E").
+    """
+
+    status: Status
+    cause: str = ""
+    exit_status: int | None = None
+    resubmit: bool = True
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Tasks to launch together; they share a :class:`JobSpec`.
+
+    Each task runs ``command(task)``. For an array job, run :meth:`array_command`
+    once per element: the runner reads the element's number from ``index_var`` (such
+    as ``SGE_TASK_ID``) and finds its task from it.
+    """
+
+    spec: JobSpec
+    tasks: Sequence[int]  # consecutive task ids
+    attempt: int
+    log_dir: str
+    runner: Sequence[str]  # the runner command up to its per-task arguments
+    name: str = "gridmap_job"
+
+    def command(self, task: int) -> list[str]:
+        """The command line that runs ``task``."""
+        return [*self.runner, "--task", str(task), "--attempt", str(self.attempt)]
+
+    def array_command(self, index_var: str, first_index: int = 1) -> list[str]:
+        """The command line of every element of an array over ``tasks``, whose element
+        numbers start at ``first_index`` and are found in ``$index_var``."""
+        return [
+            *self.runner,
+            "--task", str(self.tasks[0]),
+            "--attempt", str(self.attempt),
+            "--index-var", index_var,
+            "--first-index", str(first_index),
+        ]
+
+    def log_path(self, task: int | str, stream: str = "out") -> str:
+        """Where a task's stdout (``"out"``) or stderr (``"err"``) goes."""
+        return os.path.join(self.log_dir, f"{self.name}.{task}.{self.attempt}.{stream}")
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """The environment the job runs with: the submitting process's when
+        ``copy_env``, with ``add_env`` on top."""
+        env = dict(os.environ) if self.spec.copy_env else {}
+        env.update(self.spec.add_env or {})
+        return env
+
+    def shell_line(self, command: Sequence[str]) -> str:
+        """``command`` quoted for a shell (job scripts)."""
+        return shlex.join(command)
+
+
+def runner_prefix(python: str | None = None) -> list[str]:
+    """The start of a runner command line: the interpreter and the runner module."""
+    return [python or sys.executable, "-m", "gridmap_core.runner"]
+
+
+@runtime_checkable
+class Scheduler(Protocol):
+    """What a backend gives :class:`~gridmap_core.monitor.MonitoredSession`.
+
+    Calls come from the submitting thread (the first launch of a batch) and from the
+    monitor's thread (polls, resubmissions, cancels), so implementations must be
+    thread-safe.
+    """
+
+    def launch(self, launch: Launch) -> list[str]:
+        """Submit the runner of every task in ``launch.tasks``; return one scheduler
+        job id per task, in order. Raise with a clear message if the scheduler
+        refuses; nothing of ``launch`` may then be left queued."""
+        ...
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        """Report on every job in ``ids``, in as few scheduler calls as it can (never
+        one per job). An id missing from the answer counts as still queued."""
+        ...
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        """Stop these jobs, queued or running; ids that already ended are ignored."""
+        ...
+
+    def close(self) -> None:
+        """Release the scheduler connection. Called once, after the last cancel."""
+        ...
+
+
+#: Something a scheduler may call, from any thread, to have the monitor poll soon
+#: (a local process ended, say), instead of waiting for CHECK_FREQUENCY.
+PollSoon = Callable[[], None]
+

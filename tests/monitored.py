@@ -1,0 +1,87 @@
+"""Jobs and helpers for tests of the runner and monitor path (local backend, mode runner).
+
+This module travels to the runners by value, so runners need not import ``tests``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from gridmap_core.executor import GridMapExecutor
+
+FAST = {
+    "CHECK_FREQUENCY": 0.5,
+    "HEARTBEAT_FREQUENCY": 0.5,
+    "MAX_TIME_BETWEEN_HEARTBEATS": 20,
+    "MAX_IDLE_HEARTBEATS": 0,
+    "NUM_RESUBMITS": 1,
+}
+
+
+def runner_executor(settings: Mapping[str, Any] | None = None, max_processes: int = 2,
+                    **options: Any) -> GridMapExecutor:
+    """An executor whose jobs each run in a runner process, through the monitor."""
+    return GridMapExecutor(
+        backend="local",
+        max_processes=max_processes,
+        settings={**FAST, **(settings or {})},
+        backend_options={"mode": "runner", **options},
+    )
+
+
+def where(x: int) -> tuple[int, int, list[str], int]:
+    """The value, and where it ran: pid, command line of the process."""
+    return x * x, os.getpid(), list(sys.argv), os.getppid()
+
+
+def raise_value_error(x: int) -> None:
+    raise ValueError(f"refused {x}")
+
+
+def die_first_time(marker: str, x: int) -> int:
+    """The first attempt records its pid and waits to be killed; later ones return."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(str(os.getpid()))
+        time.sleep(60)
+    return 2 * x
+
+
+def hog_memory(megabytes: int) -> int:
+    block = bytearray(megabytes * 2**20)
+    for i in range(0, len(block), 4096):  # touch every page, so it is resident
+        block[i] = 1
+    time.sleep(60)
+    return len(block)
+
+
+def sleep_for(seconds: float) -> float:
+    time.sleep(seconds)
+    return seconds
+
+
+def stop_self(_: int) -> None:
+    """Freeze the runner: it neither works nor sends heartbeats."""
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+
+def big_result(megabytes: int) -> bytes:
+    return bytes(range(256)) * (megabytes * 2**20 // 256)
+
+
+def spin(seconds: float) -> float:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+    return seconds
+
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])

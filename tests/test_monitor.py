@@ -1,0 +1,147 @@
+"""The runner and monitor path end to end, with runners as local processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from gridmap_core import Job, JobException, JobState
+from tests import monitored
+from tests.monitored import runner_executor
+
+
+def test_results_come_back_in_order_from_runner_processes() -> None:
+    with runner_executor() as executor:
+        results = list(executor.map(monitored.where, range(6)))
+    assert [r[0] for r in results] == [x * x for x in range(6)]
+    for _, pid, argv, _ in results:
+        assert pid != os.getpid()
+        assert argv[0].endswith("gridmap_core/runner.py")
+    assert len({pid for _, pid, _, _ in results}) == 6  # one runner per job
+
+
+def test_a_raising_job_reports_its_remote_traceback() -> None:
+    jobs = [Job(monitored.raise_value_error, [7]), Job(monitored.sleep_for, [0.1])]
+    with runner_executor() as executor, pytest.raises(JobException) as info:
+        executor.run_jobs(jobs)
+    failed = jobs[0]
+    assert failed.state is JobState.FAILED
+    assert isinstance(failed.ret, ValueError) and str(failed.ret) == "refused 7"
+    assert failed.traceback is not None and "raise_value_error" in failed.traceback
+    assert "runner.py" not in failed.traceback  # starts in the job's own code
+    assert failed.num_resubmits == 0  # a job that raised is not resubmitted
+    assert jobs[1].ret == 0.1
+    assert "refused 7" in str(info.value)
+
+
+def test_a_job_killed_mid_run_is_resubmitted_and_the_map_completes(tmp_path: Path) -> None:
+    marker = tmp_path / "first-pid"
+    jobs = [Job(monitored.die_first_time, [str(marker), 21]), Job(monitored.sleep_for, [0.2])]
+
+    def kill_first_attempt() -> None:
+        deadline = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text():
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        os.kill(int(marker.read_text()), signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_first_attempt)
+    killer.start()
+    with runner_executor() as executor:
+        executor.run_jobs(jobs)
+    killer.join()
+    assert [job.ret for job in jobs] == [42, 0.2]
+    assert jobs[0].num_resubmits == 1
+    assert "SIGKILL" in jobs[0].cause_of_death
+    assert jobs[1].num_resubmits == 0
+
+
+def test_a_job_that_never_starts_fails_instead_of_hanging(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-python")
+    jobs = [Job(monitored.sleep_for, [0]) for _ in range(3)]
+    started = time.monotonic()
+    with runner_executor(python=missing) as executor, pytest.raises(JobException) as info:
+        executor.run_jobs(jobs)
+    assert time.monotonic() - started < 30
+    assert len(info.value.jobs) == 3
+    for job in jobs:
+        assert job.state is JobState.DEAD
+        assert "could not start the runner" in job.cause_of_death
+        assert job.num_resubmits == 1
+
+
+def test_a_runner_that_exits_before_its_first_message_is_found_dead() -> None:
+    jobs = [Job(monitored.sleep_for, [0])]
+    with runner_executor({"NUM_RESUBMITS": 0}, python="/bin/false") as executor, \
+            pytest.raises(JobException):
+        executor.run_jobs(jobs)
+    assert jobs[0].state is JobState.DEAD
+    assert "exit status 1" in jobs[0].cause_of_death
+
+
+def test_a_job_over_its_memory_limit_is_killed_and_reported() -> None:
+    jobs = [Job(monitored.hog_memory, [300], h_vmem="150M")]
+    started = time.monotonic()
+    with runner_executor({"NUM_RESUBMITS": 0}) as executor, pytest.raises(JobException):
+        executor.run_jobs(jobs)
+    assert time.monotonic() - started < 30  # not the job's 60 s sleep
+    assert jobs[0].state is JobState.DEAD
+    assert jobs[0].cause_of_death.startswith("out of memory")
+    assert "h_vmem=150 MB" in jobs[0].cause_of_death
+    assert max(jobs[0].track_mem) > 150  # the heartbeats saw it, in MB
+
+
+def test_an_idle_job_is_found_dead_and_a_busy_one_is_not() -> None:
+    jobs = [Job(monitored.sleep_for, [60]), Job(monitored.spin, [3.0])]
+    settings = {"NUM_RESUBMITS": 0, "MAX_IDLE_HEARTBEATS": 3, "IDLE_THRESHOLD": 5}
+    started = time.monotonic()
+    with runner_executor(settings) as executor, pytest.raises(JobException) as info:
+        executor.run_jobs(jobs)
+    assert time.monotonic() - started < 30
+    assert [job.name for job in info.value.jobs] == [jobs[0].name]
+    assert jobs[0].cause_of_death.startswith("idle")
+    assert jobs[1].ret == 3.0
+    # CPU is measured across samples: the spinning job was seen busy.
+    assert max(jobs[1].track_cpu) > 50
+
+
+def test_a_silent_job_is_found_dead_by_its_missing_heartbeats() -> None:
+    jobs = [Job(monitored.stop_self, [0])]
+    settings = {"NUM_RESUBMITS": 0, "MAX_TIME_BETWEEN_HEARTBEATS": 2}
+    with runner_executor(settings) as executor, pytest.raises(JobException):
+        executor.run_jobs(jobs)
+    assert jobs[0].cause_of_death.startswith("no heartbeat")
+
+
+def test_a_100_mb_result_arrives_whole() -> None:
+    with runner_executor() as executor:
+        (result,) = list(executor.map(monitored.big_result, [100]))
+    assert result == monitored.big_result(100)
+
+
+def test_the_filesystem_transport_carries_a_map(tmp_path: Path) -> None:
+    with runner_executor({"TRANSPORT": "filesystem", "DEFAULT_TEMP_DIR": str(tmp_path)}
+                         ) as executor:
+        results = list(executor.map(monitored.where, range(3)))
+        assert any(p.name.startswith("gridmap-") for p in tmp_path.iterdir())
+    assert [r[0] for r in results] == [0, 1, 4]
+    assert list(tmp_path.iterdir()) == []  # key, logs and transport files removed
+
+
+def test_the_key_file_is_private_and_not_on_the_command_line(tmp_path: Path) -> None:
+    with runner_executor({"DEFAULT_TEMP_DIR": str(tmp_path)}) as executor:
+        (result,) = list(executor.map(monitored.where, [1]))
+        (directory,) = tmp_path.iterdir()
+        key_file = directory / "key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        key_hex = key_file.read_text().strip()
+    argv = result[2]
+    assert str(key_file) in " ".join(argv)
+    assert key_hex not in " ".join(argv)
+    assert all(key_hex not in value for value in os.environ.values())
