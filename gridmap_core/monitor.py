@@ -188,15 +188,16 @@ class MonitoredSession:
         if self._closed:
             return
         self._closed = True
+        # The loop stops first, so the jobs cancelled below are not reported as dead.
+        self._stop.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
         with self._lock:
             live = [t.job_id for t in self._tasks.values() if t.state != _ENDED and t.job_id]
         try:
             if live:  # nothing may outlive the session, cancelled or not
                 self.scheduler.cancel(live)
         finally:
-            self._stop.set()
-            if threading.current_thread() is not self._thread:
-                self._thread.join()
             self.endpoint.close()
             self.scheduler.close()
             self._clean_up()
@@ -337,7 +338,7 @@ class MonitoredSession:
                 logger.warning("could not cancel job %s: %s", task.job_id, error)
         self.guard.forget(task.id, task.attempt)
         name = f"{task.batch.spec.name}{task.index} (job {task.job_id or '?'})"
-        if verdict.resubmit and task.resubmits < self.max_resubmits and not self._stop.is_set():
+        if verdict.resubmit and task.resubmits < self.max_resubmits and not self._closed:
             task.resubmits += 1
             task.attempt += 1
             task.state = _QUEUED

@@ -68,6 +68,11 @@ def sleep_for(seconds: float) -> float:
     return seconds
 
 
+def sleep_then_square(x: int) -> int:
+    time.sleep(0.5)
+    return x * x
+
+
 def stop_self(_: int) -> None:
     """Freeze the runner: it neither works nor sends heartbeats."""
     os.kill(os.getpid(), signal.SIGSTOP)

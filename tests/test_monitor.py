@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gridmap_core import Job, JobException, JobState
@@ -145,3 +146,47 @@ def test_the_key_file_is_private_and_not_on_the_command_line(tmp_path: Path) -> 
     assert str(key_file) in " ".join(argv)
     assert key_hex not in " ".join(argv)
     assert all(key_hex not in value for value in os.environ.values())
+
+
+def test_cancel_policy_stops_the_runners_at_the_first_failure(tmp_path: Path) -> None:
+    jobs = [Job(monitored.raise_value_error, [1])] + [
+        Job(monitored.sleep_for, [60]) for _ in range(3)
+    ]
+    started = time.monotonic()
+    with runner_executor({"DEFAULT_TEMP_DIR": str(tmp_path)}) as executor, \
+            pytest.raises(JobException) as info:
+        executor.run_jobs(jobs, on_failure="cancel")
+    assert time.monotonic() - started < 30
+    assert info.value.cancelled == 3
+    assert [job.state for job in jobs] == [JobState.FAILED] + [JobState.CANCELLED] * 3
+    assert not any(str(tmp_path) in " ".join(p.cmdline()) for p in _processes())
+
+
+def test_return_policy_puts_exceptions_in_place_of_results() -> None:
+    jobs = [Job(monitored.raise_value_error, [1]), Job(monitored.sleep_for, [0.1])]
+    with runner_executor() as executor:
+        executor.run_jobs(jobs, on_failure="return")
+    assert isinstance(jobs[0].ret, ValueError) and jobs[1].ret == 0.1
+
+
+def test_the_monitor_listens_on_the_configured_ports_and_address() -> None:
+    settings = {"MONITOR_PORTS": "52000-52010", "MONITOR_ADDRESS": "127.0.0.1",
+                "MONITOR_INTERFACE": "127.0.0.1"}
+    with runner_executor(settings) as executor:
+        (result,) = list(executor.map(monitored.where, [3]))
+    argv = result[2]
+    address = argv[argv.index("--address") + 1]
+    host, port = address.removeprefix("tcp://").rsplit(":", 1)
+    assert host == "127.0.0.1" and 52000 <= int(port) <= 52010
+    assert result[0] == 9
+
+
+def _processes() -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            proc.cmdline()
+        except psutil.Error:
+            continue
+        found.append(proc)
+    return found
