@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import zmq
+from gridmap_local.backend import LocalBackend
 
 from gridmap_core import Job, JobException, hookimpl
 from gridmap_core.backend import Batch, JobSpec, SessionOptions
@@ -23,7 +24,6 @@ from gridmap_core.monitor import MonitoredSession
 from gridmap_core.plugins import get_plugin_manager
 from gridmap_core.protocol import Codec, Kind, new_key, read_key_file
 from gridmap_core.runs import Run
-from gridmap_local.backend import LocalBackend
 from tests import monitored
 
 REPO = Path(__file__).resolve().parent.parent
