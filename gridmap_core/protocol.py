@@ -109,7 +109,7 @@ class Kind(str, enum.Enum):
 
     FETCH = "fetch"  # runner: send me my task (payload empty)
     TASK = "task"  # monitor: the pickled function and arguments
-    HEARTBEAT = "heartbeat"  # runner: CPU, memory, host, log tail (pickled by the runner)
+    HEARTBEAT = "heartbeat"  # runner: CPU, memory, host, log tail (JSON)
     RESULT = "result"  # runner: the pickled value, or exception and traceback
     ACK = "ack"  # monitor: received; carry on
     STOP = "stop"  # monitor: stop now (cancelled, superseded by a resubmission, unknown task)

@@ -1,4 +1,4 @@
-"""docs/plugins.md stays true: every hook has its own heading, and its code runs.
+"""docs/plugins.md and docs/monitor.md stay true: every hook has its own heading, and code runs.
 
 Code blocks that start with ``# file: PATH`` are the example package, written to disk;
 every other ``python`` block runs, in order, in one namespace (like a doctest), and
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
@@ -284,3 +285,13 @@ def test_guide_package_works_when_installed(
 
     with pytest.raises(ResourceError, match="no GPUs"):
         grid_map(where, [1], gpu=1)
+
+
+def test_monitor_guide_example_runs_through_runner_processes() -> None:
+    text = (DOC.parent / "monitor.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1
+    result = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True,
+                            timeout=120, cwd=DOC.parent.parent)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[1, 2, 3]"
