@@ -85,7 +85,8 @@ def judge_status(status: JobStatus, job_id: str) -> Verdict | None:
     """
     if status.status is Status.ENDED:
         cause = status.cause or "ended without sending a result"
-        if status.exit_status not in (None, 0) and "status" not in cause:
+        # A negative status is a signal, which the cause already names.
+        if status.exit_status is not None and status.exit_status > 0 and "status" not in cause:
             cause += f" (exit status {status.exit_status})"
         return Verdict(cause, status.resubmit)
     if status.status is Status.ERROR:

@@ -13,6 +13,7 @@ it; this module only says what the bytes mean:
 from __future__ import annotations
 
 import json
+import math
 import pickle
 import traceback as traceback_module
 from collections.abc import Mapping
@@ -95,15 +96,20 @@ def decode_heartbeat(payload: bytes | memoryview) -> Heartbeat:
     fields = json.loads(bytes(payload))
     if not isinstance(fields, dict):
         raise ValueError("heartbeat is not a JSON object")
-    cpu, memory = fields.get("cpu"), fields.get("memory")
-    if not isinstance(cpu, (int, float)) or not isinstance(memory, int):
+    cpu: Any = fields.get("cpu")
+    memory: Any = fields.get("memory")
+    processes: Any = fields.get("processes", 1)
+    # type() and not isinstance(): true is an int to Python, not a memory size to us
+    if type(cpu) not in (int, float) or not math.isfinite(cpu) or type(memory) is not int:
         raise ValueError("heartbeat lacks numeric cpu and memory")
+    if type(processes) is not int:
+        raise ValueError("heartbeat's process count is not a whole number")
     return Heartbeat(
         cpu=float(cpu),
         memory=memory,
         host_name=str(fields.get("host_name", ""))[:255],
         status=str(fields.get("status", ""))[:32],
-        processes=int(fields.get("processes", 1)),
+        processes=processes,
         log_tail=str(fields.get("log_tail", ""))[-MAX_LOG_TAIL:],
     )
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,7 @@ class Monitor:
             self._ready.set()
 
 
-def serving(task_payload: bytes) -> Answer:
+def serving(task_payload: bytes) -> Callable[[Monitor, Received], Frames]:
     """The usual monitor: TASK for a FETCH, ACK for everything else."""
 
     def answer(monitor: Monitor, message: Received) -> Frames:
@@ -270,6 +270,19 @@ def test_the_task_runs_in_its_working_directory(tmp_path: Path, key: bytes,
     assert os.path.realpath(outcome.value) == os.path.realpath(working_dir)
 
 
+def test_a_missing_working_directory_is_an_error_result(tmp_path: Path, key: bytes,
+                                                       key_file: Path) -> None:
+    missing = tmp_path / "no such dir"
+    payload = task_of(runner_jobs.working_directory, working_dir=str(missing))
+    with Monitor(key, serving(payload)) as monitor:
+        result = run_runner(monitor.address, key_file, tmp_path, "--give-up", "20")
+    assert result.code == 0, result.err
+    outcome = decode_result(monitor.of_kind(Kind.RESULT)[0].payload)
+    assert not outcome.ok
+    assert isinstance(outcome.exception, FileNotFoundError)
+    assert str(missing) in str(outcome.exception)
+
+
 def test_a_closure_defined_in_the_test_runs(tmp_path: Path, key: bytes, key_file: Path) -> None:
     offset = 1000
 
@@ -345,7 +358,7 @@ def test_a_reply_signed_with_another_key_is_ignored(tmp_path: Path, key: bytes,
 
     def answer(monitor: Monitor, message: Received) -> Frames:
         if message.header.kind is Kind.FETCH and len(monitor.of_kind(Kind.FETCH)) == 1:
-            # authentic-looking, but a forgery: a STOP the runner must not obey
+            # well formed, but a forgery: a STOP the runner must not obey
             return impostor.reply(message.header, Kind.STOP, b"forged stop")
         return serving(payload)(monitor, message)
 
@@ -358,6 +371,24 @@ def test_a_reply_signed_with_another_key_is_ignored(tmp_path: Path, key: bytes,
     assert len(fetches) == 2
     assert fetches[1].header.seq > fetches[0].header.seq  # a new message, not a replay
     assert decode_result(monitor.of_kind(Kind.RESULT)[0].payload).value == 42
+
+
+@pytest.mark.parametrize(("task", "attempt"), [(8, 0), (7, 1)], ids=["task", "attempt"])
+def test_an_authentic_reply_for_another_task_or_attempt_is_ignored(
+        tmp_path: Path, key: bytes, key_file: Path, task: int, attempt: int) -> None:
+    payload = task_of(runner_jobs.add, [1, 2])
+
+    def answer(monitor: Monitor, message: Received) -> Frames:
+        if message.header.kind is Kind.FETCH and len(monitor.of_kind(Kind.FETCH)) == 1:
+            return monitor.codec.encode(Kind.STOP, task, attempt, b"meant for another")
+        return serving(payload)(monitor, message)
+
+    with Monitor(key, answer) as monitor:
+        result = run_runner(monitor.address, key_file, tmp_path, "--give-up", "20")
+    assert result.code == 0, result.err
+    assert "meant for another task" in result.err
+    assert len(monitor.of_kind(Kind.FETCH)) == 2
+    assert decode_result(monitor.of_kind(Kind.RESULT)[0].payload).value == 3
 
 
 def test_the_array_index_variable_sets_the_task_id(tmp_path: Path, key: bytes,
@@ -373,3 +404,12 @@ def test_the_array_index_variable_sets_the_task_id(tmp_path: Path, key: bytes,
     (fetch,) = monitor.of_kind(Kind.FETCH)
     assert fetch.header.task_id == 12
     assert fetch.header.attempt == 2
+
+
+def test_a_missing_array_index_variable_is_a_setup_error(tmp_path: Path,
+                                                         key_file: Path) -> None:
+    assert "GRIDMAP_TEST_NO_SUCH_INDEX" not in os.environ
+    result = run_runner(f"tcp://127.0.0.1:{free_port()}", key_file, tmp_path, "--give-up", "1",
+                        "--index-var", "GRIDMAP_TEST_NO_SUCH_INDEX")
+    assert result.code == EXIT_SETUP, result.err
+    assert "GRIDMAP_TEST_NO_SUCH_INDEX" in result.err

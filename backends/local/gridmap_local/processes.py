@@ -168,20 +168,24 @@ class ProcessScheduler:
 
     def _start(self, process: _Process) -> bool:
         """Start a queued runner; False (and the job ended) if it cannot start."""
-        out = open(process.out, "ab")  # noqa: SIM115 - closed when the process ends
-        err = open(process.err, "ab")  # noqa: SIM115
-        process.files = (out, err)
+        files: list[IO[bytes]] = []
         try:
+            files.append(open(process.out, "ab"))  # noqa: SIM115 - closed when it ends
+            files.append(open(process.err, "ab"))  # noqa: SIM115
+            out, err = files
+            process.files = (out, err)
             process.popen = subprocess.Popen(
                 process.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 cwd=process.cwd if os.path.isdir(process.cwd) else None, env=process.env,
                 start_new_session=True, preexec_fn=self._preexec,
             )
         except OSError as error:
-            out.close()
-            err.close()
+            for handle in files:
+                handle.close()
+            what = (f"the runner {process.argv[0]!r}" if len(files) == 2
+                    else f"its log file {error.filename!r}")
             self._ended[process.job_id] = JobStatus(
-                Status.ENDED, f"could not start the runner {process.argv[0]!r}: {error.strerror}"
+                Status.ENDED, f"could not start the runner: {what}: {error.strerror}"
             )
             return False
         self._running[process.job_id] = process
@@ -191,31 +195,39 @@ class ProcessScheduler:
         while True:
             self._wake.wait(_REAP_EVERY)
             self._wake.clear()
-            changed = False
-            with self._lock:
-                for job_id, process in list(self._running.items()):
-                    assert process.popen is not None
-                    code = process.popen.poll()
-                    if code is None:
-                        if (process.terminated_at is not None
-                                and time.monotonic() - process.terminated_at > _TERMINATE_GRACE):
-                            self._signal(process, signal.SIGKILL)
-                        continue
-                    self._signal(process, signal.SIGKILL)  # whatever the job left running
-                    for handle in process.files:
-                        handle.close()
-                    del self._running[job_id]
-                    self._ended[job_id] = (
-                        JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
-                        if process.cancelled else
-                        JobStatus(Status.ENDED, _describe(code, process.err), code)
-                    )
-                    changed = True
-                while self._queued and len(self._running) < self.max_processes:
-                    started = self._start(self._queued.popleft())
-                    changed = changed or not started
-                if self._stopping and not self._running:
-                    return
+            try:
+                changed, done = self._reap_once()
+            except Exception:  # the thread must live on, or every job would hang
+                logger.exception("local process scheduler error (it keeps running)")
+                continue
             if changed and self.poll_soon is not None:
                 self.poll_soon()
+            if done:
+                return
 
+    def _reap_once(self) -> tuple[bool, bool]:
+        """Collect ended processes and start queued ones: (anything ended, all done)."""
+        changed = False
+        with self._lock:
+            for job_id, process in list(self._running.items()):
+                assert process.popen is not None
+                code = process.popen.poll()
+                if code is None:
+                    if (process.terminated_at is not None
+                            and time.monotonic() - process.terminated_at > _TERMINATE_GRACE):
+                        self._signal(process, signal.SIGKILL)
+                    continue
+                self._signal(process, signal.SIGKILL)  # whatever the job left running
+                for handle in process.files:
+                    handle.close()
+                del self._running[job_id]
+                self._ended[job_id] = (
+                    JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
+                    if process.cancelled else
+                    JobStatus(Status.ENDED, _describe(code, process.err), code)
+                )
+                changed = True
+            while self._queued and len(self._running) < self.max_processes:
+                started = self._start(self._queued.popleft())
+                changed = changed or not started
+            return changed, self._stopping and not self._running
