@@ -86,3 +86,12 @@ def raise_odd_exception(_: int) -> None:
 def sleep_pid(_: int) -> int:
     time.sleep(0.2)
     return os.getpid()
+
+
+def die_once(marker: str, x: int) -> int:
+    """The first call of job 0 dies by SIGKILL; every other call returns ``x``."""
+    if x == 0 and not os.path.exists(marker):
+        with open(marker, "w"):
+            pass
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x

@@ -153,3 +153,27 @@ def test_workers_die_with_a_killed_parent() -> None:
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _alive(workers) == []
+
+
+def test_a_killed_job_is_resubmitted_up_to_num_resubmits_then_fails() -> None:
+    from gridmap_core import GridMapExecutor, Job
+
+    job = Job(jobs.kill_self_on, [2])
+    with GridMapExecutor(backend="local", settings={"NUM_RESUBMITS": 2}) as executor, \
+            pytest.raises(JobException):
+        executor.run_jobs([job])
+    assert job.state is JobState.DEAD
+    assert job.num_resubmits == 2
+    assert "SIGKILL" in job.cause_of_death
+
+
+def test_a_job_killed_once_succeeds_when_resubmitted(tmp_path: Path) -> None:
+    from gridmap_core import GridMapExecutor, Job
+
+    marker = tmp_path / "killed"
+    batch = [Job(jobs.die_once, [str(marker), x]) for x in range(4)]
+    with GridMapExecutor(backend="local", max_processes=2,
+                         settings={"NUM_RESUBMITS": 1}) as executor:
+        executor.run_jobs(batch)
+    assert [job.ret for job in batch] == [0, 1, 2, 3]
+    assert [job.num_resubmits for job in batch] == [1, 0, 0, 0]

@@ -4,8 +4,11 @@ One dispatcher thread per session sends a chunk to each idle worker, gathers the
 replies and hands them to the batch's sink. Chunks are sized like
 ``multiprocessing.Pool.map``'s (a quarter of a fair share per worker), so ten
 thousand trivial calls cost a few dozen messages. A worker that dies takes only the
-call it was running with it: that call fails with the cause, the rest of its chunk
-is sent to a fresh worker.
+call it was running with it: that call is run again up to NUM_RESUBMITS times and
+then fails with the cause; the rest of its chunk is sent to a fresh worker.
+
+With the option ``mode = "runner"``, each job runs instead as a runner process of its
+own, through the monitor (see :mod:`gridmap_local.processes`).
 """
 
 from __future__ import annotations
@@ -96,6 +99,8 @@ class LocalSession:
         self._context: Any = multiprocessing.get_context(method)
         self.max_workers = options.max_processes
         self.host_name = socket.gethostname()
+        self.max_resubmits = int(options.settings["NUM_RESUBMITS"])
+        self._resubmits: dict[tuple[int, int], int] = {}  # (batch id, index) -> count
         self._lock = threading.Lock()
         self._queue: collections.deque[_Work] = collections.deque()
         self._batches: dict[int, tuple[Batch, int]] = {}  # id -> (batch, chunk size)
@@ -303,9 +308,12 @@ class LocalSession:
             # Drop the batch so its arguments and results can be freed.
             del self._remaining[batch_id]
             del self._batches[batch_id]
+            for key in [key for key in self._resubmits if key[0] == batch_id]:
+                del self._resubmits[key]
 
     def _lost(self, worker: _Worker) -> None:
-        """A worker died: fail the call it was running, requeue the rest of its chunk."""
+        """A worker died: resubmit the call it was running up to NUM_RESUBMITS times,
+        then fail it; requeue the rest of its chunk."""
         worker.process.join(1.0)
         cause = _describe_exit(worker.process.exitcode)
         busy = worker.busy
@@ -321,10 +329,19 @@ class LocalSession:
                     culprits = [running[1]] if running[0] == batch_id else []
                 else:  # it died between calls or while reading: no one call to blame
                     culprits = sorted(pending)
+                again = []
                 for index in culprits:
-                    batch.sink.failed(index, Failure(None, None, self.host_name, cause))
-                self._settle(batch_id, len(culprits))
-                rest = sorted(pending.difference(culprits))
+                    count = self._resubmits.get((batch_id, index), 0)
+                    if count < self.max_resubmits and not self._closing:
+                        self._resubmits[(batch_id, index)] = count + 1
+                        batch.sink.resubmitted(index, cause)
+                        again.append(index)
+                    else:
+                        self._resubmits.pop((batch_id, index), None)
+                        batch.sink.failed(index, Failure(None, None, self.host_name, cause,
+                                                         num_resubmits=count))
+                self._settle(batch_id, len(culprits) - len(again))
+                rest = sorted(pending.difference(culprits).union(again))
                 if rest:
                     self._queue.appendleft(_Work(batch_id, rest, claimed=True))
                     self._queued += len(rest)
