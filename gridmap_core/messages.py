@@ -18,7 +18,7 @@ import pickle
 import traceback as traceback_module
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .job import RemoteError
 from .serialization import PROTOCOL, dumps
@@ -62,11 +62,14 @@ def decode_task(payload: bytes | memoryview) -> Task:
     return Task(pickle.loads(function_bytes), args, kwargs, working_dir)
 
 
-@dataclass(frozen=True)
-class Heartbeat:
+class Heartbeat(NamedTuple):
     """A running job's health: CPU percent since the last beat (100 = one core), RSS of
     its process tree in bytes, its host, the status of its main process
-    (``"sleeping"``, ``"running"``, …) and the tail of its log."""
+    (``"sleeping"``, ``"running"``, …) and the tail of its log.
+
+    A NamedTuple, not a frozen dataclass: the monitor builds one per heartbeat, and
+    this is several times cheaper to create.
+    """
 
     cpu: float
     memory: int
@@ -77,14 +80,7 @@ class Heartbeat:
 
     def as_dict(self) -> dict[str, Any]:
         """The form the ``gridmap_job_heartbeat`` hook and ``Job.heart_beat`` carry."""
-        return {
-            "cpu": self.cpu,
-            "memory": self.memory,
-            "host_name": self.host_name,
-            "status": self.status,
-            "processes": self.processes,
-            "log_tail": self.log_tail,
-        }
+        return self._asdict()
 
 
 def encode_heartbeat(beat: Heartbeat) -> bytes:
@@ -93,7 +89,7 @@ def encode_heartbeat(beat: Heartbeat) -> bytes:
 
 def decode_heartbeat(payload: bytes | memoryview) -> Heartbeat:
     """Parse a HEARTBEAT payload; ValueError if it is not one."""
-    fields = json.loads(bytes(payload))
+    fields = json.loads(str(payload, "utf-8"))  # decoding a view: no copy to bytes
     if not isinstance(fields, dict):
         raise ValueError("heartbeat is not a JSON object")
     cpu: Any = fields.get("cpu")

@@ -11,6 +11,8 @@ then reported failed with its cause of death; so every job ends.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import logging
 import os
 import secrets
@@ -44,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 _QUEUED, _RUNNING, _ENDED = "queued", "running", "ended"
 _TICK = 0.2  # longest the loop blocks, so stop requests and polls are seen quickly
+_STALL = 1.0  # seconds of work in one go after which heartbeats queued meanwhile get grace
+# Heartbeats kept per job for track_cpu/track_mem: the most recent 2,000 (5.5 hours
+# at one beat per 10 s), so a long map's memory stays bounded.
+MAX_TRACK = 2000
 
 
 @dataclass(eq=False)
@@ -61,8 +67,10 @@ class _Task:
     host_name: str = ""
     idle_beats: int = 0
     resubmits: int = 0
-    track_cpu: list[float] = field(default_factory=list)
-    track_mem: list[float] = field(default_factory=list)
+    track_cpu: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_TRACK))
+    track_mem: collections.deque[float] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_TRACK))
     heart_beat: dict[str, Any] | None = None
 
 
@@ -122,9 +130,16 @@ class MonitoredSession:
             "--heartbeat", f"{self.heartbeat_every:g}",
             "--give-up", f"{self.limits.max_silence:g}",
         ]
-        self._tasks: dict[int, _Task] = {}
+        self._tasks: dict[int, _Task] = {}  # tasks not yet ended
+        self._ended: set[int] = set()  # ids of ended tasks, to acknowledge retried results
+        self._keep_logs = False  # a job asked for cleanup=False
+        # Silence is counted from here at the earliest: after the loop was busy for a
+        # while (a slow scheduler poll), the heartbeats that queued up meanwhile have not
+        # been read yet, and their jobs are not silent.
+        self._grace_from = 0.0
         self._next_id = 0
         self._functions: dict[int, bytes] = {}  # spec key -> pickled function
+        self._spec_limits: dict[int, Limits] = {}  # spec key -> limits with its h_vmem
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._poll_now = threading.Event()
@@ -157,6 +172,7 @@ class MonitoredSession:
         if self._closed:
             raise RuntimeError("the session is closed")
         spec = batch.spec
+        self._keep_logs = self._keep_logs or not spec.cleanup
         if spec.key not in self._functions:
             self._functions[spec.key] = dumps(spec.function)
         with self._lock:
@@ -193,7 +209,7 @@ class MonitoredSession:
         if threading.current_thread() is not self._thread:
             self._thread.join()
         with self._lock:
-            live = [t.job_id for t in self._tasks.values() if t.state != _ENDED and t.job_id]
+            live = [t.job_id for t in self._tasks.values() if t.job_id]
         try:
             if live:  # nothing may outlive the session, cancelled or not
                 self.scheduler.cancel(live)
@@ -205,7 +221,7 @@ class MonitoredSession:
     def _clean_up(self) -> None:
         """Remove the key, and the logs unless a job failed or asked to keep them."""
         os.unlink(self.key_file)
-        if self._failures or not all(t.batch.spec.cleanup for t in self._tasks.values()):
+        if self._failures or self._keep_logs:
             logger.info("job logs are kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -226,6 +242,9 @@ class MonitoredSession:
                     self._poll_now.clear()
                     self._poll()
                     next_poll = time.monotonic() + self.check_every
+                if time.monotonic() - now > _STALL:
+                    self._grace_from = time.monotonic()
+                    now = self._grace_from
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + 1.0
@@ -250,10 +269,9 @@ class MonitoredSession:
             self._drop(f"replayed {message.header.kind.value} for task {message.header.task_id}")
             return
         header = message.header
-        with self._lock:
-            task = self._tasks.get(header.task_id)
-        if task is None or task.state == _ENDED:
-            if task is not None and header.kind is Kind.RESULT:
+        task = self._tasks.get(header.task_id)  # one dict read: atomic, no lock needed
+        if task is None:
+            if header.kind is Kind.RESULT and header.task_id in self._ended:
                 self._reply(token, message, Kind.ACK)  # a retried result: already have it
             else:
                 self._reply(token, message, Kind.STOP, b"this job has ended")
@@ -293,17 +311,24 @@ class MonitoredSession:
         task.heart_beat = beat.as_dict()
         task.track_cpu.append(beat.cpu)
         task.track_mem.append(beat.memory / 2**20)
-        limits = self.limits
-        limit = task.batch.spec.resources.h_vmem
-        if limit is not None:
-            limits = Limits(limits.max_silence, limits.idle_threshold, limits.max_idle_beats, limit)
-        task.idle_beats, verdict = judge_heartbeat(beat, task.idle_beats, limits)
+        task.idle_beats, verdict = judge_heartbeat(beat, task.idle_beats,
+                                                   self._limits_for(task.batch.spec))
         if verdict is not None:
             self._reply(token, message, Kind.STOP, verdict.cause.encode())
             self._died(task, verdict)
             return
         self._reply(token, message, Kind.ACK)
         task.batch.sink.heartbeat(task.index, task.heart_beat)
+
+    def _limits_for(self, spec: JobSpec) -> Limits:
+        limit = spec.resources.h_vmem
+        if limit is None:
+            return self.limits
+        limits = self._spec_limits.get(spec.key)
+        if limits is None:
+            limits = self._spec_limits[spec.key] = dataclasses.replace(
+                self.limits, memory_limit=limit)
+        return limits
 
     def _result(self, token: Any, message: Message, task: _Task) -> None:
         outcome = decode_result(message.payload)
@@ -324,8 +349,12 @@ class MonitoredSession:
                        tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat)
 
     def _end(self, task: _Task) -> None:
+        """A task is over: forget it, so its arguments and history can be freed."""
         task.state = _ENDED
         self.guard.forget(task.id)
+        with self._lock:
+            self._tasks.pop(task.id, None)
+            self._ended.add(task.id)
 
     def _died(self, task: _Task, verdict: Verdict, *, cancel: bool = True) -> None:
         """Resubmit a dead job, or report it failed when it may not be."""
@@ -364,7 +393,7 @@ class MonitoredSession:
 
     def _poll(self) -> None:
         with self._lock:
-            live = {t.job_id: t for t in self._tasks.values() if t.state != _ENDED and t.job_id}
+            live = {t.job_id: t for t in self._tasks.values() if t.job_id}
         if not live:
             return
         try:
@@ -390,13 +419,14 @@ class MonitoredSession:
     def _sweep(self, now: float) -> None:
         """Find jobs gone silent."""
         with self._lock:
-            tasks = [t for t in self._tasks.values() if t.state != _ENDED]
+            tasks = list(self._tasks.values())
         for task in tasks:
             if task.state == _RUNNING:
-                verdict = judge_silence(now - task.last_seen, True, self.address, self.limits)
+                since = max(task.last_seen, self._grace_from)
+                verdict = judge_silence(now - since, True, self.address, self.limits)
             elif task.running_since is not None:
-                verdict = judge_silence(now - task.running_since, False, self.address,
-                                        self.limits)
+                since = max(task.running_since, self._grace_from)
+                verdict = judge_silence(now - since, False, self.address, self.limits)
             else:
                 continue
             if verdict is not None:

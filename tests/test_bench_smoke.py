@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,3 +19,18 @@ def test_local_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "Pool" in result.stdout
     assert "gridmap" in result.stdout
+
+
+def test_bench_monitor_quick() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/bench_monitor.py", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Heartbeats handled by MonitoredSession's thread" in out
+    assert re.search(r"^\s+1,000\s+\d+\s+\d+\s+[\d,]+\s+[\d.]+ us\s+[\d,]+\s+[\d.]+ us\s+"
+                     r"[\d.]+x", out, re.MULTILINE), out
+    assert "expected 10 deaths, found 10, missed 0, wrongly declared 0" in out
+    assert re.search(r"^\s+[\d,]+\s+[\d.]+\s+[\d,]+x", out, re.MULTILINE), out  # MB/s row
+    assert "no missed or wrong death: met" in out

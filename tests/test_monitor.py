@@ -6,12 +6,19 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
 import pytest
+from gridmap_local.processes import ProcessScheduler
 
 from gridmap_core import Job, JobException, JobState
+from gridmap_core.backend import Batch, JobSpec, SessionOptions
+from gridmap_core.config import load_settings
+from gridmap_core.monitor import MonitoredSession
+from gridmap_core.runs import Run
+from gridmap_core.scheduler import JobStatus
 from tests import monitored
 from tests.monitored import runner_executor
 
@@ -190,3 +197,37 @@ def _processes() -> list[psutil.Process]:
             continue
         found.append(proc)
     return found
+
+
+class SlowFirstPoll(ProcessScheduler):
+    """A scheduler whose poll hangs once, for longer than MAX_TIME_BETWEEN_HEARTBEATS."""
+
+    def __init__(self, max_processes: int, after: float, hang: float) -> None:
+        super().__init__(max_processes)
+        self.hang_at = time.monotonic() + after
+        self.hang = hang
+        self.hung = False
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        if not self.hung and time.monotonic() > self.hang_at:
+            self.hung = True
+            time.sleep(self.hang)
+        return super().poll(ids)
+
+
+def test_a_hanging_scheduler_poll_does_not_make_live_jobs_look_dead(tmp_path: Path) -> None:
+    settings = load_settings({**monitored.FAST, "MAX_TIME_BETWEEN_HEARTBEATS": 2,
+                              "NUM_RESUBMITS": 0})
+    scheduler = SlowFirstPoll(2, after=1.5, hang=3.5)
+    session = MonitoredSession(scheduler, SessionOptions(settings=settings),
+                               work_dir=str(tmp_path))
+    scheduler.poll_soon = session.poll_soon
+    run = Run(2)
+    try:
+        session.submit(Batch(JobSpec(monitored.sleep_for), [(5,), (5,)], None, run))
+        assert run.wait(timeout=60)
+    finally:
+        session.close()
+    assert scheduler.hung
+    assert run.failures == {}
+    assert run.values == [5, 5]
