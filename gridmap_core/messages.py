@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .job import RemoteError
+from .protocol import parse_json
 from .serialization import PROTOCOL, dumps
 
 __all__ = [
@@ -89,7 +90,7 @@ def encode_heartbeat(beat: Heartbeat) -> bytes:
 
 def decode_heartbeat(payload: bytes | memoryview) -> Heartbeat:
     """Parse a HEARTBEAT payload; ValueError if it is not one."""
-    fields = json.loads(str(payload, "utf-8"))  # decoding a view: no copy to bytes
+    fields = parse_json(str(payload, "utf-8"))  # decoding a view: no copy to bytes
     if not isinstance(fields, dict):
         raise ValueError("heartbeat is not a JSON object")
     cpu: Any = fields.get("cpu")
