@@ -82,6 +82,12 @@ def big_result(megabytes: int) -> bytes:
     return bytes(range(256)) * (megabytes * 2**20 // 256)
 
 
+def digest(data: bytes) -> tuple[int, str]:
+    import hashlib
+
+    return len(data), hashlib.sha256(data).hexdigest()
+
+
 def spin(seconds: float) -> float:
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -231,3 +231,12 @@ def test_a_hanging_scheduler_poll_does_not_make_live_jobs_look_dead(tmp_path: Pa
     assert scheduler.hung
     assert run.failures == {}
     assert run.values == [5, 5]
+
+
+def test_a_100_mb_argument_reaches_the_job_whole() -> None:
+    import hashlib
+
+    data = os.urandom(100 * 2**20)
+    with runner_executor() as executor:
+        (result,) = list(executor.map(monitored.digest, [data]))
+    assert result == (len(data), hashlib.sha256(data).hexdigest())
