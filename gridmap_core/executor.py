@@ -8,7 +8,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import CancelledError, Executor, Future
+from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
 from typing import Any
 
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
@@ -124,7 +124,7 @@ class GridMapExecutor(Executor):
         self._shutdown = False
         # Only what is still running: finished runs and futures are let go.
         self._runs: weakref.WeakSet[Run] = weakref.WeakSet()
-        self._futures: set[Future[Any]] = set()
+        self._futures: dict[Future[Any], Job] = {}
         self._specs: dict[Any, JobSpec] = {}
 
     @property
@@ -243,7 +243,7 @@ class GridMapExecutor(Executor):
         job.backend = self.backend_name
         session = self._open()
         with self._lock:
-            self._futures.add(future)
+            self._futures[future] = job
         future.add_done_callback(self._forget)
         self.notify("gridmap_job_submitted", job=job)
         session.submit(Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink))
@@ -280,7 +280,7 @@ class GridMapExecutor(Executor):
 
     def _forget(self, future: Future[Any]) -> None:
         with self._lock:
-            self._futures.discard(future)
+            self._futures.pop(future, None)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop accepting jobs; with ``cancel_futures``, cancel what has not finished.
@@ -290,20 +290,29 @@ class GridMapExecutor(Executor):
         """
         with self._lock:
             self._shutdown = True
-            session, runs, futures = self._session, list(self._runs), list(self._futures)
+            session, runs = self._session, list(self._runs)
+            futures = list(self._futures.items())
         if cancel_futures:
             for run in runs:
                 run.cancel()
-            for future in futures:
+            for future, _ in futures:
                 future.cancel()
             if session is not None:
                 session.close(cancel=True)
+            # Running jobs were stopped too: their futures end now, or they never would.
+            for future, job in futures:
+                if not future.done():
+                    job.state = JobState.CANCELLED
+                    with contextlib.suppress(InvalidStateError):  # it ended just now
+                        future.set_exception(CancelledError(
+                            f"job {job.name} was stopped: the executor shut down with "
+                            "cancel_futures=True"))
         elif wait:
-            self._drain(session, runs, futures)
+            self._drain(session, runs, [future for future, _ in futures])
         else:
             threading.Thread(
                 target=self._drain,
-                args=(session, runs, futures),
+                args=(session, runs, [future for future, _ in futures]),
                 name="gridmap-shutdown",
                 daemon=True,
             ).start()

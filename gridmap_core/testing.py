@@ -1,0 +1,243 @@
+"""The backend conformance suite: what every backend must do, on its real scheduler.
+
+Subclass :class:`BackendConformance` in a pytest module and name the backend::
+
+    from gridmap_core.testing import BackendConformance
+
+    class TestMyBackend(BackendConformance):
+        backend = "mine"
+        settings = {"DEFAULT_TEMP_DIR": "/shared/tmp"}
+
+        def assert_ran_on_backend(self, where):
+            assert "MY_SCHEDULER_JOB_ID" in where["environment"]
+
+Every test runs real jobs through :class:`~gridmap_core.executor.GridMapExecutor`.
+Jobs write their marker files in ``shared_dir``, which must be visible to the nodes.
+Override :meth:`kill` when the jobs do not run on this host. Add tests for what only
+your scheduler can check (slots, memory and runtime limits as it granted them) in
+the subclass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .executor import GridMapExecutor
+from .job import Job, JobException, JobState
+
+__all__ = ["BackendConformance"]
+
+
+# -- jobs (module level, so every node can import them) ---------------------------------
+
+
+def where(x: int) -> dict[str, Any]:
+    """The square of ``x``, and where and how it ran."""
+    return {
+        "value": x * x,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "cwd": os.getcwd(),
+        "environment": dict(os.environ),
+        "argv": list(sys.argv),
+    }
+
+
+def add(a: int, b: int, *, scale: int = 1) -> int:
+    return (a + b) * scale
+
+
+def raise_value_error(x: int) -> None:
+    raise ValueError(f"conformance job refused {x}")
+
+
+def record_pid_then(marker: str, seconds: float, value: int) -> int:
+    """Write ``pid host`` to ``marker`` (if it does not exist yet), then sleep."""
+    path = Path(marker)
+    if not path.exists():
+        path.write_text(f"{os.getpid()} {socket.gethostname()}")
+        time.sleep(seconds)
+    return value
+
+
+def sleep_then(seconds: float, value: int) -> int:
+    time.sleep(seconds)
+    return value
+
+
+# -- the suite ---------------------------------------------------------------------------
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class BackendConformance:
+    """Tests every backend must pass. Not collected itself (no ``Test`` prefix)."""
+
+    backend: str = "local"
+    backend_options: Mapping[str, Any] = {}
+    settings: Mapping[str, Any] = {}
+    max_processes: int = 2
+    timeout: float = 180.0  # seconds a test waits for its jobs
+
+    #: Settings every test uses, under the subclass's ``settings``: quick checks, and
+    #: one resubmission.
+    base_settings: Mapping[str, Any] = {
+        "NUM_RESUBMITS": 1,
+        "CHECK_FREQUENCY": 1,
+        "HEARTBEAT_FREQUENCY": 1,
+        "MAX_IDLE_HEARTBEATS": 0,
+    }
+
+    # -- hooks for subclasses --------------------------------------------------------
+
+    def executor(self, **settings: Any) -> GridMapExecutor:
+        """An executor on the backend under test."""
+        return GridMapExecutor(
+            backend=self.backend,
+            require_cluster=self.backend != "local",
+            max_processes=self.max_processes,
+            settings={**self.base_settings, **self.settings, **settings},
+            backend_options=dict(self.backend_options),
+        )
+
+    @contextlib.contextmanager
+    def shared_dir(self) -> Iterator[Path]:
+        """A directory the jobs can write to and this process can read."""
+        base = self.settings.get("DEFAULT_TEMP_DIR")
+        with tempfile.TemporaryDirectory(dir=base if base and os.path.isdir(base) else None,
+                                         prefix="gridmap-conformance-") as path:
+            os.chmod(path, 0o777)  # jobs may run as another user
+            yield Path(path)
+
+    def kill(self, pid: int, host: str) -> None:
+        """Kill a running job's process with SIGKILL (it runs on ``host``)."""
+        assert host == socket.gethostname(), (
+            f"the job runs on {host}; override kill() to reach that host"
+        )
+        os.kill(pid, signal.SIGKILL)
+
+    def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
+        """Check that a job ran under the backend's scheduler (its environment, host).
+        By default: in another process than this one."""
+        assert where["pid"] != os.getpid()
+
+    # -- the tests -------------------------------------------------------------------
+
+    def test_results_come_back_in_input_order(self) -> None:
+        with self.executor() as executor:
+            results = list(executor.map(where, range(7)))
+        assert [r["value"] for r in results] == [x * x for x in range(7)]
+        for result in results:
+            self.assert_ran_on_backend(result)
+
+    def test_keyword_arguments_and_closures_run(self) -> None:
+        offset = 100
+
+        def closure(x: int) -> int:
+            return x + offset
+
+        with self.executor() as executor:
+            jobs = [Job(add, [1, 2], {"scale": 3}), Job(closure, [5]), Job(lambda: "λ", [])]
+            executor.run_jobs(jobs)
+        assert [job.ret for job in jobs] == [9, 105, "λ"]
+        assert all(job.state is JobState.DONE for job in jobs)
+
+    def test_an_exception_comes_back_with_its_remote_traceback(self) -> None:
+        jobs = [Job(raise_value_error, [4], name="bad"), Job(add, [1, 1], name="good")]
+        with self.executor() as executor:
+            try:
+                executor.run_jobs(jobs)
+            except JobException as error:
+                assert [job.name for job in error.jobs] == ["bad"]
+                assert "conformance job refused 4" in str(error)
+            else:
+                raise AssertionError("JobException was not raised")
+        bad, good = jobs
+        assert bad.state is JobState.FAILED and isinstance(bad.ret, ValueError)
+        assert bad.traceback is not None and "raise_value_error" in bad.traceback
+        assert bad.num_resubmits == 0  # an exception is not a death: no resubmission
+        assert good.ret == 2
+
+    def test_a_killed_job_is_resubmitted_and_the_map_completes(self) -> None:
+        with self.shared_dir() as shared:
+            marker = shared / "first-attempt"
+            jobs = [Job(record_pid_then, [str(marker), 300, 42]), Job(sleep_then, [0.5, 7])]
+            with self.executor() as executor:
+                runner = threading.Thread(target=executor.run_jobs, args=(jobs,))
+                runner.start()
+                _wait_for(lambda: marker.exists() and marker.read_text(), self.timeout,
+                          "the first job to start")
+                pid, host = marker.read_text().split()
+                self.kill(int(pid), host)
+                runner.join(self.timeout)
+                assert not runner.is_alive(), "the map did not finish after the kill"
+        assert [job.ret for job in jobs] == [42, 7]
+        assert jobs[0].num_resubmits == 1 and jobs[0].cause_of_death
+        assert jobs[1].num_resubmits == 0
+
+    def test_cancelling_stops_running_jobs(self) -> None:
+        with self.shared_dir() as shared:
+            marker = shared / "running"
+            executor = self.executor()
+            future = executor.submit(record_pid_then, str(marker), 300, 1)
+            _wait_for(lambda: marker.exists() and marker.read_text(), self.timeout,
+                      "the job to start")
+            pid, host = marker.read_text().split()
+            executor.shutdown(cancel_futures=True)
+            assert future.cancelled() or future.done()
+            if host == socket.gethostname():
+                _wait_for(lambda: not _alive(int(pid)), 60, f"job process {pid} to end")
+
+    def test_environment_and_working_directory_are_honoured(self) -> None:
+        with self.shared_dir() as shared:
+            job = Job(where, [3], add_env={"GRIDMAP_CONFORMANCE": "a=b=c"})
+            job.working_dir = str(shared)
+            with self.executor() as executor:
+                executor.run_jobs([job])
+        result = job.ret
+        assert result["environment"]["GRIDMAP_CONFORMANCE"] == "a=b=c"
+        assert os.path.realpath(result["cwd"]) == os.path.realpath(shared)
+        self.assert_ran_on_backend(result)
+
+    def test_failure_policy_return_gives_exceptions_in_place(self) -> None:
+        jobs = [Job(raise_value_error, [1]), Job(add, [2, 3])]
+        with self.executor() as executor:
+            executor.run_jobs(jobs, on_failure="return")
+        assert isinstance(jobs[0].ret, ValueError) and jobs[1].ret == 5
+
+    def test_failure_policy_cancel_stops_the_rest(self) -> None:
+        jobs = [Job(raise_value_error, [1])] + [Job(sleep_then, [300, 0]) for _ in range(2)]
+        started = time.monotonic()
+        with self.executor() as executor:
+            try:
+                executor.run_jobs(jobs, on_failure="cancel")
+            except JobException as error:
+                assert error.cancelled == 2
+            else:
+                raise AssertionError("JobException was not raised")
+        assert time.monotonic() - started < self.timeout
+        assert [job.state for job in jobs] == [JobState.FAILED] + [JobState.CANCELLED] * 2

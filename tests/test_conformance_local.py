@@ -1,0 +1,20 @@
+"""The local backend passes the shared conformance suite, in both of its modes."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from gridmap_core.testing import BackendConformance
+
+
+class TestLocalWorkers(BackendConformance):
+    backend = "local"
+
+
+class TestLocalRunners(BackendConformance):
+    backend = "local"
+    backend_options: ClassVar[dict[str, Any]] = {"mode": "runner"}
+
+    def assert_ran_on_backend(self, where: dict[str, Any]) -> None:
+        super().assert_ran_on_backend(where)
+        assert where["argv"][0].endswith("gridmap_core/runner.py")  # a runner, not a worker
