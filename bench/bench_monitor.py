@@ -83,7 +83,7 @@ from gridmap_core.transports import load_transport
 from gridmap_core.transports.zmq import ZmqClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_transport import monitor_window  # a sibling script, not a package
+from bench_transport import fill_defaults, monitor_window  # a sibling script
 
 TARGET_MESSAGES = 20_000
 TARGET_MB_S = 300.0
@@ -661,15 +661,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: 1,000 runners, short and few runs, 5 MB results")
     parser.add_argument("--json", type=Path, default=None, help="also write figures here")
-    args = parser.parse_args(argv)
+    args = fill_defaults(parser.parse_args(argv))
     quick = args.quick
-    args.runs = args.runs or (2 if quick else 5)
-    args.seconds = args.seconds or (0.3 if quick else 2.0)
-    args.runners = args.runners or ([1000] if quick else [1000, 10000])
     args.connections = args.connections or (20 if quick else 200)
     args.max_silence = args.max_silence or (2.0 if quick else 8.0)
-    args.results = args.results or (2 if quick else 10)
-    args.size_mb = args.size_mb or (5 if quick else 20)
     # The session's runners are silent while the bare loop is measured.
     if SETTLE + args.seconds > args.max_silence / 2:
         parser.error(f"--seconds {args.seconds:g} is too long for --max-silence "

@@ -282,6 +282,17 @@ def bench_results(name: str, args: argparse.Namespace, key: bytes, payload: byte
 # -- main ------------------------------------------------------------------------------
 
 
+def fill_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the options this benchmark shares with bench_monitor.py, full or ``--quick``."""
+    quick = args.quick
+    args.runs = args.runs or (2 if quick else 5)
+    args.seconds = args.seconds or (0.3 if quick else 2.0)
+    args.runners = args.runners or ([1000] if quick else [1000, 10000])
+    args.results = args.results or (2 if quick else 10)
+    args.size_mb = args.size_mb or (5 if quick else 20)
+    return args
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5)")
@@ -304,14 +315,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="a smoke test: 1,000 runners, short and few runs, 5 MB results")
     parser.add_argument("--json", type=Path, default=None, help="also write figures here")
-    args = parser.parse_args(argv)
-    quick = args.quick
-    args.runs = args.runs or (2 if quick else 5)
-    args.seconds = args.seconds or (0.3 if quick else 2.0)
-    args.runners = args.runners or ([1000] if quick else [1000, 10000])
-    args.results = args.results or (2 if quick else 10)
-    args.size_mb = args.size_mb or (5 if quick else 20)
-    if quick and args.connections == 200:
+    args = fill_defaults(parser.parse_args(argv))
+    if args.quick and args.connections == 200:
         args.connections = 20
     return args
 
