@@ -74,6 +74,16 @@ class _Task:
     heart_beat: dict[str, Any] | None = None
 
 
+def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str | None:
+    """Under an ``h_vmem`` limit (a ``ulimit -v`` on Grid Engine), running out of memory
+    shows as a MemoryError in the job rather than a kill: say that it was the limit."""
+    limit = spec.resources.h_vmem
+    if isinstance(exception, MemoryError) and limit:
+        return (f"out of memory: the job hit its memory limit "
+                f"h_vmem={spec.resources.h_vmem_text or limit}")
+    return None
+
+
 def _zmq_options(settings: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
     if settings["MONITOR_PORTS"]:
@@ -340,8 +350,9 @@ class MonitoredSession:
             sink.succeeded([task.index], [outcome.value], host)
         else:
             self._failures += 1
+            cause = _memory_limit_cause(outcome.exception, task.batch.spec)
             sink.failed(task.index, self._failure(task, outcome.exception, outcome.traceback,
-                                                  None, host))
+                                                  cause, host))
 
     def _failure(self, task: _Task, exception: BaseException | None, traceback: str | None,
                  cause: str | None, host: str = "") -> Failure:

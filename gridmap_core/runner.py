@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -45,13 +46,43 @@ from .protocol import (
 from .transports import Client, TransportError, TransportTimeout, load_transport
 from .usage import UsageSampler, tail
 
-__all__ = ["EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE", "main"]
+__all__ = [
+    "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE", "describe_exit", "main",
+]
 
 EXIT_SETUP = 2
 EXIT_UNREACHABLE = 3
 EXIT_STOPPED = 4
 EXIT_LOST = 5
+_EXIT_MEANINGS = {
+    EXIT_SETUP: "the runner could not start",
+    EXIT_UNREACHABLE: "the runner could not reach the monitor",
+    EXIT_STOPPED: "stopped by the monitor",
+    EXIT_LOST: "the runner lost the monitor",
+}
 logger = logging.getLogger("gridmap.runner")
+
+
+def describe_exit(code: int | None, signal_name: str | None = None,
+                  err_log: str | None = None) -> str:
+    """A cause of death for a runner that ended without a result: killed by
+    ``signal_name`` (or by signal ``-code``), or exited with status ``code``. The last
+    line of its stderr log is added to an exit, where the reason usually is."""
+    if signal_name is None and code is not None and code < 0:
+        try:
+            signal_name = signal.Signals(-code).name
+        except ValueError:
+            signal_name = f"signal {-code}"
+    if signal_name:
+        return f"killed by {signal_name}"
+    if code is None:
+        return "the runner ended without a result"
+    cause = _EXIT_MEANINGS.get(code, "the runner ended without a result")
+    cause += f" (exit status {code})"
+    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()] if err_log else []
+    if lines:
+        cause += f"; its log ends: {lines[-1].strip()[:300]}"
+    return cause
 
 
 class Stopped(Exception):

@@ -22,9 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gridmap_core.runner import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+from gridmap_core.runner import describe_exit
 from gridmap_core.scheduler import JobStatus, Launch, PollSoon, Status
-from gridmap_core.usage import tail
 
 __all__ = ["ProcessScheduler"]
 logger = logging.getLogger(__name__)
@@ -32,14 +31,6 @@ logger = logging.getLogger(__name__)
 _TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when cancelling
 _REAP_EVERY = 0.02
 _PR_SET_PDEATHSIG = 1
-_RUNNER_EXITS = {
-    EXIT_SETUP: "the runner could not start",
-    EXIT_UNREACHABLE: "the runner could not reach the monitor",
-    EXIT_STOPPED: "stopped by the monitor",
-    EXIT_LOST: "the runner lost the monitor",
-}
-
-
 def _die_with_parent() -> Any:
     """A preexec function: the child gets SIGKILL when the thread that started it
     ends (the reaper, which lives as long as the session), so a submitting process
@@ -68,21 +59,6 @@ class _Process:
     files: tuple[IO[bytes], ...] = ()
     terminated_at: float | None = None
     cancelled: bool = False
-
-
-def _describe(code: int, err_log: str) -> str:
-    if code < 0:
-        try:
-            cause = f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            cause = f"killed by signal {-code}"
-    else:
-        cause = _RUNNER_EXITS.get(code, "the runner ended without a result")
-        cause += f" (exit status {code})"
-    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()]
-    if lines and code >= 0:
-        cause += f"; its log ends: {lines[-1].strip()[:300]}"
-    return cause
 
 
 class ProcessScheduler:
@@ -224,7 +200,7 @@ class ProcessScheduler:
                 self._ended[job_id] = (
                     JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
                     if process.cancelled else
-                    JobStatus(Status.ENDED, _describe(code, process.err), code)
+                    JobStatus(Status.ENDED, describe_exit(code, process.err), code)
                 )
                 changed = True
             while self._queued and len(self._running) < self.max_processes:

@@ -1,0 +1,88 @@
+"""The Grid Engine backend: each job runs as a runner that Grid Engine starts, watched
+by the monitor (:class:`~gridmap_core.monitor.MonitoredSession`)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from typing import Any
+
+from gridmap_core.backend import Availability, JobSpec, SessionOptions
+from gridmap_core.drmaa_session import DrmaaConnection, library_problem
+from gridmap_core.monitor import MonitoredSession
+from gridmap_core.resources import ResourceError
+
+from .native import NativeOptions, native_specification
+from .scheduler import SgeScheduler
+
+__all__ = ["SgeBackend"]
+
+
+@functools.lru_cache(maxsize=1)
+def parallel_environments() -> tuple[str, ...] | None:
+    """The cluster's parallel environments (``qconf -spl``); None when unknown."""
+    try:
+        done = subprocess.run(["qconf", "-spl"], capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
+
+
+def native_options(settings: Any, options: dict[str, Any]) -> NativeOptions:
+    """The translation settings from the settings and ``[backends.sge]`` options."""
+    max_running = options.get("max_running")
+    if max_running is not None and (isinstance(max_running, bool)
+                                    or not str(max_running).isdigit()
+                                    or int(max_running) < 1):
+        raise ValueError(f"[backends.sge] max_running={max_running!r}: use a whole number "
+                         "of at least 1 (the most elements of one array that run at once)")
+    return NativeOptions(
+        use_mem_free=bool(settings["USE_MEM_FREE"]),
+        gpu_resource=str(options.get("gpu_resource") or "gpu"),
+        max_running=int(max_running) if max_running is not None else None,
+        extra=str(options.get("native_specification") or ""),
+    )
+
+
+class SgeBackend:
+    """Grid Engine through DRMAA."""
+
+    def availability(self) -> Availability:
+        problem = library_problem(["SGE_ROOT"])
+        if problem:
+            return Availability(False, problem)
+        if shutil.which("qstat") is None:
+            return Availability(False, "qstat is not on PATH: add $SGE_ROOT/bin/<arch> to PATH "
+                                "(gridmap polls job states with it)")
+        cell = f"{os.environ['SGE_ROOT']}/{os.environ.get('SGE_CELL', 'default')}"
+        return Availability(True, f"Grid Engine cell {cell}, "
+                            f"libdrmaa {os.environ['DRMAA_LIBRARY_PATH']}")
+
+    def check(self, spec: JobSpec) -> None:
+        native_specification(spec, NativeOptions(), array=False)
+        resources = spec.resources
+        if resources.num_slots > 1 and resources.par_env:
+            known = parallel_environments()
+            if known is not None and resources.par_env not in known:
+                raise ResourceError(
+                    f"par_env={resources.par_env!r} is not a parallel environment of this "
+                    f"cluster; it has: {', '.join(known) or 'none'} (qconf -spl). Set par_env= "
+                    "or DEFAULT_PAR_ENV."
+                )
+
+    def open(self, options: SessionOptions) -> MonitoredSession:
+        native = native_options(options.settings, dict(options.options))
+        python = options.options.get("python")
+        connection = DrmaaConnection.acquire()
+        scheduler = SgeScheduler(connection, native)
+        try:
+            return MonitoredSession(scheduler, options, work_dir=options.temp_dir,
+                                    python=str(python) if python else None, name="sge-monitor")
+        except BaseException:
+            scheduler.close()
+            raise

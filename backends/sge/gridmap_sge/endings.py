@@ -1,0 +1,62 @@
+"""How a Grid Engine job ended, told apart for ``cause_of_death``.
+
+DRMAA's report (exit status, signal, "aborted", and the accounting record's usage)
+is enough to tell the usual endings apart without calling ``qacct``:
+
+* deleted (``qdel``): aborted; with no usage at all when it never started;
+* runtime exceeded: killed, with ``ru_wallclock`` at its ``h_rt``;
+* out of memory: killed or failed, with ``maxvmem`` at its ``h_vmem`` (per slot);
+* killed by someone else, or by a node going down: killed by a signal, neither of
+  the above. Resubmitting can help only here.
+"""
+
+from __future__ import annotations
+
+from gridmap_core.drmaa_session import Ending
+from gridmap_core.resources import Resources
+from gridmap_core.runner import describe_exit
+from gridmap_core.scheduler import JobStatus, Status
+
+__all__ = ["describe_ending"]
+
+_NEAR_LIMIT = 0.9  # usage this close to a limit means the limit ended the job
+_RUNTIME_SLACK = 2.0  # seconds: Grid Engine enforces h_rt on its load report interval
+
+
+def _memory_cause(ending: Ending, resources: Resources) -> str | None:
+    if resources.h_vmem is None:
+        return None
+    used = ending.number("maxvmem") or 0.0
+    limit = resources.h_vmem * resources.num_slots
+    if used >= _NEAR_LIMIT * limit:
+        text = resources.h_vmem_text or str(resources.h_vmem)
+        return f"out of memory: it used {used / 2**20:.0f} MB, over its h_vmem={text}"
+    return None
+
+
+def _runtime_cause(ending: Ending, resources: Resources) -> str | None:
+    if resources.h_rt is None:
+        return None
+    wallclock = ending.number("ru_wallclock")
+    if wallclock is not None and wallclock + _RUNTIME_SLACK >= resources.h_rt:
+        return (f"runtime limit exceeded: killed after {wallclock:.0f} s "
+                f"(h_rt={resources.h_rt} s)")
+    return None
+
+
+def describe_ending(ending: Ending, resources: Resources, err_log: str | None = None) -> JobStatus:
+    """The :class:`JobStatus` of a job that DRMAA reported ended."""
+    if ending.aborted:
+        if not ending.usage:
+            cause = "deleted before it started (qdel), or Grid Engine could not start it"
+        else:
+            cause = "deleted while running (qdel)"
+        return JobStatus(Status.ENDED, cause, None, resubmit=False)
+    limit = _runtime_cause(ending, resources) if ending.signal else None
+    limit = limit or _memory_cause(ending, resources)
+    if limit:
+        return JobStatus(Status.ENDED, limit, ending.exit_status, resubmit=False)
+    if ending.signal:
+        return JobStatus(Status.ENDED, describe_exit(None, ending.signal), None)
+    return JobStatus(Status.ENDED, describe_exit(ending.exit_status, None, err_log),
+                     ending.exit_status)

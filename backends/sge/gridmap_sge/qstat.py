@@ -1,0 +1,137 @@
+"""Reading Grid Engine's job and queue states from ``qstat -xml``, in one call per poll.
+
+DRMAA can only ask about one job at a time; ``qstat -xml -u USER`` answers for all of
+a user's jobs at once, and with ``-f`` also says which queue instances can run jobs,
+which is how a long wait in the queue gets explained.
+"""
+
+from __future__ import annotations
+
+import getpass
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+__all__ = [
+    "QstatError", "Snapshot", "error_reason", "expand_tasks", "parse_qstat", "queue_note",
+    "run_qstat",
+]
+
+_TIMEOUT = 60.0
+# Queue instance states that keep it from starting jobs, and what they mean.
+_QUEUE_STATES = {
+    "u": "its execution daemon does not answer",
+    "E": "it is in error state (see `qstat -explain E`)",
+    "d": "it is disabled",
+    "D": "it is disabled by its calendar",
+    "s": "it is suspended",
+    "S": "it is suspended by a subordinate queue",
+    "C": "it is suspended by its calendar",
+    "a": "a load threshold is exceeded",
+    "A": "a suspend threshold is exceeded",
+    "c": "its configuration is ambiguous",
+    "o": "it was removed from the configuration",
+}
+
+
+class QstatError(RuntimeError):
+    """qstat failed or printed something unreadable."""
+
+
+@dataclass
+class Snapshot:
+    """One qstat answer: state letters by (job number, task), and queue instance states."""
+
+    jobs: dict[tuple[str, int | None], str] = field(default_factory=dict)
+    queues: dict[str, str] = field(default_factory=dict)  # only with ``full``
+
+    def state(self, job_id: str) -> str | None:
+        """The state of ``job_id`` ("123" or "123.4"), or None when qstat does not list it."""
+        number, _, task = job_id.partition(".")
+        return self.jobs.get((number, int(task) if task else None))
+
+
+def expand_tasks(text: str) -> list[int]:
+    """Task ids from qstat's ``tasks`` field: ``"7"``, ``"17-30:1"``, ``"1,3,5-9:2"``."""
+    tasks: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        span, _, step = part.partition(":")
+        first, _, last = span.partition("-")
+        start, stop = int(first), int(last or first)
+        tasks.extend(range(start, stop + 1, int(step or 1)))
+    return tasks
+
+
+def parse_qstat(text: str) -> Snapshot:
+    """Parse ``qstat -xml`` (with or without ``-f``)."""
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError as error:
+        raise QstatError(f"qstat printed XML it could not parse: {error}") from None
+    snapshot = Snapshot()
+    for queue in root.iter("Queue-List"):
+        snapshot.queues[queue.findtext("name", "")] = queue.findtext("state", "")
+    for job in root.iter("job_list"):
+        number = job.findtext("JB_job_number", "")
+        state = job.findtext("state", "")
+        tasks = job.findtext("tasks")
+        if tasks:
+            for task in expand_tasks(tasks):
+                snapshot.jobs[(number, task)] = state
+        else:
+            snapshot.jobs[(number, None)] = state
+    return snapshot
+
+
+def run_qstat(*, full: bool = False, user: str | None = None) -> Snapshot:
+    """Ask Grid Engine about every job of ``user`` (default: this user)."""
+    command = ["qstat", "-xml", "-u", user or getpass.getuser()]
+    if full:
+        command.insert(1, "-f")
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise QstatError(f"{' '.join(command)} failed: {error}") from None
+    if done.returncode != 0:
+        raise QstatError(f"{' '.join(command)} exited {done.returncode}: "
+                         f"{done.stderr.strip()[:300]}")
+    return parse_qstat(done.stdout)
+
+
+def error_reason(job_number: str) -> str:
+    """Why Grid Engine put a job into error state (``qstat -j``'s "error reason")."""
+    try:
+        done = subprocess.run(["qstat", "-j", job_number], capture_output=True, text=True,
+                              timeout=_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    for line in done.stdout.splitlines():
+        if line.startswith("error reason"):
+            return line.split(":", 1)[-1].strip()
+    return ""
+
+
+def queue_note(queues: Mapping[str, str], wanted: Iterable[str] = ()) -> str:
+    """Why no queue instance can start jobs; "" when one can. ``wanted`` limits the
+    check to these queues (names, or ``queue@host`` instances)."""
+    wanted = [w for w in wanted if w]
+    relevant = {
+        name: state for name, state in queues.items()
+        if not wanted or any(name == w or name.split("@")[0] == w for w in wanted)
+    }
+    if not relevant:
+        if wanted:
+            return f"no queue instance of {', '.join(wanted)} exists"
+        return ""
+    reasons = []
+    for name, state in sorted(relevant.items()):
+        blocking = [_QUEUE_STATES[s] for s in state if s in _QUEUE_STATES]
+        if not blocking:
+            return ""
+        reasons.append(f"{name} is in state {state} ({'; '.join(blocking)})")
+    return "no queue instance can run them: " + ", ".join(reasons)
