@@ -239,6 +239,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--give-up", type=float, default=90.0,
                         help="seconds without an answer before giving up on the monitor")
     parser.add_argument("--max-bytes", type=int, default=None)
+    parser.add_argument("--environment", metavar="FILE",
+                        help="JSON object of environment variables to set before the job "
+                        "runs (values a scheduler cannot pass, such as ones with '=')")
     return parser.parse_args(argv)
 
 
@@ -275,6 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     try:
         task_id = _task_id(args)
+        if args.environment:
+            with open(args.environment, encoding="utf-8") as handle:
+                os.environ.update(json.load(handle))
         key = read_key_file(args.key_file)
         options: dict[str, Any] = json.loads(args.transport_options)
         transport = load_transport(args.transport, "runner --transport")

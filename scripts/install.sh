@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs gridmap editable: the core, every backend package under backends/, and the
-# development tools; then runs the quick-start example to show it works.
+# development tools; as root, also installs and starts the single-node Grid Engine
+# test cluster (scripts/sge/start.sh). Then runs the quick-start example, and the
+# Grid Engine example when that cluster is up, to show it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +14,14 @@ for backend in backends/*/; do
 done
 python3 -m pip install --disable-pip-version-check -q "${packages[@]}"
 python3 examples/quickstart.py
+
+if [ "$(id -u)" -eq 0 ]; then
+    bash scripts/sge/start.sh >/dev/null
+else
+    echo "not root: the Grid Engine test cluster is not installed (run scripts/sge/start.sh as root)" >&2
+fi
+sge_env=${GRIDMAP_SGE_ENV_FILE:-/etc/gridmap-sge.env}
+if [ -r "$sge_env" ]; then
+    # A subshell: the example's interpreter must start with the cluster's environment.
+    (. "$sge_env" && python3 examples/sge_example.py)
+fi

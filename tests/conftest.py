@@ -43,3 +43,31 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid and fields[0] != "Z":
             found.append(int(entry))
     return found
+
+
+def _cluster_missing(name: str, reason: str) -> None:
+    """A test that needs a cluster fails in CI and is skipped elsewhere."""
+    message = f"the {name} test cluster is not usable: {reason}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(message + " (CI must start it: scripts/install.sh as root, then "
+                    "scripts/test.sh)", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def sge_cluster() -> str:
+    """The single-node Grid Engine of scripts/sge, checked once: its host name."""
+    import socket
+    import subprocess
+
+    from gridmap_core.drmaa_session import library_problem
+
+    problem = library_problem(["SGE_ROOT"])
+    if problem:
+        _cluster_missing("Grid Engine", f"{problem} (run the tests with scripts/test.sh, "
+                         "which sources /etc/gridmap-sge.env)")
+    check = Path(__file__).resolve().parents[1] / "scripts" / "sge" / "check.sh"
+    done = subprocess.run(["bash", str(check)], capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        _cluster_missing("Grid Engine", done.stderr.strip()[-500:])
+    return socket.gethostname()

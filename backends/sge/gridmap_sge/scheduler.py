@@ -7,6 +7,7 @@ jobs costs one request to the qmaster, not 10,000.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -92,8 +93,10 @@ class SgeScheduler:
             base = os.path.join(launch.log_dir, f"{launch.name}.{span}.{INCREMENT_PLACEHOLDER}"
                                 f".{launch.attempt}")
             out, err = f"{base}.out", f"{base}.err"
+        environment = job_environment(launch.environment)
+        command += self._environment_file(launch, environment)
         ids = self.connection.submit(
-            command=command, environment=job_environment(launch.environment),
+            command=command, environment=environment,
             working_dir=os.path.abspath(spec.working_dir), output=out, error=err,
             native=native, name=name, count=count)
         queues = tuple(spec.resources.queue.split(",")) if spec.resources.queue else ()
@@ -106,6 +109,20 @@ class SgeScheduler:
         logger.debug("submitted %d job(s) as %s with %r", count, ids[0].partition(".")[0],
                      native)
         return ids
+
+    @staticmethod
+    def _environment_file(launch: Launch, environment: dict[str, str]) -> list[str]:
+        """Grid Engine's DRMAA cuts a variable's value at its second '=' ("a=b=c"
+        arrives as "a"): such variables go to the runner in a file of their own."""
+        cut = {name: value for name, value in environment.items() if "=" in value}
+        if not cut:
+            return []
+        path = os.path.join(launch.log_dir, f"{launch.name}.{launch.tasks[0]}"
+                            f".{launch.attempt}.environment.json")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            json.dump(cut, handle)
+        return ["--environment", path]
 
     # -- watching --------------------------------------------------------------------
 

@@ -1,0 +1,25 @@
+"""The Grid Engine backend passes the shared conformance suite on the real cluster."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import pytest
+
+from gridmap_core.testing import BackendConformance
+
+
+@pytest.mark.usefixtures("sge_cluster")
+class TestSgeConformance(BackendConformance):
+    backend = "sge"
+    settings: ClassVar[dict[str, Any]] = {"DEFAULT_TEMP_DIR": tempfile.gettempdir()}
+
+    def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
+        super().assert_ran_on_backend(where)
+        # Grid Engine sets these for each job it starts; a local run has neither.
+        environment = where["environment"]
+        assert environment.get("JOB_ID", "").isdigit(), environment.get("JOB_ID")
+        assert environment.get("QUEUE") == "all.q"
+        assert "gridmap_core/runner.py" in where["argv"][0]
