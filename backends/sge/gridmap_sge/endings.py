@@ -3,7 +3,10 @@
 DRMAA's report (exit status, signal, "aborted", and the accounting record's usage)
 is enough to tell the usual endings apart without calling ``qacct``:
 
-* deleted (``qdel``): aborted; with no usage at all when it never started;
+* deleted (``qdel``): aborted; with no usage at all when it never started. A job
+  Grid Engine could not start (its output file cannot be opened, say) is aborted
+  too: the accounting record's ``failed`` code, looked up for aborted jobs only,
+  tells the two apart (100, or no record, for ``qdel``);
 * runtime exceeded: killed, with ``ru_wallclock`` at its ``h_rt``;
 * out of memory: killed or failed, with ``maxvmem`` at its ``h_vmem`` (per slot);
 * killed by someone else, or by a node going down: killed by a signal, neither of
@@ -21,6 +24,7 @@ __all__ = ["describe_ending"]
 
 _NEAR_LIMIT = 0.9  # usage this close to a limit means the limit ended the job
 _RUNTIME_SLACK = 2.0  # seconds: Grid Engine enforces h_rt on its load report interval
+_AFTER_JOB = 100  # accounting "failed" code of a job ended by a signal or deleted
 
 
 def _memory_cause(ending: Ending, resources: Resources) -> str | None:
@@ -44,9 +48,14 @@ def _runtime_cause(ending: Ending, resources: Resources) -> str | None:
     return None
 
 
-def describe_ending(ending: Ending, resources: Resources, err_log: str | None = None) -> JobStatus:
-    """The :class:`JobStatus` of a job that DRMAA reported ended."""
+def describe_ending(ending: Ending, resources: Resources, err_log: str | None = None,
+                    failed: tuple[int, str] | None = None) -> JobStatus:
+    """The :class:`JobStatus` of a job that DRMAA reported ended; ``failed`` is its
+    accounting record's failure code and text, where known."""
     if ending.aborted:
+        if failed is not None and failed[0] not in (0, _AFTER_JOB):
+            return JobStatus(Status.ENDED, f"Grid Engine could not start it (failed "
+                             f"{failed[0]}: {failed[1]})", None)
         if not ending.usage:
             cause = "deleted before it started (qdel), or Grid Engine could not start it"
         else:

@@ -1,4 +1,6 @@
-"""Reading Grid Engine's job and queue states from ``qstat -xml``, in one call per poll.
+"""Reading Grid Engine's job and queue states from ``qstat -xml``, in one call per poll;
+and, for the rare job that needs it, ``qstat -j``'s error reason and ``qacct``'s
+failure code.
 
 DRMAA can only ask about one job at a time; ``qstat -xml -u USER`` answers for all of
 a user's jobs at once, and with ``-f`` also says which queue instances can run jobs,
@@ -14,7 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
-    "QstatError", "Snapshot", "error_reason", "expand_tasks", "parse_qstat", "queue_note",
+    "QstatError",
+    "Snapshot",
+    "accounting_failure",
+    "error_reason",
+    "expand_tasks",
+    "parse_qstat",
+    "queue_note",
     "run_qstat",
 ]
 
@@ -135,3 +143,23 @@ def queue_note(queues: Mapping[str, str], wanted: Iterable[str] = ()) -> str:
             return ""
         reasons.append(f"{name} is in state {state} ({'; '.join(blocking)})")
     return "no queue instance can run them: " + ", ".join(reasons)
+
+
+def accounting_failure(job_id: str) -> tuple[int, str] | None:
+    """The ``failed`` field of a job's accounting record (``qacct``): its code and
+    text, such as ``(26, "opening input/output file")``; None when there is none yet."""
+    number, _, task = job_id.partition(".")
+    command = ["qacct", "-j", number, *(["-t", task] if task else [])]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=_TIMEOUT,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in reversed(done.stdout.splitlines()):  # the latest record comes last
+        if line.startswith("failed"):
+            code, _, text = line.split(None, 1)[-1].partition(":")
+            try:
+                return int(code), text.strip()
+            except ValueError:
+                return None
+    return None

@@ -21,7 +21,7 @@ from gridmap_core.scheduler import JobStatus, Launch, Status
 
 from .endings import describe_ending
 from .native import NativeOptions, job_name, native_specification
-from .qstat import Snapshot, error_reason, queue_note, run_qstat
+from .qstat import Snapshot, accounting_failure, error_reason, queue_note, run_qstat
 
 __all__ = ["SgeScheduler"]
 logger = logging.getLogger(__name__)
@@ -133,7 +133,8 @@ class SgeScheduler:
             ended = {job_id: self._forget(job_id) for job_id in endings}
             asked = [i for i in ids if i in self._jobs]
         answer = {
-            job_id: describe_ending(ending, ended[job_id].resources, ended[job_id].err_log)
+            job_id: describe_ending(ending, ended[job_id].resources, ended[job_id].err_log,
+                                    accounting_failure(job_id) if ending.aborted else None)
             for job_id, ending in endings.items()
             if not ended[job_id].cancelled
         }
