@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaConnection
+from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaConnection, DrmaaError
 from gridmap_core.resources import Resources
 from gridmap_core.scheduler import JobStatus, Launch, Status
 
@@ -95,10 +95,14 @@ class SgeScheduler:
             out, err = f"{base}.out", f"{base}.err"
         environment = job_environment(launch.environment)
         command += self._environment_file(launch, environment)
-        ids = self.connection.submit(
-            command=command, environment=environment,
-            working_dir=os.path.abspath(spec.working_dir), output=out, error=err,
-            native=native, name=name, count=count)
+        try:
+            ids = self.connection.submit(
+                command=command, environment=environment,
+                working_dir=os.path.abspath(spec.working_dir), output=out, error=err,
+                native=native, name=name, count=count)
+        except DrmaaError as error:
+            raise DrmaaError(f"Grid Engine refused {count} job(s) named {name!r}: {error} "
+                             f"(requested with: {native or 'no options'})") from None
         queues = tuple(spec.resources.queue.split(",")) if spec.resources.queue else ()
         with self._lock:
             for element, job_id in enumerate(ids, start=1):
