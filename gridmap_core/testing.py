@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import socket
 import sys
@@ -50,6 +51,8 @@ def where(x: int) -> dict[str, Any]:
         "cwd": os.getcwd(),
         "environment": dict(os.environ),
         "argv": list(sys.argv),
+        # The address-space limit the job runs under (Grid Engine's h_vmem), or -1.
+        "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
     }
 
 
@@ -140,6 +143,16 @@ class BackendConformance:
         )
         os.kill(pid, signal.SIGKILL)
 
+    #: What test_resources_are_honoured asks for (Job keyword arguments).
+    resource_request: Mapping[str, Any] = {"num_slots": 2, "h_vmem": "600M", "h_rt": 600}
+
+    def assert_resources_honoured(self, where: Mapping[str, Any],
+                                  request: Mapping[str, Any]) -> None:
+        """Check, from inside the job (``where``), that the scheduler granted
+        ``request``. By default only that the job ran: a backend without a scheduler
+        accepts requests it cannot enforce. Cluster backends override this."""
+        assert where["value"] == 4
+
     def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
         """Check that a job ran under the backend's scheduler (its environment, host).
         By default: in another process than this one."""
@@ -153,6 +166,13 @@ class BackendConformance:
         assert [r["value"] for r in results] == [x * x for x in range(7)]
         for result in results:
             self.assert_ran_on_backend(result)
+
+    def test_resources_are_honoured(self) -> None:
+        job = Job(where, [2], **self.resource_request)
+        with self.executor() as executor:
+            executor.run_jobs([job])
+        self.assert_ran_on_backend(job.ret)
+        self.assert_resources_honoured(job.ret, self.resource_request)
 
     def test_keyword_arguments_and_closures_run(self) -> None:
         offset = 100

@@ -23,3 +23,11 @@ class TestSgeConformance(BackendConformance):
         assert environment.get("JOB_ID", "").isdigit(), environment.get("JOB_ID")
         assert environment.get("QUEUE") == "all.q"
         assert "gridmap_core/runner.py" in where["argv"][0]
+
+    def assert_resources_honoured(self, where: Mapping[str, Any],
+                                  request: Mapping[str, Any]) -> None:
+        environment = where["environment"]
+        assert environment["NSLOTS"] == str(request["num_slots"])
+        assert environment["PE"] == "smp"
+        # h_vmem is per slot; Grid Engine enforces it as the job's ulimit -v.
+        assert where["memory_limit"] == request["num_slots"] * 600 * 2**20
