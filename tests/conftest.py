@@ -11,10 +11,18 @@ import pytest
 from gridmap_core.config import SETTINGS
 
 
+# A cluster's client environment: with it, the automatic choice of backend is that
+# cluster's. Tests that do not ask for a cluster run as on a machine without one.
+CLUSTER_VARIABLES = ("SGE_ROOT", "SGE_CELL", "DRMAA_LIBRARY_PATH")
+
+
 @pytest.fixture(autouse=True)
-def clean_settings(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[None]:
+def clean_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """No setting leaks in from the developer's environment or config files."""
+    if not any(name.endswith("_cluster") for name in request.fixturenames):
+        for name in CLUSTER_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
     for setting in SETTINGS.values():
         monkeypatch.delenv(setting.env_var, raising=False)
     monkeypatch.delenv("GRIDMAP_CONFIG", raising=False)
