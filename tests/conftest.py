@@ -10,7 +10,6 @@ import pytest
 
 from gridmap_core.config import SETTINGS
 
-
 # A cluster's client environment: with it, the automatic choice of backend is that
 # cluster's. Tests that do not ask for a cluster run as on a machine without one.
 CLUSTER_VARIABLES = ("SGE_ROOT", "SGE_CELL", "DRMAA_LIBRARY_PATH")
