@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["gridmap_core", "gridmap", "backends/local/gridmap_local"]
+PACKAGES = ["gridmap_core", "gridmap", "backends/local/gridmap_local", "backends/sge/gridmap_sge"]
 
 
 def test_ruff() -> None:

@@ -200,7 +200,7 @@ class ProcessScheduler:
                 self._ended[job_id] = (
                     JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
                     if process.cancelled else
-                    JobStatus(Status.ENDED, describe_exit(code, process.err), code)
+                    JobStatus(Status.ENDED, describe_exit(code, err_log=process.err), code)
                 )
                 changed = True
             while self._queued and len(self._running) < self.max_processes:

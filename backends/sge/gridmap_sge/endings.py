@@ -10,7 +10,10 @@ is enough to tell the usual endings apart without calling ``qacct``:
 * runtime exceeded: killed, with ``ru_wallclock`` at its ``h_rt``;
 * out of memory: killed or failed, with ``maxvmem`` at its ``h_vmem`` (per slot);
 * killed by someone else, or by a node going down: killed by a signal, neither of
-  the above. Resubmitting can help only here.
+  the above.
+
+Resubmitting can help with a kill, and with a failure to start that is particular to
+one node (a full disk); not with a deletion or a limit the job will reach again.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ def _memory_cause(ending: Ending, resources: Resources) -> str | None:
     limit = resources.h_vmem * resources.num_slots
     if used >= _NEAR_LIMIT * limit:
         text = resources.h_vmem_text or str(resources.h_vmem)
-        return f"out of memory: it used {used / 2**20:.0f} MB, over its h_vmem={text}"
+        slots = f" per slot, {limit / 2**20:.0f} MB for {resources.num_slots} slots" \
+            if resources.num_slots > 1 else ""
+        return f"out of memory: it used {used / 2**20:.0f} MB, over its h_vmem={text}{slots}"
     return None
 
 
