@@ -5,27 +5,73 @@
 [1, 2]
 """
 
-from .api import grid_map, process_jobs
-from .backend import (
-    Availability,
-    Backend,
-    BackendSession,
-    Batch,
-    Failure,
-    JobSpec,
-    SessionOptions,
-    Sink,
-)
-from .config import ConfigError, Settings, load_settings
-from .executor import GridMapExecutor
-from .job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
-from .plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
-from .plugins import UnknownPluginError, get_plugin_manager, hookimpl
-from .resources import ResourceError, Resources, parse_memory, parse_runtime
-from .selection import BackendUnavailableError
-from .serialization import SerializationError, zdumps, zloads
+# Names are imported on first use (PEP 562), so that a job's runner, which imports
+# gridmap_core.runner, does not pay for the executor, the plugin manager and pluggy
+# at every start: on a cluster that start-up is paid once per job.
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .api import grid_map, process_jobs
+    from .backend import (
+        Availability,
+        Backend,
+        BackendSession,
+        Batch,
+        Failure,
+        JobSpec,
+        SessionOptions,
+        Sink,
+    )
+    from .config import ConfigError, Settings, load_settings
+    from .executor import GridMapExecutor
+    from .job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
+    from .plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
+    from .plugins import UnknownPluginError, get_plugin_manager, hookimpl
+    from .resources import ResourceError, Resources, parse_memory, parse_runtime
+    from .selection import BackendUnavailableError
+    from .serialization import SerializationError, zdumps, zloads
 
 __version__ = "0.1.0"
+
+_WHERE = {
+    "grid_map": "api",
+    "process_jobs": "api",
+    "Availability": "backend",
+    "Backend": "backend",
+    "BackendSession": "backend",
+    "Batch": "backend",
+    "Failure": "backend",
+    "JobSpec": "backend",
+    "SessionOptions": "backend",
+    "Sink": "backend",
+    "ConfigError": "config",
+    "Settings": "config",
+    "load_settings": "config",
+    "GridMapExecutor": "executor",
+    "JOB_NOT_FINISHED": "job",
+    "Job": "job",
+    "JobException": "job",
+    "JobState": "job",
+    "RemoteError": "job",
+    "BackendSpec": "plugin_types",
+    "NotifierSpec": "plugin_types",
+    "PluginLoadError": "plugin_types",
+    "TransportSpec": "plugin_types",
+    "UnknownPluginError": "plugins",
+    "get_plugin_manager": "plugins",
+    "hookimpl": "plugins",
+    "ResourceError": "resources",
+    "Resources": "resources",
+    "parse_memory": "resources",
+    "parse_runtime": "resources",
+    "BackendUnavailableError": "selection",
+    "SerializationError": "serialization",
+    "zdumps": "serialization",
+    "zloads": "serialization",
+}
 
 __all__ = [
     "JOB_NOT_FINISHED",
@@ -64,3 +110,16 @@ __all__ = [
     "zdumps",
     "zloads",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gridmap_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
