@@ -41,6 +41,17 @@ from multiprocessing import Pool
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # a sibling module
+    Unavailable,
+    ensure_venv,
+    fmt_ratio,
+    ratio,
+    run_quiet,
+    table,
+    tail,
+)
+
 from gridmap_core import grid_map
 
 WORKERS = 2
@@ -76,7 +87,7 @@ class BenchmarkError(RuntimeError):
     """A contender returned wrong results: the timing would be meaningless."""
 
 
-class OriginalUnavailable(RuntimeError):
+class OriginalUnavailable(Unavailable):
     """The original GridMap cannot be installed or timed; its column is skipped."""
 
 
@@ -127,56 +138,21 @@ def clean_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _LEAKY_VARIABLES}
 
 
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def _run(command: Sequence[str | os.PathLike[str]], timeout: float,
-         cwd: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in command], cwd=cwd, env=clean_environment(),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def installed_original(python: Path, cwd: str) -> str | None:
     """The gridmap version the venv's interpreter sees in isolation, if any."""
     if not python.exists():
         return None
-    probe = _run([python, "-I", "-c",
-                  "import importlib.metadata as m; print(m.version('gridmap'))"], 60, cwd)
+    probe = run_quiet([python, "-I", "-c",
+                       "import importlib.metadata as m; print(m.version('gridmap'))"], 60, cwd,
+                      clean_environment())
     return probe.stdout.strip() if probe.returncode == 0 else None
 
 
 def ensure_original_venv(venv: Path, log: Callable[[str], None]) -> Path:
     """Create the venv with the original GridMap once; reuse it afterwards."""
-    python = venv_python(venv)
-    with tempfile.TemporaryDirectory() as cwd:
-        if installed_original(python, cwd) == ORIGINAL_VERSION:
-            return python
-        log(f"creating {venv} with {ORIGINAL_REQUIREMENT} (once; later runs reuse it)")
-        if venv.exists():
-            shutil.rmtree(venv)
-        try:
-            made = _run([sys.executable, "-m", "venv", venv], 300, cwd)
-            if made.returncode != 0:
-                raise OriginalUnavailable(
-                    f"python -m venv failed: {_tail(made.stderr or made.stdout, 1)}\n"
-                    f"{_tail(made.stderr or made.stdout)}")
-            pip = _run([python, "-m", "pip", "install", "--disable-pip-version-check",
-                        "--no-input", ORIGINAL_REQUIREMENT], 900, cwd)
-            if pip.returncode != 0:
-                raise OriginalUnavailable(
-                    f"pip install {ORIGINAL_REQUIREMENT} failed: "
-                    f"{_tail(pip.stderr or pip.stdout, 1)}\n{_tail(pip.stderr or pip.stdout)}")
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise OriginalUnavailable(f"cannot build the venv: {error}") from error
-        version = installed_original(python, cwd)
-        if version != ORIGINAL_VERSION:
-            raise OriginalUnavailable(f"the venv has gridmap {version}, not {ORIGINAL_VERSION}")
-    return python
+    return ensure_venv(venv, [ORIGINAL_REQUIREMENT],
+                       lambda python, cwd: installed_original(python, cwd) == ORIGINAL_VERSION,
+                       log, clean_environment())
 
 
 class OriginalTimer:
@@ -227,7 +203,7 @@ class OriginalTimer:
 
     def _stderr_tail(self) -> str:
         self._stderr.seek(0)
-        return _tail(self._stderr.read())
+        return tail(self._stderr.read())
 
     def request(self, op: str, n: int = 0) -> dict[str, Any]:
         assert self._process.stdin is not None
@@ -252,12 +228,6 @@ def median(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
 def bench_trivial(sizes: Sequence[int], runs: int, timer: OriginalTimer | None,
                   log: Callable[[str], None]) -> tuple[dict[str, Any], str | None]:
     """Time the three contenders on double(x); returns figures and why the original
@@ -274,7 +244,7 @@ def bench_trivial(sizes: Sequence[int], runs: int, timer: OriginalTimer | None,
     if timer is not None:
         try:
             timer.request("warmup", len(warm))
-        except OriginalUnavailable as error:
+        except Unavailable as error:
             timer, dropped = None, str(error)
             log(f"the original GridMap failed its warm-up run; skipping it: {error}")
 
@@ -292,7 +262,7 @@ def bench_trivial(sizes: Sequence[int], runs: int, timer: OriginalTimer | None,
             if timer is not None:
                 try:
                     reply = timer.request("run", n)
-                except OriginalUnavailable as error:
+                except Unavailable as error:
                     timer, dropped = None, str(error)
                     log(f"the original GridMap stopped answering; skipping it: {error}")
                 else:
@@ -303,7 +273,7 @@ def bench_trivial(sizes: Sequence[int], runs: int, timer: OriginalTimer | None,
         # Its own medians, from its own clock: cross-check with what we received.
         try:
             final = timer.request("finish")
-        except OriginalUnavailable as error:
+        except Unavailable as error:
             dropped = str(error)
         else:
             for n in sizes:
@@ -358,18 +328,6 @@ def fmt_time(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
-
-
-def fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [" | ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True))
-             for line in (header, *rows)]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def report(results: dict[str, Any]) -> str:
@@ -489,7 +447,7 @@ def original_timer(args: argparse.Namespace, original: dict[str, Any],
         return
     try:
         timer = OriginalTimer(ensure_original_venv(args.venv, log))
-    except OriginalUnavailable as error:
+    except Unavailable as error:
         log(f"skipping the original GridMap: {error}")
         original.update(status="skipped", reason=str(error).splitlines()[0])
         yield None

@@ -53,6 +53,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_common import (  # a sibling module
+    Unavailable,
+    ensure_venv,
+    fmt_ratio,
+    ratio,
+    run_quiet,
+    table,
+    tail,
+)
+
 SCRIPT = Path(__file__).resolve()
 BENCH_DIR = SCRIPT.parent
 REPO_ROOT = BENCH_DIR.parent
@@ -99,7 +110,7 @@ def double(x: int) -> int:
     return 2 * x
 
 
-class ContenderUnavailable(RuntimeError):
+class ContenderUnavailable(Unavailable):
     """The contender cannot run here at all (not installed, no backend): it is skipped."""
 
 
@@ -175,7 +186,7 @@ def child_main(args: argparse.Namespace) -> int:
     prepare = prepare_original if args.child == "original" else prepare_gridmap
     try:
         call, unavailable, info = prepare(args)
-    except ContenderUnavailable as error:
+    except Unavailable as error:
         reply({"status": "unavailable", "reason": str(error)})
         return 0
     info["python"] = sys.version.split()[0]
@@ -199,13 +210,9 @@ def child_main(args: argparse.Namespace) -> int:
 
 # -- the cluster: environment, queue state, cleaning up ----------------------------------
 
-def _tail(text: str, lines: int = 8) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
-
-
 def _file_tail(path: Path, lines: int = 8) -> str:
     try:
-        return _tail(path.read_text(errors="replace"), lines)
+        return tail(path.read_text(errors="replace"), lines)
     except OSError:
         return ""
 
@@ -246,7 +253,7 @@ class Cluster:
     def jobs(self) -> list[QueuedJob]:
         done = self._run("qstat", "-u", "*", "-xml")
         if done.returncode != 0:
-            raise RuntimeError(f"qstat failed ({done.returncode}): {_tail(done.stderr, 3)}")
+            raise RuntimeError(f"qstat failed ({done.returncode}): {tail(done.stderr, 3)}")
         root = ElementTree.fromstring(done.stdout)
         return [QueuedJob(item.findtext("JB_job_number", ""), item.findtext("JB_name", ""),
                           item.findtext("JB_owner", ""), item.findtext("state", ""))
@@ -371,12 +378,12 @@ def run_raw(ctx: Context, jobs: int, workdir: Path) -> Outcome:
                                                 timeout=ctx.args.timeout, log_name="qsub")
     text = out.read_text(errors="replace") + err.read_text(errors="replace")
     if returncode != 0:
-        raise ContenderFailed(f"qsub -sync y exited with status {returncode}:\n{_tail(text)}")
+        raise ContenderFailed(f"qsub -sync y exited with status {returncode}:\n{tail(text)}")
     codes = re.findall(r"Job \d+\.(\d+) exited with exit code (\d+)\.", text)
     bad = [task for task, code in codes if code != "0"]
     if len(codes) != jobs or bad:
         raise ContenderFailed(f"{len(codes)} of {jobs} tasks reported an exit code; "
-                              f"non-zero for tasks {bad[:10]}:\n{_tail(text)}")
+                              f"non-zero for tasks {bad[:10]}:\n{tail(text)}")
     for task in range(1, jobs + 1):
         path = workdir / f"raw.{task}"
         value = path.read_text().strip() if path.exists() else "<missing>"
@@ -446,20 +453,10 @@ def run_contender(ctx: Context, contender: str, jobs: int, label: str) -> Outcom
 
 # -- the original GridMap's virtual environment --------------------------------------------
 
-def venv_python(venv: Path) -> Path:
-    return venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
-
-
-def _run_quiet(command: Sequence[str | os.PathLike[str]], timeout: float, cwd: str,
-               env: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(c) for c in command], cwd=cwd, env=dict(env),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
 def venv_has_original(python: Path, cwd: str, env: Mapping[str, str]) -> bool:
     if not python.exists():
         return False
-    probe = _run_quiet([python, "-I", "-c",
+    probe = run_quiet([python, "-I", "-c",
                         "import importlib.metadata as m; "
                         "print(m.version('gridmap'), m.version('drmaa'))"], 60, cwd, env)
     return probe.returncode == 0 and probe.stdout.split()[:1] == [ORIGINAL_VERSION]
@@ -467,31 +464,9 @@ def venv_has_original(python: Path, cwd: str, env: Mapping[str, str]) -> bool:
 
 def ensure_original_venv(venv: Path, log: Callable[[str], None]) -> Path:
     """The venv's interpreter, after installing the original GridMap and drmaa if needed."""
-    python = venv_python(venv)
     env = {k: v for k, v in os.environ.items() if k not in _LEAKY_VARIABLES}
-    with tempfile.TemporaryDirectory() as cwd:
-        if venv_has_original(python, cwd, env):
-            return python
-        log(f"installing {' '.join(ORIGINAL_REQUIREMENTS)} into {venv} "
-            "(once; later runs reuse it)")
-        try:
-            if not python.exists():
-                made = _run_quiet([sys.executable, "-m", "venv", venv], 300, cwd, env)
-                if made.returncode != 0:
-                    raise ContenderUnavailable(
-                        f"python -m venv {venv} failed:\n{_tail(made.stderr or made.stdout)}")
-            pip = _run_quiet([python, "-m", "pip", "install", "--disable-pip-version-check",
-                              "--no-input", *ORIGINAL_REQUIREMENTS], 900, cwd, env)
-            if pip.returncode != 0:
-                raise ContenderUnavailable(
-                    f"pip install {' '.join(ORIGINAL_REQUIREMENTS)} failed:\n"
-                    f"{_tail(pip.stderr or pip.stdout)}")
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise ContenderUnavailable(f"cannot build {venv}: {error}") from error
-        if not venv_has_original(python, cwd, env):
-            raise ContenderUnavailable(f"{venv} still lacks gridmap {ORIGINAL_VERSION} "
-                                       "or drmaa after pip install")
-    return python
+    return ensure_venv(venv, ORIGINAL_REQUIREMENTS,
+                       lambda python, cwd: venv_has_original(python, cwd, env), log, env)
 
 
 # -- the benchmark -------------------------------------------------------------------------
@@ -523,7 +498,7 @@ def attempt(ctx: Context, series: Series, jobs: int, label: str) -> Outcome | No
     """One run of a contender; on failure the contender is dropped with its reason."""
     try:
         return run_contender(ctx, series.name, jobs, label)
-    except ContenderUnavailable as error:
+    except Unavailable as error:
         if label == "warm-up":
             series.status, series.reason = "skipped", str(error)
             ctx.log(f"  {series.name}: not available, skipping it: {error}")
@@ -585,12 +560,6 @@ def bench(ctx: Context, series: dict[str, Series]) -> None:
     ctx.cluster.wait_until_clear()
 
 
-def ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
-        return None
-    return numerator / denominator
-
-
 def summarize(series: dict[str, Series]) -> dict[str, Any]:
     medians = {name: s.median for name, s in series.items()}
     return {
@@ -607,20 +576,6 @@ def summarize(series: dict[str, Series]) -> dict[str, Any]:
 
 def fmt_seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f} s"
-
-
-def fmt_ratio(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}x"
-
-
-def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """``align`` has one letter per column: l (left) or r (right)."""
-    widths = [max(len(cell) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [" | ".join(cell.ljust(w) if a == "l" else cell.rjust(w)
-                        for cell, w, a in zip(line, widths, align, strict=True)).rstrip()
-             for line in (header, *rows)]
-    lines.insert(1, "-+-".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 def report(results: dict[str, Any]) -> str:
@@ -755,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if series["original"].status == "pending":
         try:
             ctx.original_python = ensure_original_venv(args.venv, log)
-        except ContenderUnavailable as error:
+        except Unavailable as error:
             series["original"].status, series["original"].reason = "skipped", str(error)
             log(f"skipping the original GridMap: {error}")
 
