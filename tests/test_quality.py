@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["gridmap_core", "gridmap", "backends/local/gridmap_local", "backends/sge/gridmap_sge"]
+PACKAGES = ["gridmap_core", "gridmap", "backends/local/gridmap_local", "backends/sge/gridmap_sge",
+            "backends/slurm/gridmap_slurm"]
 
 
 def test_ruff() -> None:

@@ -1,0 +1,1 @@
+"""gridmap backend for Slurm through sbatch, squeue, sacct and scancel."""

@@ -1,0 +1,183 @@
+"""What Slurm says about a job, read from squeue, sacct and the job completion log,
+and what it means for the monitor (:class:`~gridmap_core.scheduler.JobStatus`).
+
+Pure parsing, so every state and exit code is unit-tested without a cluster.
+Decisions rest on the job's state, not on the exit code of a killed job: sacct fills
+that in late and changes it after a slurmdbd restart.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from gridmap_core.resources import Resources
+from gridmap_core.runner import describe_exit
+from gridmap_core.scheduler import JobStatus, Status
+
+from .options import memory_mb
+
+__all__ = [
+    "Record",
+    "describe",
+    "parse_jobcomp",
+    "parse_sacct",
+    "parse_squeue",
+    "pending_note",
+]
+
+QUEUED_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
+                           "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"})
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
+                            "STAGE_OUT", "RESIZING", "UPDATE_DB", "POWER_UP_NODE"})
+# Pending reasons that no waiting will clear.
+_HOPELESS = {
+    "BadConstraints": "its constraints cannot be satisfied by any node",
+    "DependencyNeverSatisfied": "a job it depends on failed",
+}
+_HELD = ("JobHeldUser", "JobHeldAdmin")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One job's state as a Slurm tool reported it."""
+
+    job_id: str  # "123_4" for an array element
+    state: str  # "COMPLETED", "OUT_OF_MEMORY", … ("CANCELLED by 0" is cut to "CANCELLED")
+    reason: str = ""
+    exit_code: int | None = None
+    signal: int | None = None
+
+
+def _wait_status(text: str) -> tuple[int | None, int | None]:
+    """squeue's exit_code is the raw wait status (512 means exit 2)."""
+    if not text.strip().isdigit():
+        return None, None
+    status = int(text)
+    return (status >> 8) & 0xFF, status & 0x7F
+
+
+def _exit_pair(text: str) -> tuple[int | None, int | None]:
+    """sacct's and the completion log's ``exit:signal``."""
+    code, _, sig = text.strip().partition(":")
+    if not code.isdigit():
+        return None, None
+    return int(code), int(sig) if sig.isdigit() else 0
+
+
+def _state(text: str) -> str:
+    return text.strip().split(" ", 1)[0].rstrip("+")
+
+
+def parse_squeue(text: str) -> dict[str, Record]:
+    """``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|`` output."""
+    records = {}
+    for line in text.splitlines():
+        fields = [f.strip() for f in line.split("|")]
+        if len(fields) < 4 or not fields[0]:
+            continue
+        code, sig = _wait_status(fields[3])
+        records[fields[0]] = Record(fields[0], _state(fields[1]), fields[2], code, sig)
+    return records
+
+
+def parse_sacct(text: str) -> dict[str, Record]:
+    """``sacct -X -n -P -o JobID,State,ExitCode,Reason`` output (job lines only)."""
+    records = {}
+    for line in text.splitlines():
+        fields = line.split("|")
+        if len(fields) < 3 or not fields[0] or "." in fields[0]:
+            continue
+        code, sig = _exit_pair(fields[2])
+        reason = fields[3] if len(fields) > 3 else ""
+        records[fields[0]] = Record(fields[0], _state(fields[1]), reason, code, sig)
+    return records
+
+
+# The completion log's values are not quoted, and a job name may hold spaces and '=':
+# read only the keys that come before or after the name and cannot hold either.
+_JOBCOMP_KEYS = re.compile(r"(?:^| )(JobId|JobState|ArrayJobId|ArrayTaskId)=(\S*)")
+_JOBCOMP_EXIT = re.compile(r" ExitCode=(\S*)")
+
+
+def parse_jobcomp(lines: Iterable[str]) -> dict[str, Record]:
+    """Lines of jobcomp/filetxt's log; a later line for the same job wins (requeues)."""
+    records = {}
+    for line in lines:
+        values: dict[str, str] = {}
+        for key, value in _JOBCOMP_KEYS.findall(line):
+            values.setdefault(key, value)
+        exits = _JOBCOMP_EXIT.findall(line)  # the last one: ExitCode= ends the line
+        if "JobId" not in values or "JobState" not in values:
+            continue
+        job_id = values["JobId"]
+        if values.get("ArrayJobId") and values.get("ArrayTaskId"):
+            job_id = f"{values['ArrayJobId']}_{values['ArrayTaskId']}"
+        code, sig = _exit_pair(exits[-1]) if exits else (None, None)
+        records[job_id] = Record(job_id, _state(values["JobState"]), "", code, sig)
+    return records
+
+
+def pending_note(record: Record) -> str:
+    """Why a pending job waits, when the reason is worth telling the user."""
+    reason = record.reason
+    if reason in _HELD:
+        return f"job {record.job_id} is held ({reason}); release it with scontrol release " \
+               f"{record.job_id}"
+    if reason in ("", "None", "Priority", "Resources", "BeginTime"):
+        return ""
+    return f"Slurm holds job {record.job_id} back: {reason} (see scontrol show job " \
+           f"{record.job_id})"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def describe(record: Record, resources: Resources, err_log: str | None = None) -> JobStatus:
+    """The :class:`JobStatus` for what Slurm reported."""
+    state = record.state
+    if state in QUEUED_STATES:
+        hopeless = _HOPELESS.get(record.reason)
+        if hopeless:
+            return JobStatus(Status.ERROR, f"Slurm will never start job {record.job_id}: "
+                             f"{hopeless} ({record.reason})", resubmit=False)
+        return JobStatus(Status.QUEUED, note=pending_note(record))
+    if state in RUNNING_STATES:
+        return JobStatus(Status.RUNNING)
+    if state == "OUT_OF_MEMORY":
+        memory = resources.h_vmem or resources.mem_free
+        limit = ""
+        if memory:
+            per_cpu = memory_mb(memory)
+            limit = f" of {per_cpu * resources.num_slots} MB (--mem-per-cpu={per_cpu}"
+            limit += f" x {resources.num_slots} CPUs)" if resources.num_slots > 1 else ")"
+        return JobStatus(Status.ENDED, f"out of memory: Slurm killed it over its memory "
+                         f"limit{limit}", None, resubmit=False)
+    if state in ("TIMEOUT", "DEADLINE"):
+        limit = f" (h_rt={resources.h_rt} s)" if resources.h_rt is not None else ""
+        what = "its deadline passed" if state == "DEADLINE" else "runtime limit exceeded"
+        return JobStatus(Status.ENDED, f"{what}: Slurm ended it at its time limit{limit}",
+                         None, resubmit=False)
+    if state == "CANCELLED":
+        return JobStatus(Status.ENDED, "cancelled in Slurm (scancel)", None, resubmit=False)
+    if state == "NODE_FAIL":
+        return JobStatus(Status.ENDED, "its node failed (NODE_FAIL)", None)
+    if state == "BOOT_FAIL":
+        return JobStatus(Status.ENDED, "its node failed to boot (BOOT_FAIL)", None)
+    if state == "PREEMPTED":
+        return JobStatus(Status.ENDED, "preempted by Slurm for another job", None)
+    if state == "REVOKED":
+        return JobStatus(Status.ENDED, "revoked: a federated sibling cluster ran it", None,
+                         resubmit=False)
+    if record.signal:
+        return JobStatus(Status.ENDED, describe_exit(None, _signal_name(record.signal)), None)
+    if state in ("COMPLETED", "FAILED"):
+        return JobStatus(Status.ENDED, describe_exit(record.exit_code, None, err_log),
+                         record.exit_code)
+    return JobStatus(Status.ENDED, f"ended in Slurm state {state}", record.exit_code)
