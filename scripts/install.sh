@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs gridmap editable: the core, every backend package under backends/, and the
-# development tools; as root, also installs and starts the single-node Grid Engine
-# test cluster (scripts/sge/start.sh). Then runs the quick-start example, and the
-# Grid Engine example when that cluster is up, to show it works.
+# development tools; as root, also installs and starts the single-node Grid Engine and
+# Slurm test clusters (scripts/sge/start.sh, scripts/slurm/start.sh). Then runs the
+# quick-start example, and each cluster's example when that cluster is up, to show
+# it works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +18,15 @@ python3 examples/quickstart.py
 
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/sge/start.sh >/dev/null
+    bash scripts/slurm/start.sh >/dev/null
 else
-    echo "not root: the Grid Engine test cluster is not installed (run scripts/sge/start.sh as root)" >&2
+    echo "not root: the test clusters are not installed (run scripts/sge/start.sh and scripts/slurm/start.sh as root)" >&2
 fi
 sge_env=${GRIDMAP_SGE_ENV_FILE:-/etc/gridmap-sge.env}
 if [ -r "$sge_env" ]; then
     # A subshell: the example's interpreter must start with the cluster's environment.
     (. "$sge_env" && python3 examples/sge_example.py)
+fi
+if scontrol ping 2>/dev/null | grep -q " is UP"; then
+    python3 examples/slurm_example.py
 fi

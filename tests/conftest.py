@@ -13,6 +13,9 @@ from gridmap_core.config import SETTINGS
 # A cluster's client environment: with it, the automatic choice of backend is that
 # cluster's. Tests that do not ask for a cluster run as on a machine without one.
 CLUSTER_VARIABLES = ("SGE_ROOT", "SGE_CELL", "DRMAA_LIBRARY_PATH")
+# Slurm's tools need no variables, only /etc/slurm/slurm.conf: pointing SLURM_CONF
+# at nothing hides the cluster, as on a machine without Slurm.
+NO_SLURM = "/nonexistent/gridmap-tests/slurm.conf"
 
 
 @pytest.fixture(autouse=True)
@@ -22,6 +25,7 @@ def clean_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     if not any(name.endswith("_cluster") for name in request.fixturenames):
         for name in CLUSTER_VARIABLES:
             monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("SLURM_CONF", NO_SLURM)
     for setting in SETTINGS.values():
         monkeypatch.delenv(setting.env_var, raising=False)
     monkeypatch.delenv("GRIDMAP_CONFIG", raising=False)
@@ -78,3 +82,21 @@ def sge_cluster() -> str:
     if done.returncode != 0:
         _cluster_missing("Grid Engine", done.stderr.strip()[-500:])
     return socket.gethostname()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> str:
+    """The single-node Slurm of scripts/slurm, checked once: its node's name."""
+    import subprocess
+
+    from gridmap_slurm.backend import controller_problem
+
+    problem = controller_problem()
+    if problem:
+        _cluster_missing("Slurm", problem)
+    check = Path(__file__).resolve().parents[1] / "scripts" / "slurm" / "check.sh"
+    done = subprocess.run(["bash", str(check)], capture_output=True, text=True, timeout=180)
+    if done.returncode != 0:
+        _cluster_missing("Slurm", done.stderr.strip()[-500:])
+    return subprocess.run(["hostname", "-s"], capture_output=True, text=True,
+                          check=True).stdout.strip()
