@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Commands", "SlurmError", "is_transient"]
+__all__ = ["Commands", "SlurmError", "is_transient", "one_line"]
 logger = logging.getLogger(__name__)
 
 # Messages of Slurm 20-25 clients when slurmctld cannot be reached or is too busy to
@@ -28,6 +28,13 @@ _TRANSIENT = re.compile(
 
 class SlurmError(RuntimeError):
     """A Slurm command failed (and retrying did not help, or could not)."""
+
+
+def one_line(output: str, tool: str) -> str:
+    """A tool's error output on one line, without its ``sbatch: error:`` prefixes."""
+    lines = (line.strip() for line in output.splitlines())
+    return "; ".join(line.removeprefix(f"{tool}: error: ").removeprefix(f"{tool}: ")
+                     for line in lines if line)
 
 
 def is_transient(message: str) -> bool:
@@ -75,7 +82,7 @@ class Commands:
                 if told:
                     logger.warning("%s works again", argv[0])
                 return done
-            message = (done.stderr or done.stdout).strip()
+            message = one_line(done.stderr or done.stdout, argv[0])
             if not is_transient(message) or time.monotonic() + pause > deadline:
                 raise SlurmError(f"{' '.join(argv[:1])} failed (exit status "
                                  f"{done.returncode}): {message or 'no message'}")
