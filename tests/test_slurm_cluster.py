@@ -232,8 +232,8 @@ def test_ctrl_c_cancels_every_job_it_submitted(tmp_path: Path) -> None:
 def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: Path) -> None:
     from gridmap_slurm.cluster import Cluster, read_cluster
     from gridmap_slurm.commands import Commands
-    from gridmap_slurm.scheduler import SlurmScheduler
     from gridmap_slurm.options import SlurmOptions
+    from gridmap_slurm.scheduler import SlurmScheduler
 
     job_id = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "exit 3"],
                             capture_output=True, text=True, check=True).stdout.strip()
