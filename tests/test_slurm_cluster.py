@@ -281,3 +281,17 @@ def test_a_controller_that_goes_away_is_waited_for(tmp_path: Path) -> None:
             assert [f.result(120) for f in futures] == [6] * 4
     finally:
         _slurm("start.sh")
+
+
+def environment_of_job() -> dict[str, str]:
+    return dict(os.environ)
+
+
+def test_without_copy_env_the_job_gets_only_add_env(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDMAP_SUBMITTER_ONLY", "1")
+    job = Job(environment_of_job, [], copy_env=False, add_env={"ONLY_THIS": "a=b c"})
+    process_jobs([job], backend="slurm", require_cluster=True, temp_dir=str(tmp_path))
+    seen = job.ret
+    assert seen["ONLY_THIS"] == "a=b c" and "SLURM_ARRAY_JOB_ID" in seen
+    assert "GRIDMAP_SUBMITTER_ONLY" not in seen and "PATH" not in seen

@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shlex
+import shutil
 import subprocess
 import threading
 import time
@@ -112,8 +113,14 @@ class SlurmScheduler:
             f"--chdir={os.path.abspath(spec.working_dir)}", "--export=ALL",
             f"--comment={token}", *options, script,
         ]
+        # sbatch's environment becomes the job's (--export=ALL). Without copy_env it
+        # may lack PATH and SLURM_CONF, which sbatch itself needs.
+        environment = job_environment(launch.environment)
+        if "SLURM_CONF" in os.environ:
+            environment.setdefault("SLURM_CONF", os.environ["SLURM_CONF"])
+        argv[0] = shutil.which("sbatch") or "sbatch"
         try:
-            done = self.commands.run(argv, env=job_environment(launch.environment),
+            done = self.commands.run(argv, env=environment,
                                      before_retry=lambda: self._submitted_as(token))
         except SlurmError as error:
             raise SlurmError(f"Slurm refused {count} job(s) named {launch.name!r}: "
