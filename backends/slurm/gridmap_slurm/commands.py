@@ -5,6 +5,7 @@ growing pauses, not reported as the job's or the map's failure."""
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import time
@@ -82,12 +83,19 @@ class Commands:
                 if told:
                     logger.warning("%s works again", argv[0])
                 return done
-            message = one_line(done.stderr or done.stdout, argv[0])
-            if not is_transient(message) or time.monotonic() + pause > deadline:
-                raise SlurmError(f"{' '.join(argv[:1])} failed (exit status "
-                                 f"{done.returncode}): {message or 'no message'}")
+            tool = os.path.basename(argv[0])
+            message = one_line(done.stderr or done.stdout, tool)
+            transient = is_transient(message)
+            if not transient or time.monotonic() + pause > deadline:
+                # A request that timed out may have taken effect all the same: look
+                # once more before reporting it failed.
+                found = before_retry() if transient and before_retry is not None else None
+                if found is not None:
+                    return found
+                raise SlurmError(f"{tool} failed (exit status {done.returncode}): "
+                                 f"{message or 'no message'}")
             if not told:
-                logger.warning("%s failed, retrying for up to %.0f s: %s", argv[0],
+                logger.warning("%s failed, retrying for up to %.0f s: %s", tool,
                                self.retry_for, message)
                 told = True
             self.sleep(pause)

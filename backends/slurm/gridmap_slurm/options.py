@@ -61,6 +61,12 @@ def time_limit(seconds: int) -> str:
 
 
 def _white_list(hosts: Sequence[str], nodes: Sequence[str] | None) -> list[str]:
+    unknown = sorted(set(hosts) - set(nodes)) if nodes is not None else []
+    if unknown:
+        raise ResourceError(
+            f"white_list names hosts Slurm does not know: {', '.join(unknown)}; its nodes "
+            f"are: {', '.join(nodes or ()) or 'none'} (sinfo -N)."
+        )
     if len(hosts) == 1:
         return [f"--nodelist={hosts[0]}"]
     # --nodelist=a,b asks for all of them at once; "any one of these hosts" is said by
@@ -69,12 +75,6 @@ def _white_list(hosts: Sequence[str], nodes: Sequence[str] | None) -> list[str]:
         raise ResourceError(
             f"white_list={list(hosts)!r}: Slurm can only be asked for any one of several "
             "hosts by excluding all other nodes, and the node list is unknown (sinfo failed)."
-        )
-    unknown = sorted(set(hosts) - set(nodes))
-    if unknown:
-        raise ResourceError(
-            f"white_list names hosts Slurm does not know: {', '.join(unknown)}; its nodes "
-            f"are: {', '.join(nodes) or 'none'} (sinfo -N)."
         )
     others = [node for node in nodes if node not in hosts]
     return [f"--exclude={','.join(others)}"] if others else []

@@ -96,26 +96,35 @@ def parse_sacct(text: str) -> dict[str, Record]:
     return records
 
 
-# The completion log's values are not quoted, and a job name may hold spaces and '=':
-# read only the keys that come before or after the name and cannot hold either.
-_JOBCOMP_KEYS = re.compile(r"(?:^| )(JobId|JobState|ArrayJobId|ArrayTaskId)=(\S*)")
-_JOBCOMP_EXIT = re.compile(r" ExitCode=(\S*)")
+# The completion log's values are not quoted, and a job name may hold spaces and
+# "Key=value" text: the name runs from " Name=" to the last " JobState=", and keys are
+# read only before and after it.
+_JOBCOMP_KEYS = re.compile(r"(?:^| )(JobId|JobState|ArrayJobId|ArrayTaskId|ExitCode)=(\S*)")
+
+
+def _jobcomp_fields(line: str) -> dict[str, str]:
+    head, named, rest = line.partition(" Name=")
+    if named:
+        cut = rest.rfind(" JobState=")
+        rest = rest[cut:] if cut >= 0 else ""
+    values: dict[str, str] = {}
+    for part in (head, rest):
+        for key, value in _JOBCOMP_KEYS.findall(part):
+            values[key] = value  # the last ExitCode= (DerivedExitCode= is another key)
+    return values
 
 
 def parse_jobcomp(lines: Iterable[str]) -> dict[str, Record]:
     """Lines of jobcomp/filetxt's log; a later line for the same job wins (requeues)."""
     records = {}
     for line in lines:
-        values: dict[str, str] = {}
-        for key, value in _JOBCOMP_KEYS.findall(line):
-            values.setdefault(key, value)
-        exits = _JOBCOMP_EXIT.findall(line)  # the last one: ExitCode= ends the line
+        values = _jobcomp_fields(line)
         if "JobId" not in values or "JobState" not in values:
             continue
         job_id = values["JobId"]
         if values.get("ArrayJobId") and values.get("ArrayTaskId"):
             job_id = f"{values['ArrayJobId']}_{values['ArrayTaskId']}"
-        code, sig = _exit_pair(exits[-1]) if exits else (None, None)
+        code, sig = _exit_pair(values.get("ExitCode", ""))
         records[job_id] = Record(job_id, _state(values["JobState"]), "", code, sig)
     return records
 
