@@ -27,6 +27,7 @@ from typing import Any
 from .backend import Batch, Failure, JobSpec, SessionOptions
 from .liveness import Limits, Verdict, judge_heartbeat, judge_silence, judge_status
 from .messages import decode_heartbeat, decode_result, encode_task
+from .plugins import get_plugin_manager
 from .protocol import (
     FROM_RUNNER,
     Codec,
@@ -131,9 +132,13 @@ class MonitoredSession:
         self.address = self.endpoint.address
         self.codec = Codec(key, self.map_id)
         self.guard = ReplayGuard()
+        # The runner imports the transport from where it was registered, without
+        # reading every plugin's entry point: milliseconds paid once per job.
+        factory = get_plugin_manager().transports()[self.transport_name].factory
         self.runner = [
             *runner_prefix(python),
             "--transport", self.transport_name,
+            *(["--transport-factory", factory] if isinstance(factory, str) else []),
             "--address", self.address,
             "--map", self.map_id,
             "--key-file", self.key_file,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -83,6 +84,15 @@ def describe_exit(code: int | None, signal_name: str | None = None,
     if lines:
         cause += f"; its log ends: {lines[-1].strip()[:300]}"
     return cause
+
+
+def _import_factory(path: str) -> Any:
+    """``module:attribute``, imported directly (the plugin manager costs more)."""
+    module_name, _, attribute = path.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        target = getattr(target, part)
+    return target
 
 
 class Stopped(Exception):
@@ -227,6 +237,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Run one gridmap job: fetch it from the monitor, run it, send the result.",
     )
     parser.add_argument("--transport", default="zmq")
+    parser.add_argument("--transport-factory", help="module:attribute of the transport")
     parser.add_argument("--address", required=True, help="where the monitor listens")
     parser.add_argument("--transport-options", default="{}", help="JSON object")
     parser.add_argument("--map", required=True, dest="map_id")
@@ -283,7 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ.update(json.load(handle))
         key = read_key_file(args.key_file)
         options: dict[str, Any] = json.loads(args.transport_options)
-        transport = load_transport(args.transport, "runner --transport")
+        if args.transport_factory:
+            transport = _import_factory(args.transport_factory)()
+        else:
+            transport = load_transport(args.transport, "runner --transport")
         client = transport.connect(args.address, options)
     except Exception as error:
         logger.error("cannot start: %s", error)
