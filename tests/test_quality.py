@@ -8,7 +8,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ["gridmap_core", "gridmap", "backends/local/gridmap_local", "backends/sge/gridmap_sge",
-            "backends/slurm/gridmap_slurm"]
+            "backends/slurm/gridmap_slurm", "backends/slurm_drmaa/gridmap_slurm_drmaa"]
 
 
 def test_ruff() -> None:

@@ -1,0 +1,1 @@
+"""gridmap's Slurm backend over slurm-drmaa: jobs go to Slurm through DRMAA, as arrays."""
