@@ -1399,3 +1399,19 @@ def test_parse_jobcomp_ignores_keys_written_inside_a_job_name() -> None:
 def test_a_white_list_of_one_unknown_host_is_refused() -> None:
     with pytest.raises(ResourceError, match=r"does not know: n9; its nodes are: n1, n2"):
         job_options(make_spec(white_list=["n9"]), SlurmOptions(nodes=("n1", "n2")))
+
+
+def test_a_percent_in_the_job_name_is_not_expanded_by_slurm(harness: Harness,
+                                                            tmp_path: Path) -> None:
+    harness.launch([0, 1], name="run%j", attempt=0)
+    [argv] = harness.slurm.calls
+    assert option(argv, "output") == f"{tmp_path}/run%%j.0-1.%a.0.out"
+    # The log read for a cause of death is the file Slurm writes.
+    job = harness.scheduler._jobs["878_2"]
+    assert job.err_log == f"{tmp_path}/run%j.0-1.2.0.err"
+
+
+def test_a_jobs_own_comment_is_kept_and_not_replaced_by_the_token(harness: Harness) -> None:
+    harness.launch([0], resources=["--comment=mine"])
+    [argv] = harness.slurm.calls
+    assert [a for a in argv if a.startswith("--comment=")] == ["--comment=mine"]

@@ -105,13 +105,17 @@ class SlurmScheduler:
         with open(script, "w", encoding="utf-8") as handle:
             handle.write(f"#!{shell}\nexec {command}\n")
         throttle = f"%{self.max_running}" if self.max_running else ""
-        token = f"gridmap-{secrets.token_hex(8)}"
-        out, err = f"{base}.%a.{launch.attempt}.out", f"{base}.%a.{launch.attempt}.err"
+        # A job's own --comment replaces the token that finds a timed-out submission.
+        token = None if any(o.startswith("--comment=") for o in options) else \
+            f"gridmap-{secrets.token_hex(8)}"
+        # Slurm expands %-patterns in these paths: only %a (the element) is wanted.
+        pattern = base.replace("%", "%%")
+        out, err = f"{pattern}.%a.{launch.attempt}.out", f"{pattern}.%a.{launch.attempt}.err"
         argv = [
             "sbatch", "--parsable", f"--array=1-{count}{throttle}",
             f"--job-name={job_name(launch.name)}", f"--output={out}", f"--error={err}",
             f"--chdir={os.path.abspath(spec.working_dir)}", "--export=ALL",
-            f"--comment={token}", *options, script,
+            *([f"--comment={token}"] if token else []), *options, script,
         ]
         # sbatch's environment becomes the job's (--export=ALL). Without copy_env it
         # may lack PATH and SLURM_CONF, which sbatch itself needs.
@@ -121,7 +125,8 @@ class SlurmScheduler:
         argv[0] = shutil.which("sbatch") or "sbatch"
         try:
             done = self.commands.run(argv, env=environment,
-                                     before_retry=lambda: self._submitted_as(token))
+                                     before_retry=(lambda: self._submitted_as(token))
+                                     if token else None)
         except SlurmError as error:
             raise SlurmError(f"Slurm refused {count} job(s) named {launch.name!r}: "
                              f"{str(error).split(': ', 1)[-1]} (requested with: "
@@ -130,7 +135,8 @@ class SlurmScheduler:
         if not array.isdigit():
             raise SlurmError(f"sbatch printed no job id: {done.stdout.strip()!r}")
         ids = [f"{array}_{index}" for index in range(1, count + 1)]
-        self._record(ids, spec.resources, [err.replace("%a", str(i)) for i in range(1, count + 1)])
+        err_logs = [f"{base}.{i}.{launch.attempt}.err" for i in range(1, count + 1)]
+        self._record(ids, spec.resources, err_logs)
         logger.debug("submitted %d job(s) as array %s with %s", count, array, options)
         return array, ids
 
