@@ -261,13 +261,13 @@ def _slurm(script: str, *args: str) -> None:
 @pytest.mark.skipif(os.geteuid() != 0, reason="stopping slurmctld needs root")
 def test_a_controller_that_goes_away_is_waited_for(tmp_path: Path) -> None:
     """Submitting while slurmctld is down, and polling while it restarts, are retried:
-    the map completes with no job counted dead."""
-    _slurm("stop.sh", "--slurm-only")
-    try:
-        starter = threading.Timer(4.0, _slurm, ["start.sh"])
-        starter.start()
-        with GridMapExecutor(backend="slurm", require_cluster=True, temp_dir=str(tmp_path),
-                             settings=QUICK) as executor:
+    the map completes with every result."""
+    with GridMapExecutor(backend="slurm", require_cluster=True, temp_dir=str(tmp_path),
+                         settings=QUICK) as executor:
+        _slurm("stop.sh", "--slurm-only")
+        try:
+            starter = threading.Timer(4.0, _slurm, ["start.sh"])
+            starter.start()
             futures = [executor.submit(sleep_for, 6) for _ in range(4)]
             starter.join()
             deadline = time.monotonic() + 60
@@ -279,8 +279,8 @@ def test_a_controller_that_goes_away_is_waited_for(tmp_path: Path) -> None:
             time.sleep(3)
             _slurm("start.sh")
             assert [f.result(120) for f in futures] == [6] * 4
-    finally:
-        _slurm("start.sh")
+        finally:
+            _slurm("start.sh")
 
 
 def environment_of_job() -> dict[str, str]:
