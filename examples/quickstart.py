@@ -1,6 +1,8 @@
 """Map a function over inputs with gridmap and print the results.
 
-Runs on the local backend unless GRIDMAP_BACKEND or a gridmap.toml names a cluster.
+Runs on the backend GRIDMAP_BACKEND or a gridmap.toml names, else on the best usable
+one: a cluster whose tools work here (then temp_dir must be shared with its nodes), or
+the local backend. scripts/install.sh runs it with GRIDMAP_BACKEND=local.
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@ for backend in backends/*/; do
     fi
 done
 python3 -m pip install --disable-pip-version-check -q "${packages[@]}"
-python3 examples/quickstart.py
+# On this machine's local backend, even where a cluster is already up (the automatic
+# choice would take it, and its temp_dir must be shared with the nodes).
+GRIDMAP_BACKEND=local python3 examples/quickstart.py
 
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/sge/start.sh >/dev/null
