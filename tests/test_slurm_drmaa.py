@@ -586,21 +586,6 @@ def test_the_options_are_granted_by_slurm(slurm_cluster: str, tmp_path: Path) ->
     assert environment["SLURM_JOB_PARTITION"] == "debug"
 
 
-def test_gres_is_granted_by_slurm(slurm_cluster: str, tmp_path: Path) -> None:
-    line = subprocess.run(["scontrol", "show", "node", "-o", slurm_cluster],
-                          capture_output=True, text=True, check=True).stdout
-    gres = re.search(r"\bGres=(\S+)", line)
-    if not gres or gres.group(1) == "(null)":
-        pytest.skip(f"node {slurm_cluster} has no generic resources (Gres=(null))")
-    name = gres.group(1).split(":")[0]
-    tokens = native_specification(make_spec(gpu=1), SlurmOptions(gpu_resource=name)).split()
-    held = sbatch(tokens, tmp_path / "gres.out", "--hold")
-    try:
-        assert f"gres:{name}:1" in scontrol_job(held).get("TresPerNode", "")
-    finally:
-        subprocess.run(["scancel", held], check=False)
-
-
 # -- a map, through slurm-drmaa's way of submitting, emulated with sbatch ---------------
 
 
@@ -686,17 +671,15 @@ def test_a_map_runs_through_slurm_drmaa_s_way_of_submitting(
 
 @pytest.mark.timeout(300)
 @pytest.mark.usefixtures("slurm_cluster")
-class TestSlurmDrmaaConformance(BackendConformance):
-    """Runs only in the process test_the_conformance_suite_passes starts."""
+class SlurmDrmaaConformance(BackendConformance):
+    """Collected only in the process test_the_conformance_suite_passes starts (as
+    TestSlurmDrmaaConformance, below)."""
 
     backend = "slurm_drmaa"
     settings: ClassVar[dict[str, Any]] = {"DEFAULT_TEMP_DIR": tempfile.gettempdir()}
 
     @pytest.fixture(autouse=True)
-    def _in_its_own_process(self) -> None:
-        if os.environ.get(IN_OWN_PROCESS) != "1":
-            pytest.skip("runs in a process of its own, started by "
-                        "test_the_conformance_suite_passes_on_slurm_drmaa")
+    def _library_is_usable(self) -> None:
         problem = slurm_library_problem()
         if problem:
             pytest.fail(f"backend slurm_drmaa is not usable: {problem}", pytrace=False)
@@ -714,6 +697,10 @@ class TestSlurmDrmaaConformance(BackendConformance):
         environment = where["environment"]
         assert environment["SLURM_CPUS_PER_TASK"] == str(request["num_slots"])
         assert environment["SLURM_MEM_PER_CPU"] == "600"  # h_vmem is per slot
+
+
+if os.environ.get(IN_OWN_PROCESS) == "1":
+    TestSlurmDrmaaConformance = SlurmDrmaaConformance
 
 
 @pytest.mark.timeout(1600)
