@@ -33,8 +33,13 @@ def test_busy_process_reads_near_100_percent() -> None:
 
 
 def test_sleeping_process_reads_near_zero_and_not_always_zero() -> None:
-    child = spawn("import time; time.sleep(5)")
+    # The sampler starts once the child sleeps: its interpreter's start-up (tens of ms
+    # of CPU, longer on a loaded machine) is not what this test measures.
+    child = subprocess.Popen([sys.executable, "-c", "import time; print(flush=True); "
+                              "time.sleep(5)"], stdout=subprocess.PIPE)
     try:
+        assert child.stdout is not None
+        child.stdout.readline()
         sampler = UsageSampler(child.pid)
         time.sleep(0.5)
         assert sampler.sample().cpu_percent < 5
