@@ -19,7 +19,10 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .scheduler import Launch
 
 __all__ = [
     "INCREMENT_PLACEHOLDER",
@@ -27,6 +30,7 @@ __all__ = [
     "DrmaaError",
     "Ending",
     "library_problem",
+    "submission",
 ]
 
 #: Replaced by each array element's index in output paths (DRMAA 1.0, section 3.2.3).
@@ -60,6 +64,21 @@ class Ending:
             return float(self.usage[key])
         except (KeyError, ValueError):
             return None
+
+
+def submission(launch: Launch, index_var: str) -> tuple[list[str], str, str]:
+    """The command and the stdout and stderr paths of ``launch`` for DRMAA: one job,
+    or an array whose element numbers (from 1) the runner reads from ``index_var``
+    and whose paths hold :data:`INCREMENT_PLACEHOLDER`."""
+    if len(launch.tasks) == 1:
+        task = launch.tasks[0]
+        return (launch.command(task), launch.log_path(task, "out"),
+                launch.log_path(task, "err"))
+    # Element i of the array runs task tasks[0] + i - 1.
+    span = f"{launch.tasks[0]}-{launch.tasks[-1]}"
+    base = os.path.join(launch.log_dir, f"{launch.name}.{span}.{INCREMENT_PLACEHOLDER}"
+                        f".{launch.attempt}")
+    return launch.array_command(index_var, 1), f"{base}.out", f"{base}.err"
 
 
 def library_problem(variables: Sequence[str] = ()) -> str | None:

@@ -15,7 +15,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaConnection, DrmaaError
+from gridmap_core.drmaa_session import (
+    INCREMENT_PLACEHOLDER,
+    DrmaaConnection,
+    DrmaaError,
+    submission,
+)
 from gridmap_core.resources import Resources
 from gridmap_core.scheduler import JobStatus, Launch, Status
 
@@ -82,17 +87,7 @@ class SgeScheduler:
         count = len(launch.tasks)
         native = native_specification(spec, self.native, array=count > 1)
         name = job_name(launch.name)
-        if count == 1:
-            task = launch.tasks[0]
-            command = launch.command(task)
-            out, err = launch.log_path(task, "out"), launch.log_path(task, "err")
-        else:
-            command = launch.array_command("SGE_TASK_ID", 1)
-            # Element i of the array runs task tasks[0] + i - 1.
-            span = f"{launch.tasks[0]}-{launch.tasks[-1]}"
-            base = os.path.join(launch.log_dir, f"{launch.name}.{span}.{INCREMENT_PLACEHOLDER}"
-                                f".{launch.attempt}")
-            out, err = f"{base}.out", f"{base}.err"
+        command, out, err = submission(launch, "SGE_TASK_ID")
         environment = job_environment(launch.environment)
         command += self._environment_file(launch, environment)
         try:

@@ -33,7 +33,12 @@ from gridmap_slurm.commands import Commands, is_transient
 from gridmap_slurm.options import SlurmOptions, job_name
 from gridmap_slurm.scheduler import SlurmScheduler, job_environment
 
-from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaConnection, DrmaaError
+from gridmap_core.drmaa_session import (
+    INCREMENT_PLACEHOLDER,
+    DrmaaConnection,
+    DrmaaError,
+    submission,
+)
 from gridmap_core.scheduler import JobStatus, Launch
 
 from .native import check_job, native_specification
@@ -78,17 +83,7 @@ class SlurmDrmaaScheduler(SlurmScheduler):
         check_job(spec)
         native = native_specification(spec, self.options)
         name = job_name(launch.name)
-        if count == 1:
-            task = launch.tasks[0]
-            command = launch.command(task)
-            out, err = launch.log_path(task, "out"), launch.log_path(task, "err")
-        else:
-            command = launch.array_command("SLURM_ARRAY_TASK_ID", 1)
-            # Element i of the array runs task tasks[0] + i - 1.
-            span = f"{launch.tasks[0]}-{launch.tasks[-1]}"
-            base = os.path.join(launch.log_dir, f"{launch.name}.{span}.{INCREMENT_PLACEHOLDER}"
-                                f".{launch.attempt}")
-            out, err = f"{base}.out", f"{base}.err"
+        command, out, err = submission(launch, "SLURM_ARRAY_TASK_ID")
         _check_command(command)
         request: dict[str, Any] = {
             "command": command, "environment": job_environment(launch.environment),
