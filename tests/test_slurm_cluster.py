@@ -234,6 +234,7 @@ def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: 
     from gridmap_slurm.commands import Commands
     from gridmap_slurm.options import SlurmOptions
     from gridmap_slurm.scheduler import SlurmScheduler
+    from gridmap_slurm.states import QUEUED_STATES, RUNNING_STATES, Record
 
     job_id = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "exit 3"],
                             capture_output=True, text=True, check=True).stdout.strip()
@@ -247,7 +248,9 @@ def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: 
     for source in sources:
         scheduler = SlurmScheduler(source, SlurmOptions())
         deadline = time.monotonic() + 30
-        while not (found := scheduler._finished([job_id])):
+        # sacct lists the job from its submission on: wait for its end to be recorded.
+        while (found := scheduler._finished([job_id])).get(job_id, Record(job_id, "")).state \
+                in ("", *QUEUED_STATES, *RUNNING_STATES):
             assert time.monotonic() < deadline, f"no record of job {job_id} in {source}"
             time.sleep(0.3)
         assert found[job_id].state == "FAILED" and found[job_id].exit_code == 3, found
