@@ -7,10 +7,8 @@ import logging
 import os
 import re
 import resource
-import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -26,6 +24,7 @@ from gridmap_core.config import SETTINGS
 from gridmap_core.drmaa_session import DrmaaConnection, DrmaaError
 from gridmap_core.resources import Resources
 from gridmap_core.scheduler import Launch, Status, runner_prefix
+from tests.interrupted import interrupt_a_running_map
 
 QUICK = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1, "MAX_IDLE_HEARTBEATS": 0,
          "NUM_RESUBMITS": 1}
@@ -220,41 +219,8 @@ def test_a_wait_on_a_disabled_queue_is_explained(tmp_path: Path,
 
 
 def test_ctrl_c_deletes_every_job_it_submitted(tmp_path: Path) -> None:
-    name = f"ctrlc{uuid.uuid4().hex[:8]}"
-    started = tmp_path / "started"
-    script = tmp_path / "submit.py"
-    script.write_text(textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from gridmap_core import grid_map
-
-        def work(x):
-            Path({str(started)!r}).touch()
-            time.sleep(300)
-
-        grid_map(work, range(40), name={name!r}, backend="sge", require_cluster=True,
-                 temp_dir={str(tmp_path)!r})
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "no job started"
-            time.sleep(0.2)
-        assert name in qstat_names()
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            subprocess.run(["qdel", name], capture_output=True)
-    # Every element of the array, running or waiting, is gone or going.
-    deadline = time.monotonic() + 30
-    while name in qstat_names():
-        assert time.monotonic() < deadline, qstat_names()
-        time.sleep(0.5)
+    interrupt_a_running_map(tmp_path, "sge", f"ctrlc{uuid.uuid4().hex[:8]}", qstat_names,
+                            ["qdel"])
 
 
 def test_logs_are_kept_when_a_job_fails_and_removed_otherwise(tmp_path: Path) -> None:

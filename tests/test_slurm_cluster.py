@@ -4,10 +4,8 @@ jobs end, refusals, a controller that goes away, and nothing left behind."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 import uuid
@@ -20,6 +18,7 @@ import pytest
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.config import SETTINGS
 from gridmap_core.resources import ResourceError
+from tests.interrupted import interrupt_a_running_map
 
 QUICK = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1, "MAX_IDLE_HEARTBEATS": 0,
          "NUM_RESUBMITS": 1}
@@ -192,41 +191,8 @@ def test_a_job_cancelled_with_scancel_is_reported_and_not_resubmitted(tmp_path: 
 
 
 def test_ctrl_c_cancels_every_job_it_submitted(tmp_path: Path) -> None:
-    name = f"ctrlc{uuid.uuid4().hex[:8]}"
-    started = tmp_path / "started"
-    script = tmp_path / "submit.py"
-    script.write_text(textwrap.dedent(f"""
-        import time
-        from pathlib import Path
-        from gridmap_core import grid_map
-
-        def work(x):
-            Path({str(started)!r}).touch()
-            time.sleep(300)
-
-        grid_map(work, range(40), name={name!r}, backend="slurm", require_cluster=True,
-                 temp_dir={str(tmp_path)!r}, mem_free="100M")
-    """))
-    process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path,
-                               stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not started.exists():
-            assert process.poll() is None, process.stderr.read() if process.stderr else ""
-            assert time.monotonic() < deadline, "no job started"
-            time.sleep(0.2)
-        assert name in squeue_names()
-        process.send_signal(signal.SIGINT)
-        process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            subprocess.run(["scancel", "--name", name], capture_output=True)
-    # Every element of the array, running or waiting, is gone or going.
-    deadline = time.monotonic() + 30
-    while name in squeue_names():
-        assert time.monotonic() < deadline, squeue_names()
-        time.sleep(0.5)
+    interrupt_a_running_map(tmp_path, "slurm", f"ctrlc{uuid.uuid4().hex[:8]}", squeue_names,
+                            ["scancel", "--name"], extra=', mem_free="100M"')
 
 
 def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: Path) -> None:

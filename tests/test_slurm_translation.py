@@ -928,6 +928,28 @@ def test_an_sbatch_that_timed_out_but_submitted_is_not_repeated(harness: Harness
     assert harness.slurm.pauses == [0.5]
 
 
+@pytest.mark.parametrize("submitted", [True, False])
+def test_ctrl_c_during_sbatch_cancels_the_array_it_submitted_anyway(
+        harness: Harness, submitted: bool) -> None:
+    original = harness.slurm.once
+
+    def once(argv: Sequence[str], env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        if argv[0].endswith("sbatch"):
+            original(argv, env)
+            if submitted:
+                token = option(harness.slurm.of("sbatch")[0], "comment")
+                harness.slurm.squeue_lines = ["gridmap-other|700|", f"{token}|878|"]
+            raise KeyboardInterrupt  # while waiting for sbatch's answer
+        return original(argv, env)
+
+    harness.slurm.once = once  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        harness.launch([0, 1, 2])
+    assert harness.slurm.of("scancel") == ([["scancel", "878"]] if submitted else [])
+    assert harness.scheduler.poll(["878_1"]) == {}  # nothing of it is watched
+
+
 def test_job_environment_drops_what_slurm_sets_per_job() -> None:
     outer = {
         "SLURM_JOB_ID": "77", "SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_JOB_ID": "76",

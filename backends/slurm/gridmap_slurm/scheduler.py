@@ -131,6 +131,13 @@ class SlurmScheduler:
             raise SlurmError(f"Slurm refused {count} job(s) named {launch.name!r}: "
                              f"{str(error).split(': ', 1)[-1]} (requested with: "
                              f"{shlex.join(options) or 'no options'})") from None
+        except BaseException:
+            # Interrupted (Ctrl-C) while sbatch ran: its array may exist all the same,
+            # and nothing else knows its id. Find it by its token and cancel it.
+            found = self._submitted_as(token) if token else None
+            if found is not None and found.stdout.isdigit():
+                self._terminate([found.stdout])
+            raise
         array = done.stdout.strip().split(";")[0]
         if not array.isdigit():
             raise SlurmError(f"sbatch printed no job id: {done.stdout.strip()!r}")
