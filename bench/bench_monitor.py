@@ -160,6 +160,9 @@ class BenchSink:
     def claim(self, start: int, stop: int) -> Sequence[int]:
         return range(start, stop)
 
+    def started(self, index: int, host_name: str) -> None:
+        pass
+
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
         self.values.extend(zip(indices, values, strict=True))
         self.last_value_at = time.perf_counter()

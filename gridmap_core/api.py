@@ -137,7 +137,7 @@ def grid_map(
         quiet=quiet,
         **options,
     ) as executor:
-        if executor.observed():
+        if executor.observes_every_job():
             # Plugins watch each job: give them real Job objects.
             jobs = [
                 Job(

@@ -76,8 +76,15 @@ class Sink(Protocol):
     def claim(self, start: int, stop: int) -> Sequence[int]:
         """Indices in ``range(start, stop)`` still wanted; the rest were cancelled.
 
-        A backend calls this just before it starts the jobs; a job it does not get
-        back must not be run.
+        A backend calls this just before it starts (or submits) the jobs; a job it
+        does not get back must not be run.
+        """
+        ...
+
+    def started(self, index: int, host_name: str) -> None:
+        """The job at ``index`` began to run (``host_name`` may be empty: not known yet).
+
+        Called again for each resubmission that starts.
         """
         ...
 

@@ -14,6 +14,7 @@ from typing import Any
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
 from .config import ConfigError, Settings, load_settings
 from .job import Job, JobException, JobState, check_function
+from .notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
 from .plugins import PluginManager, get_plugin_manager
 from .resources import check_names
 from .runs import FutureSink, Run, wait_all
@@ -45,15 +46,8 @@ JOB_OPTIONS = frozenset(
         "resources",
     }
 )
-_JOB_HOOKS = (
-    "gridmap_job_submitted",
-    "gridmap_job_heartbeat",
-    "gridmap_job_resubmitted",
-    "gridmap_job_started",
-    "gridmap_job_finished",
-    "gridmap_job_failed",
-    "gridmap_job_died",
-)
+# How long the end of a map waits, at most, for notifiers still sending (mails).
+NOTIFIER_GRACE = 30.0
 
 
 def check_max_processes(value: object) -> int:
@@ -119,6 +113,7 @@ class GridMapExecutor(Executor):
         self.backend_options = self._backend_options(backend_options or {})
         self.white_list = check_names(white_list, "white_list")
         self.quiet = quiet
+        self.notifiers = Notifiers.load(self.settings, self.plugins)
         self._session: BackendSession | None = None
         self._lock = threading.Lock()
         self._shutdown = False
@@ -198,12 +193,13 @@ class GridMapExecutor(Executor):
         return spec
 
     def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook on every observer; one that raises is logged, never fatal."""
+        """Call a lifecycle hook on every observer and notifier; one that raises is
+        logged, never fatal."""
         self.plugins.broadcast(hook, **kwargs)
+        self.notifiers.call(hook, kwargs)
 
     def started(self, job: Job) -> None:
         """A job began to run (JobEvents)."""
-        job.state = JobState.RUNNING
         self.notify("gridmap_job_started", job=job)
 
     def ended(self, job: Job) -> None:
@@ -222,8 +218,17 @@ class GridMapExecutor(Executor):
         self.notify("gridmap_job_resubmitted", job=job)
 
     def observed(self) -> bool:
-        """Whether any plugin listens to per-job events."""
-        return any(getattr(self.plugins.hook, h).get_hookimpls() for h in _JOB_HOOKS)
+        """Whether any plugin or notifier listens to per-job events."""
+        return self.observes_every_job() or self._listened(FAILURE_HOOKS)
+
+    def observes_every_job(self) -> bool:
+        """Whether anyone listens to events that every job has (started, finished…);
+        otherwise Job objects are needed only for jobs that fail, die or resubmit."""
+        return self._listened(EVERY_JOB_HOOKS)
+
+    def _listened(self, hooks: tuple[str, ...]) -> bool:
+        return self.notifiers.listens_to(hooks) or any(
+            getattr(self.plugins.hook, h).get_hookimpls() for h in hooks)
 
     # -- concurrent.futures API -----------------------------------------------------
 
@@ -261,7 +266,7 @@ class GridMapExecutor(Executor):
         Results come in input order; the first failed job raises when reached.
         """
         check_function(fn)
-        if self.observed():  # observers want Job objects: one future per call
+        if self.observes_every_job():  # observers want Job objects: one future per call
             return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
         args = list(zip(*iterables, strict=False))
         run = self.start_run(fn, args)
@@ -309,6 +314,7 @@ class GridMapExecutor(Executor):
                             "cancel_futures=True"))
         elif wait:
             self._drain(session, runs, [future for future, _ in futures])
+            self.close_notifiers()
         else:
             threading.Thread(
                 target=self._drain,
@@ -330,7 +336,15 @@ class GridMapExecutor(Executor):
             session.close(cancel=False)
 
     def __exit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> None:
-        self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        try:
+            self.shutdown(wait=exc_type is None, cancel_futures=exc_type is not None)
+        finally:
+            self.close_notifiers()
+
+    def close_notifiers(self) -> None:
+        """Let notifiers send what they still hold, for at most NOTIFIER_GRACE seconds
+        (a mail server that hangs must not hang the program)."""
+        self.notifiers.close(NOTIFIER_GRACE)
 
     # -- maps ---------------------------------------------------------------------------
 
@@ -342,7 +356,11 @@ class GridMapExecutor(Executor):
         check_picklable(args, "args_list")
         template = Job(fn, [], **{**self.job_options, **({"name": name} if name else {})})
         spec = self._spec_for(template)
-        run = Run(len(args))
+        if self.observed():  # only failures are heard of: Job objects for those alone
+            run = Run(len(args), events=self,
+                      make_job=lambda index: self._job_for(index, fn, args, name))
+        else:
+            run = Run(len(args))
         with self._lock:
             self._runs.add(run)
         if args:
@@ -357,12 +375,19 @@ class GridMapExecutor(Executor):
         args: Sequence[Sequence[Any]],
         name: str | None = None,
     ) -> Job:
-        """Build the Job object for a job of a fast-path run (only done for failures)."""
+        """The Job object of a failed job of a fast-path run (made only for failures)."""
+        job = run.made.get(index)
+        if job is None:
+            job = self._job_for(index, fn, args, name)
+            job.record_failure(run.failures[index])
+        return job
+
+    def _job_for(self, index: int, fn: Callable[..., Any], args: Sequence[Sequence[Any]],
+                 name: str | None) -> Job:
         base = name or self.job_options.get("name", "gridmap_job")
-        options = {**self.job_options, "name": f"{base}{index}"}
-        job = Job(fn, list(args[index]), **options)
+        job = Job(fn, list(args[index]), **{**self.job_options, "name": f"{base}{index}"})
         job.backend = self.backend_name
-        job.record_failure(run.failures[index])
+        job.state = JobState.SUBMITTED
         return job
 
     def run_jobs(

@@ -87,7 +87,10 @@ def gridmap_job_submitted(job: Job) -> None:
 def gridmap_job_started(job: Job) -> None:
     """A job began to run (``job.host_name`` says where, when known).
 
-    Called in the submitting process; return value ignored.
+    Called in the submitting process when the job reaches its machine: on a cluster,
+    when its runner asks for its task, so again after each resubmission. A backend
+    that does not report starts has them reported just before the job's end.
+    Return value ignored.
 
     Example::
 
@@ -143,10 +146,12 @@ def gridmap_job_failed(job: Job) -> None:
 
 @hookspec
 def gridmap_job_died(job: Job) -> None:
-    """A job was lost without a result; ``job.cause_of_death`` says why.
+    """A job was lost without a result for good; ``job.cause_of_death`` says why.
 
-    Called in the submitting process, each time a job dies (before any resubmission);
-    return value ignored.
+    Called in the submitting process, once per job, when it dies and is not submitted
+    again (no resubmissions left, or a death that resubmitting cannot cure, such as
+    running out of memory). Earlier deaths show as ``gridmap_job_resubmitted``.
+    Return value ignored.
 
     Example::
 
@@ -158,7 +163,8 @@ def gridmap_job_died(job: Job) -> None:
 
 @hookspec
 def gridmap_job_resubmitted(job: Job) -> None:
-    """A dead job was submitted again; ``job.num_resubmits`` counts the times.
+    """A job died and was submitted again: ``job.cause_of_death`` says why it died,
+    ``job.num_resubmits`` counts the times.
 
     Called in the submitting process; return value ignored.
 

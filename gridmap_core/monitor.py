@@ -297,7 +297,9 @@ class MonitoredSession:
             return
         task.last_seen = time.monotonic()
         if header.kind is Kind.FETCH:
-            task.state = _RUNNING
+            if task.state != _RUNNING:  # not a repeated fetch of the same attempt
+                task.state = _RUNNING
+                task.batch.sink.started(task.index, "")
             batch = task.batch
             kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
             payload = encode_task(self._functions[batch.spec.key], batch.args[task.index],

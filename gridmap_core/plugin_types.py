@@ -100,10 +100,16 @@ class TransportSpec:
 
 @dataclass(frozen=True)
 class NotifierSpec:
-    """Something that hears about failures and finished maps (mail, logs, …)."""
+    """Something that hears about failures and finished maps (mail, logs, …).
+
+    ``factory(settings)`` makes one for an executor: an object with any of the
+    lifecycle hook methods (``gridmap_job_failed(job)``, ``gridmap_map_finished(jobs,
+    summary)``, …) and optionally ``close(timeout)``; it raises ValueError when the
+    settings will not do.
+    """
 
     name: str
-    factory: str | Callable[[], Any]
+    factory: str | Callable[..., Any]
     description: str
 
     def __post_init__(self) -> None:

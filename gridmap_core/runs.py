@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
@@ -47,12 +47,17 @@ class Run:
         jobs: Sequence[Job] | None = None,
         events: JobEvents | None = None,
         condition: threading.Condition | None = None,
+        make_job: Callable[[int], Job] | None = None,
     ) -> None:
         self.values: list[Any] = [JOB_NOT_FINISHED] * size
         self.done = bytearray(size)
         self.failures: dict[int, Failure] = {}
         self.jobs = jobs
-        self.events = events if jobs is not None else None
+        # Without ``jobs``, ``make_job`` makes the Job objects of jobs that fail, die or
+        # resubmit, when they do: what observers of failures alone need.
+        self.make_job = make_job if jobs is None else None
+        self.made: dict[int, Job] = {}
+        self.events = events if jobs is not None or self.make_job is not None else None
         self.remaining = size
         self.cancelled = False
         # Runs of one map share a condition, so one wait can watch them all.
@@ -61,12 +66,37 @@ class Run:
     def claim(self, start: int, stop: int) -> Sequence[int]:
         if self.cancelled:
             return ()
-        if self.events is not None and self.jobs is not None:
-            for index in range(start, stop):
-                self.events.started(self.jobs[index])
         return range(start, stop)
 
+    def started(self, index: int, host_name: str) -> None:
+        if self.jobs is None:
+            return
+        job = self.jobs[index]
+        job.host_name = host_name or job.host_name
+        job.state = JobState.RUNNING
+        if self.events is not None:
+            self.events.started(job)
+
+    def _failing_job(self, index: int) -> Job | None:
+        """The Job object of a job that fails, dies or resubmits, made if need be."""
+        if self.jobs is not None:
+            return self.jobs[index]
+        if self.make_job is None:
+            return None
+        job = self.made.get(index)
+        if job is None:
+            job = self.made[index] = self.make_job(index)
+        return job
+
+    def _unstarted(self, indices: Sequence[int]) -> set[int]:
+        """Jobs about to end that no one said had started (a backend that does not
+        report starts): observers hear of their start first, so the order holds."""
+        if self.events is None or self.jobs is None:
+            return set()
+        return {index for index in indices if self.jobs[index].state is JobState.SUBMITTED}
+
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
+        unstarted = self._unstarted(indices)
         with self.condition:
             if isinstance(indices, range) and indices.step == 1:
                 self.values[indices.start : indices.stop] = values
@@ -82,19 +112,25 @@ class Run:
             self.condition.notify_all()
         if self.events is not None and self.jobs is not None:
             for index in indices:
+                if index in unstarted:
+                    self.events.started(self.jobs[index])
                 self.events.ended(self.jobs[index])
 
     def failed(self, index: int, failure: Failure) -> None:
+        unstarted = self._unstarted([index]) if failure.cause_of_death is None else set()
+        job = self._failing_job(index)
         with self.condition:
             self.failures[index] = failure
             self.values[index] = failure.exception
             self.done[index] = 1
             self.remaining -= 1
-            if self.jobs is not None:
-                self.jobs[index].record_failure(failure)
+            if job is not None:
+                job.record_failure(failure)
             self.condition.notify_all()
-        if self.events is not None and self.jobs is not None:
-            self.events.ended(self.jobs[index])
+        if self.events is not None and job is not None:
+            if unstarted:
+                self.events.started(job)
+            self.events.ended(job)
 
     def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
         if self.jobs is None:  # grid_map without observers: failures carry the history
@@ -105,9 +141,9 @@ class Run:
             self.events.heartbeat(job, heartbeat)
 
     def resubmitted(self, index: int, cause_of_death: str) -> None:
-        if self.jobs is None:
+        job = self._failing_job(index)
+        if job is None:
             return
-        job = self.jobs[index]
         job.num_resubmits += 1
         job.cause_of_death = cause_of_death
         job.state = JobState.SUBMITTED
@@ -178,11 +214,20 @@ class FutureSink:
         if not self.future.set_running_or_notify_cancel():
             self.job.state = JobState.CANCELLED
             return ()
-        if self.events is not None:
-            self.events.started(self.job)
         return range(start, stop)
 
+    def started(self, index: int, host_name: str) -> None:
+        self.job.host_name = host_name or self.job.host_name
+        self.job.state = JobState.RUNNING
+        if self.events is not None:
+            self.events.started(self.job)
+
+    def _start_if_unreported(self) -> None:
+        if self.events is not None and self.job.state is JobState.SUBMITTED:
+            self.events.started(self.job)
+
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
+        self._start_if_unreported()
         self.job.record_success(values[0], host_name)
         if self.events is not None:
             self.events.ended(self.job)
@@ -201,6 +246,8 @@ class FutureSink:
 
     def failed(self, index: int, failure: Failure) -> None:
         job = self.job
+        if failure.cause_of_death is None:
+            self._start_if_unreported()
         job.record_failure(failure)
         if self.events is not None:
             self.events.ended(job)

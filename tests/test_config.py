@@ -19,7 +19,8 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_are_the_originals(in_tmp: Path) -> None:
+def test_defaults_are_the_originals(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEND_ERROR_MAIL")  # the suite turns mail off
     settings = load_settings()
     assert settings["NUM_RESUBMITS"] == 3
     assert settings["MAX_TIME_BETWEEN_HEARTBEATS"] == 90
@@ -31,6 +32,7 @@ def test_defaults_are_the_originals(in_tmp: Path) -> None:
     assert settings["HEARTBEAT_FREQUENCY"] == 10
     assert settings["CHECK_FREQUENCY"] == 15
     assert settings["ERROR_MAIL_SENDER"] == "error@gridmap.py"
+    assert settings["SEND_ERROR_MAIL"] is True and settings["CREATE_PLOTS"] is True
     assert settings.backend is None
     assert set(settings.sources.values()) == {"default"}
 

@@ -258,6 +258,8 @@ class LocalSession:
                     if len(take) - len(wanted):
                         self._settle(work.batch_id, len(take) - len(wanted))
                 if len(wanted):
+                    for index in wanted:
+                        batch.sink.started(index, self.host_name)
                     segments.append((batch, work.batch_id, wanted))
         return segments
 
