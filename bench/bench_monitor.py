@@ -160,7 +160,7 @@ class BenchSink:
     def claim(self, start: int, stop: int) -> Sequence[int]:
         return range(start, stop)
 
-    def started(self, index: int, host_name: str) -> None:
+    def started(self, index: int, host_name: str, job_id: str = "") -> None:
         pass
 
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:

@@ -68,6 +68,7 @@ class Failure(NamedTuple):
     track_cpu: Sequence[float] = ()
     track_mem: Sequence[float] = ()
     heart_beat: Mapping[str, Any] | None = None
+    job_id: str = ""  # the scheduler's id of the job's last attempt, where known
 
 
 class Sink(Protocol):
@@ -81,8 +82,9 @@ class Sink(Protocol):
         """
         ...
 
-    def started(self, index: int, host_name: str) -> None:
-        """The job at ``index`` began to run (``host_name`` may be empty: not known yet).
+    def started(self, index: int, host_name: str, job_id: str = "") -> None:
+        """The job at ``index`` began to run as the scheduler's job ``job_id``
+        (``host_name`` and ``job_id`` may be empty: not known).
 
         Called again for each resubmission that starts.
         """

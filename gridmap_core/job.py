@@ -274,6 +274,8 @@ class Job:
         self.ret = failure.exception
         self.traceback = failure.traceback
         self.host_name = failure.host_name or self.host_name
+        if failure.job_id:
+            self.id = failure.job_id
         if failure.num_resubmits:
             self.num_resubmits = failure.num_resubmits
         if failure.track_cpu:

@@ -299,7 +299,7 @@ class MonitoredSession:
         if header.kind is Kind.FETCH:
             if task.state != _RUNNING:  # not a repeated fetch of the same attempt
                 task.state = _RUNNING
-                task.batch.sink.started(task.index, "")
+                task.batch.sink.started(task.index, "", task.job_id)
             batch = task.batch
             kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
             payload = encode_task(self._functions[batch.spec.key], batch.args[task.index],
@@ -364,7 +364,8 @@ class MonitoredSession:
     def _failure(self, task: _Task, exception: BaseException | None, traceback: str | None,
                  cause: str | None, host: str = "") -> Failure:
         return Failure(exception, traceback, host or task.host_name, cause, task.resubmits,
-                       tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat)
+                       tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat,
+                       task.job_id)
 
     def _end(self, task: _Task) -> None:
         """A task is over: forget it, so its arguments and history can be freed."""

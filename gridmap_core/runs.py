@@ -68,11 +68,12 @@ class Run:
             return ()
         return range(start, stop)
 
-    def started(self, index: int, host_name: str) -> None:
+    def started(self, index: int, host_name: str, job_id: str = "") -> None:
         if self.jobs is None:
             return
         job = self.jobs[index]
         job.host_name = host_name or job.host_name
+        job.id = job_id or job.id
         job.state = JobState.RUNNING
         if self.events is not None:
             self.events.started(job)
@@ -216,8 +217,9 @@ class FutureSink:
             return ()
         return range(start, stop)
 
-    def started(self, index: int, host_name: str) -> None:
+    def started(self, index: int, host_name: str, job_id: str = "") -> None:
         self.job.host_name = host_name or self.job.host_name
+        self.job.id = job_id or self.job.id
         self.job.state = JobState.RUNNING
         if self.events is not None:
             self.events.started(self.job)
