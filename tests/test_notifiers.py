@@ -284,9 +284,9 @@ def test_a_hanging_mail_server_does_not_hang_the_map() -> None:
         settings = {**FAST_MAIL, "SMTP_SERVER": f"127.0.0.1:{endpoint.port}",
                     "SMTP_TIMEOUT": 1, "CREATE_PLOTS": False}
         started = time.monotonic()
-        with pytest.raises(JobException):
-            with GridMapExecutor(backend="local", settings=settings) as executor:
-                executor.run_jobs([Job(jobs.fail_on, [3], name="hung")])
+        executor = GridMapExecutor(backend="local", settings=settings)
+        with pytest.raises(JobException), executor:
+            executor.run_jobs([Job(jobs.fail_on, [3], name="hung")])
         assert time.monotonic() - started < 15
 
 
@@ -345,7 +345,7 @@ def test_a_notifier_that_raises_is_logged_once_and_the_map_goes_on(
 def test_an_unknown_notifier_or_bad_mail_setting_is_refused_before_submitting() -> None:
     with pytest.raises(ConfigError, match=r"NOTIFIERS names 'pager'.*Registered: email, log"):
         GridMapExecutor(backend="local", settings={"NOTIFIERS": "email,pager"})
-    with pytest.raises(ConfigError, match="notifier 'email': .*SMTP_SECURITY"):
+    with pytest.raises(ConfigError, match=r"notifier 'email': .*SMTP_SECURITY"):
         GridMapExecutor(backend="local", settings={"SMTP_SECURITY": "tls1.3"})
     executor = GridMapExecutor(backend="local", settings={"NOTIFIERS": ""})
     assert executor.notifiers.notifiers == {} and not executor.observed()
@@ -360,7 +360,7 @@ def test_the_log_notifier_writes_one_line_per_event(caplog: pytest.LogCaptureFix
         run_jobs({**monitored.FAST, "NOTIFIERS": "log"}, job_list, name="logmap")
     lines = [r.getMessage() for r in caplog.records if r.name == "gridmap.events"]
     ids = {job.name: job.id for job in job_list}
-    assert f"job_submitted job=logged0 backend=local" in lines
+    assert "job_submitted job=logged0 backend=local" in lines
     assert any(line.startswith("job_started job=logged0 ") for line in lines)
     assert any(line.startswith(f"job_finished job=logged0 id={ids['logged0']} ")
                for line in lines)
