@@ -368,3 +368,18 @@ def test_the_log_notifier_writes_one_line_per_event(caplog: pytest.LogCaptureFix
     assert "job=logged1" in failed and "exception=ValueError" in failed
     assert lines[-1].startswith("map_finished name=logmap backend=local total=2 "
                                 "succeeded=1 failed=1")
+
+
+def test_plots_are_drawn_in_a_child_process_whose_crash_is_contained(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gridmap_core.notifiers import plots
+
+    images = dict(plots.usage_plots([5.0, 90.0], [10.0, 12.5], 2.0, "job x"))
+    assert {name: Image.open(io.BytesIO(data)).size for name, data in images.items()} == {
+        "cpu.png": PLOT_SIZE, "memory.png": PLOT_SIZE}
+    aborting = tmp_path / "python"
+    aborting.write_text("#!/bin/sh\nkill -ABRT $$\n")
+    aborting.chmod(0o755)
+    monkeypatch.setattr(plots.sys, "executable", str(aborting))
+    with pytest.raises(plots.PlotError, match="exit status -6"):
+        plots.usage_plots([5.0], [10.0], 2.0, "job x")

@@ -1,12 +1,19 @@
 """PNG plots of a job's CPU and memory over time, for error mails.
 
-Drawn with matplotlib's Agg canvas on a Figure of its own: no display, no pyplot
-state shared with the user's program, and safe in a background thread.
+Drawn in a child process (``python -m gridmap_core.notifiers.plots``), with
+matplotlib's Agg canvas: no display needed, and nothing matplotlib or its numerical
+libraries do at import or drawing time (a crash, an abort, a hang) can reach the
+user's program, whose map must return whatever happens to a plot.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 
 __all__ = ["PLOT_SIZE", "PlotError", "usage_plots"]
@@ -19,6 +26,9 @@ class PlotError(RuntimeError):
     """The plots could not be drawn (matplotlib missing or failing)."""
 
 
+PLOT_TIMEOUT = 60.0  # seconds the drawing process may take
+
+
 def usage_plots(track_cpu: Sequence[float], track_mem: Sequence[float], interval: float,
                 title: str) -> list[tuple[str, bytes]]:
     """``cpu.png`` and ``memory.png``: percent and MB per heartbeat, ``interval`` s apart.
@@ -27,6 +37,26 @@ def usage_plots(track_cpu: Sequence[float], track_mem: Sequence[float], interval
     """
     if not track_cpu and not track_mem:
         return []
+    request = json.dumps({"cpu": list(track_cpu), "mem": list(track_mem),
+                          "interval": interval, "title": title})
+    # One BLAS thread: the child draws two small figures and nothing more.
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    try:
+        done = subprocess.run([sys.executable, "-m", __name__], input=request,
+                              capture_output=True, text=True, timeout=PLOT_TIMEOUT, env=env)
+    except subprocess.TimeoutExpired:
+        raise PlotError(f"drawing took more than {PLOT_TIMEOUT:.0f} s") from None
+    except OSError as error:
+        raise PlotError(f"could not start the drawing process: {error}") from None
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        raise PlotError(lines[-1])
+    return [(name, base64.b64decode(data)) for name, data in json.loads(done.stdout)]
+
+
+def _draw(track_cpu: Sequence[float], track_mem: Sequence[float], interval: float,
+          title: str) -> list[tuple[str, bytes]]:
+    """The drawing itself, in the child process."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -52,3 +82,15 @@ def usage_plots(track_cpu: Sequence[float], track_mem: Sequence[float], interval
             raise PlotError(f"could not draw {filename}: {error}") from error
         images.append((filename, buffer.getvalue()))
     return images
+
+
+def _main() -> None:
+    request = json.load(sys.stdin)
+    images = _draw(request["cpu"], request["mem"], float(request["interval"]),
+                   str(request["title"]))
+    json.dump([(name, base64.b64encode(data).decode()) for name, data in images],
+              sys.stdout)
+
+
+if __name__ == "__main__":
+    _main()
