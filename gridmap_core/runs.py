@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
@@ -23,6 +24,26 @@ class JobEvents(Protocol):
     def heartbeat(self, job: Job, heartbeat: Mapping[str, Any]) -> None: ...
 
     def resubmitted(self, job: Job) -> None: ...
+
+
+# A Ctrl-C may be delivered to any thread of the process. CPython runs the handler,
+# which raises KeyboardInterrupt, only in the main thread, and a main thread blocked in
+# a wait without a timeout never looks: the map would hang, deaf to Ctrl-C. Waiting in
+# slices bounds how long a Ctrl-C can go unnoticed.
+WAKE_EVERY = 0.5
+
+
+def wait_until(condition: threading.Condition, predicate: Callable[[], bool],
+               timeout: float | None = None) -> bool:
+    """``condition.wait_for(predicate, timeout)`` that a Ctrl-C interrupts promptly,
+    whichever thread received it. The caller holds ``condition``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while not predicate():
+        left = WAKE_EVERY if deadline is None else min(WAKE_EVERY, deadline - time.monotonic())
+        if left <= 0:
+            return False
+        condition.wait(left)
+    return True
 
 
 def attach_traceback(error: BaseException, failure: Failure, name: str) -> BaseException:
@@ -160,8 +181,8 @@ class Run:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every job has ended; False on timeout; CancelledError if cancelled."""
         with self.condition:
-            finished = self.condition.wait_for(
-                lambda: self.remaining <= 0 or self.cancelled, timeout
+            finished = wait_until(
+                self.condition, lambda: self.remaining <= 0 or self.cancelled, timeout
             )
             if self.cancelled and self.remaining > 0:
                 raise CancelledError("the map was cancelled")
@@ -170,8 +191,8 @@ class Run:
     def wait_for(self, index: int, timeout: float | None = None) -> bool:
         """Block until job ``index`` has ended."""
         with self.condition:
-            finished = self.condition.wait_for(
-                lambda: bool(self.done[index]) or self.cancelled, timeout
+            finished = wait_until(
+                self.condition, lambda: bool(self.done[index]) or self.cancelled, timeout
             )
             if not self.done[index] and self.cancelled:
                 raise CancelledError("the map was cancelled")
@@ -195,7 +216,7 @@ def wait_all(runs: Sequence[Run], *, stop_on_failure: bool = False) -> bool:
         return failed() or all(run.remaining <= 0 or run.cancelled for run in runs)
 
     with condition:
-        condition.wait_for(settled)
+        wait_until(condition, settled)
         if failed():
             return any(run.remaining > 0 for run in runs)
         if any(run.cancelled and run.remaining > 0 for run in runs):
