@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs gridmap editable: the core, every backend package under backends/, and the
 # development tools; as root, also installs and starts the single-node Grid Engine and
-# Slurm test clusters (scripts/sge/start.sh, scripts/slurm/start.sh). Then runs the
+# Slurm test clusters (scripts/sge/start.sh, scripts/slurm/start.sh) and installs the
+# headless Chromium the status-page tests drive (scripts/browser/install.sh). Then runs the
 # quick-start example, and each cluster's example when that cluster is up, to show
 # it works.
 set -euo pipefail
@@ -21,8 +22,9 @@ GRIDMAP_BACKEND=local python3 examples/quickstart.py
 if [ "$(id -u)" -eq 0 ]; then
     bash scripts/sge/start.sh >/dev/null
     bash scripts/slurm/start.sh >/dev/null
+    bash scripts/browser/install.sh
 else
-    echo "not root: the test clusters are not installed (run scripts/sge/start.sh and scripts/slurm/start.sh as root)" >&2
+    echo "not root: the test clusters and browser are not installed (run scripts/sge/start.sh, scripts/slurm/start.sh and scripts/browser/install.sh as root)" >&2
 fi
 sge_env=${GRIDMAP_SGE_ENV_FILE:-/etc/gridmap-sge.env}
 if [ -r "$sge_env" ]; then

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core.config import SETTINGS
+from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
 
 # A cluster's client environment: with it, the automatic choice of backend is that
 # cluster's. Tests that do not ask for a cluster run as on a machine without one.
