@@ -24,6 +24,7 @@ def process_jobs(
     *,
     backend: str | None = None,
     on_failure: str = "raise",
+    status_page: bool | None = None,
 ) -> list[Any]:
     """Run ``jobs`` and return their results in order.
 
@@ -48,6 +49,7 @@ def process_jobs(
         temp_dir=temp_dir,
         white_list=white_list,
         quiet=quiet,
+        status_page=status_page,
     ) as executor:
         executor.run_jobs(jobs, on_failure=on_failure)
     return results_of(jobs)
@@ -89,6 +91,7 @@ def grid_map(
     validation_level: str | None = None,
     os_distribution: str | None = None,
     os_minor: str | None = None,
+    status_page: bool | None = None,
 ) -> list[Any]:
     """Apply ``f`` to every element of ``args_list`` as jobs; return results in order.
 
@@ -98,6 +101,8 @@ def grid_map(
     DEFAULT_QUEUE, DEFAULT_PAR_ENV and DEFAULT_TEMP_DIR settings. Raises
     :class:`JobException` naming every job that failed or died, with its remote
     traceback; ``on_failure`` chooses otherwise, as for :func:`process_jobs`.
+    ``quiet=False`` shows the map's progress; ``status_page=True`` (or the STATUS_PAGE
+    setting) serves a live web page of its jobs, whose address is printed as it starts.
     """
     check_function(f)
     check_on_failure(on_failure)
@@ -135,6 +140,7 @@ def grid_map(
         temp_dir=temp_dir,
         white_list=white_list,
         quiet=quiet,
+        status_page=status_page,
         **options,
     ) as executor:
         if executor.observes_every_job():
@@ -154,7 +160,9 @@ def grid_map(
             return results_of(jobs)
         run = executor.start_run(f, args, name)
         cancelled = 0
-        if wait_all([run], stop_on_failure=on_failure == "cancel"):
+        with executor.watching([run], name):
+            stopped = wait_all([run], stop_on_failure=on_failure == "cancel")
+        if stopped:
             executor.cancel_all()
             cancelled = run.remaining
         failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]

@@ -154,6 +154,15 @@ SETTINGS: dict[str, Setting] = {
                 "more failures than this within ERROR_MAIL_WINDOW go out as one mail"),
         Setting("ERROR_MAIL_WINDOW", _to_seconds, 5,
                 "seconds failures are gathered before their mails go out"),
+        Setting("PROGRESS_INTERVAL", _to_seconds, 30,
+                "seconds between progress lines of a map with quiet=False when its output "
+                "is not a terminal", env="GRIDMAP_PROGRESS_INTERVAL"),
+        Setting("STATUS_PAGE", _to_bool, False,
+                "serve a live status page of each map (its address is printed as it starts)",
+                env="GRIDMAP_STATUS_PAGE"),
+        Setting("STATUS_PAGE_ADDRESS", _to_str, "127.0.0.1:0",
+                "host:port the status page listens on (port 0: any free port)",
+                env="GRIDMAP_STATUS_PAGE_ADDRESS"),
         Setting(
             "MAX_TIME_BETWEEN_HEARTBEATS",
             _to_seconds,

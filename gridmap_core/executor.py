@@ -9,7 +9,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
 from .config import ConfigError, Settings, load_settings
@@ -20,6 +20,10 @@ from .resources import check_names
 from .runs import FutureSink, Run, wait_all
 from .selection import ChosenBackend, choose_backend
 from .serialization import check_picklable
+from .watching.progress import Progress
+
+if TYPE_CHECKING:
+    from .watching.page import StatusPage
 
 __all__ = ["GridMapExecutor"]
 logger = logging.getLogger(__name__)
@@ -81,6 +85,7 @@ class GridMapExecutor(Executor):
         temp_dir: str | None = None,
         white_list: Sequence[str] | None = None,
         quiet: bool = True,
+        status_page: bool | None = None,
         settings: Mapping[str, Any] | None = None,
         backend_options: Mapping[str, Any] | None = None,
         plugin_manager: PluginManager | None = None,
@@ -104,6 +109,8 @@ class GridMapExecutor(Executor):
         arguments.update(
             {k: v for k, v in (("BACKEND", backend), ("DEFAULT_TEMP_DIR", temp_dir)) if v}
         )
+        if status_page is not None:
+            arguments["STATUS_PAGE"] = status_page
         settings_ = load_settings(arguments)
         self.chosen: ChosenBackend = choose_backend(
             settings_, self.plugins, local=local, require_cluster=require_cluster
@@ -114,6 +121,13 @@ class GridMapExecutor(Executor):
         self.white_list = check_names(white_list, "white_list")
         self.quiet = quiet
         self.notifiers = Notifiers.load(self.settings, self.plugins)
+        self.status: StatusPage | None = None
+        if self.settings["STATUS_PAGE"]:
+            from .watching.page import StatusPage  # a web server's imports: only if asked
+
+            self.status = StatusPage.from_settings(self.settings)
+        if self.status is not None:
+            self.notifiers.add("status page", self.status.board)
         self._session: BackendSession | None = None
         self._lock = threading.Lock()
         self._shutdown = False
@@ -246,6 +260,7 @@ class GridMapExecutor(Executor):
         job.reset()
         job.state = JobState.SUBMITTED
         job.backend = self.backend_name
+        self.show_status(None)
         session = self._open()
         with self._lock:
             self._futures[future] = job
@@ -343,8 +358,15 @@ class GridMapExecutor(Executor):
 
     def close_notifiers(self) -> None:
         """Let notifiers send what they still hold, for at most NOTIFIER_GRACE seconds
-        (a mail server that hangs must not hang the program)."""
+        (a mail server that hangs must not hang the program); stop the status page."""
+        if self.status is not None:
+            self.status.close()
         self.notifiers.close(NOTIFIER_GRACE)
+
+    def show_status(self, name: str | None) -> None:
+        """Start the status page, if asked for, as the first map starts; print its address."""
+        if self.status is not None:
+            self.status.start(name or self.job_options.get("name") or "gridmap_job")
 
     # -- maps ---------------------------------------------------------------------------
 
@@ -356,6 +378,7 @@ class GridMapExecutor(Executor):
         check_picklable(args, "args_list")
         template = Job(fn, [], **{**self.job_options, **({"name": name} if name else {})})
         spec = self._spec_for(template)
+        self.show_status(name)
         if self.observed():  # only failures are heard of: Job objects for those alone
             run = Run(len(args), events=self,
                       make_job=lambda index: self._job_for(index, fn, args, name))
@@ -415,6 +438,7 @@ class GridMapExecutor(Executor):
             specs[spec.key] = spec
             groups.setdefault(spec.key, []).append(job)
         events = self if self.observed() else None
+        self.show_status(name if name is not None else (jobs[0].name if jobs else None))
         session = self._open()
         condition = threading.Condition()
         runs = []
@@ -432,7 +456,9 @@ class GridMapExecutor(Executor):
             session.submit(Batch(specs[key], args, kwargs if any(kwargs) else None, run))
             runs.append(run)
         cancelled = 0
-        if wait_all(runs, stop_on_failure=on_failure == "cancel"):
+        with self.watching(runs, name if name is not None else (jobs[0].name if jobs else "")):
+            stopped = wait_all(runs, stop_on_failure=on_failure == "cancel")
+        if stopped:
             self.cancel_all()
             for job in jobs:
                 if job.state in (JobState.SUBMITTED, JobState.RUNNING):
@@ -449,6 +475,12 @@ class GridMapExecutor(Executor):
             on_failure=on_failure,
             cancelled=cancelled,
         )
+
+    def watching(self, runs: Sequence[Run], name: str) -> contextlib.AbstractContextManager[Any]:
+        """What shows the map's progress while it is waited for: nothing when quiet."""
+        if self.quiet:
+            return contextlib.nullcontext()
+        return Progress(runs, name, interval=float(self.settings["PROGRESS_INTERVAL"]))
 
     def cancel_all(self) -> None:
         """Cancel every job of this executor: queued ones never start, running ones

@@ -68,6 +68,10 @@ class Notifiers:
                 raise ConfigError(f"notifier {name!r}: {error}") from None
         return cls(made)
 
+    def add(self, name: str, notifier: Any) -> None:
+        """Tell ``notifier`` of every event too, under ``name`` in the log."""
+        self.notifiers[name] = notifier
+
     def listens_to(self, hooks: tuple[str, ...]) -> bool:
         """Whether any notifier has a method for one of ``hooks``."""
         return any(callable(getattr(n, hook, None)) for n in self.notifiers.values()

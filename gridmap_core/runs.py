@@ -80,6 +80,9 @@ class Run:
         self.made: dict[int, Job] = {}
         self.events = events if jobs is not None or self.make_job is not None else None
         self.remaining = size
+        # Jobs running now (started, not yet ended): what a progress display shows.
+        self.live = bytearray(size)
+        self.running = 0
         self.cancelled = False
         # Runs of one map share a condition, so one wait can watch them all.
         self.condition = condition or threading.Condition()
@@ -90,6 +93,9 @@ class Run:
         return range(start, stop)
 
     def started(self, index: int, host_name: str, job_id: str = "") -> None:
+        if not self.live[index]:  # no lock: a backend reports a job's start and end
+            self.live[index] = 1  # from one thread, and the counts are only shown
+            self.running += 1
         if self.jobs is None:
             return
         job = self.jobs[index]
@@ -123,10 +129,14 @@ class Run:
             if isinstance(indices, range) and indices.step == 1:
                 self.values[indices.start : indices.stop] = values
                 self.done[indices.start : indices.stop] = b"\x01" * len(indices)
+                self.running -= self.live.count(1, indices.start, indices.stop)
+                self.live[indices.start : indices.stop] = bytes(len(indices))
             else:
                 for index, value in zip(indices, values, strict=True):
                     self.values[index] = value
                     self.done[index] = 1
+                    self.running -= self.live[index]
+                    self.live[index] = 0
             self.remaining -= len(indices)
             if self.jobs is not None:
                 for index, value in zip(indices, values, strict=True):
@@ -145,6 +155,8 @@ class Run:
             self.failures[index] = failure
             self.values[index] = failure.exception
             self.done[index] = 1
+            self.running -= self.live[index]
+            self.live[index] = 0
             self.remaining -= 1
             if job is not None:
                 job.record_failure(failure)
@@ -163,6 +175,8 @@ class Run:
             self.events.heartbeat(job, heartbeat)
 
     def resubmitted(self, index: int, cause_of_death: str) -> None:
+        self.running -= self.live[index]
+        self.live[index] = 0
         job = self._failing_job(index)
         if job is None:
             return

@@ -1,0 +1,1 @@
+"""Watching a map while it runs: the progress display and the live status page."""

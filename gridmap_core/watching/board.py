@@ -1,0 +1,146 @@
+"""What the status page shows: every job of an executor's maps, kept up to date by
+the lifecycle events, and read as snapshots by the page's server.
+
+Events arrive on the monitor's thread and must cost it next to nothing: each only
+stamps its job's row with a new version under a short lock. Rows are built from the
+Job objects when the page asks, on the server's thread, and only for jobs whose stamp
+is newer than what the page already has.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ..job import Job, JobState
+
+__all__ = ["TRACK_POINTS", "Board"]
+
+TRACK_POINTS = 500  # at most this many points of a job's CPU or memory track are sent
+LOG_TAIL = 4096  # characters of a job's log on its page
+STATES = tuple(state.value for state in JobState if state is not JobState.CREATED)
+
+
+class Board:
+    """The jobs of one executor, as the status page sees them.
+
+    It is a notifier: the executor calls its ``gridmap_*`` methods on every event.
+    """
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.backend = ""
+        self.started = time.time()
+        self.finished: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        self._jobs: list[Job] = []
+        self._rows: dict[int, int] = {}  # id(job) -> its row
+        self._stamps: list[int] = []
+        self.version = 0
+
+    # -- events (the monitor's thread) --------------------------------------------------
+
+    def _touch(self, job: Job) -> None:
+        with self._lock:
+            self.version += 1
+            row = self._rows.get(id(job))
+            if row is None:
+                self._rows[id(job)] = len(self._jobs)
+                self._jobs.append(job)
+                self._stamps.append(self.version)
+            else:
+                self._stamps[row] = self.version
+
+    def gridmap_job_submitted(self, job: Job) -> None:
+        self.backend = job.backend or self.backend
+        self._touch(job)
+
+    def gridmap_job_started(self, job: Job) -> None:
+        self._touch(job)
+
+    def gridmap_job_heartbeat(self, job: Job, heartbeat: dict[str, Any]) -> None:
+        self._touch(job)
+
+    def gridmap_job_finished(self, job: Job) -> None:
+        self._touch(job)
+
+    def gridmap_job_failed(self, job: Job) -> None:
+        self._touch(job)
+
+    def gridmap_job_died(self, job: Job) -> None:
+        self._touch(job)
+
+    def gridmap_job_resubmitted(self, job: Job) -> None:
+        self._touch(job)
+
+    def gridmap_map_finished(self, jobs: Sequence[Job], summary: dict[str, Any]) -> None:
+        for job in jobs:  # a cancelled job has no event of its own
+            if id(job) in self._rows:
+                self._touch(job)
+        with self._lock:
+            self.finished = {k: summary.get(k) for k in ("total", "succeeded", "failed",
+                                                          "wall_time")}
+            self.version += 1
+
+    # -- snapshots (the server's threads) -----------------------------------------------
+
+    def snapshot(self, since: int = 0) -> dict[str, Any]:
+        """The map's state: counts of every state, and the rows changed after ``since``."""
+        with self._lock:
+            version = self.version
+            jobs = list(self._jobs)
+            stamps = list(self._stamps)
+            finished = self.finished
+        counts = dict.fromkeys(STATES, 0)
+        changed = []
+        for index, (job, stamp) in enumerate(zip(jobs, stamps, strict=True)):
+            state = job.state.value
+            counts[state] = counts.get(state, 0) + 1
+            if stamp > since:
+                changed.append(row_of(index, job))
+        return {"version": version, "name": self.name, "backend": self.backend,
+                "started": self.started, "total": len(jobs), "counts": counts,
+                "finished": finished, "jobs": changed}
+
+    def job(self, index: int) -> Job | None:
+        with self._lock:
+            return self._jobs[index] if 0 <= index < len(self._jobs) else None
+
+    def detail(self, index: int) -> dict[str, Any] | None:
+        """One job's row with its CPU and memory tracks, log tail and traceback."""
+        job = self.job(index)
+        if job is None:
+            return None
+        beat = job.heart_beat or {}
+        return {**row_of(index, job), "version": self.version,
+                "track_cpu": thin(list(job.track_cpu)),
+                "track_mem": thin(list(job.track_mem)),
+                "log_tail": str(beat.get("log_tail") or "")[-LOG_TAIL:],
+                "traceback": job.traceback or "",
+                "error": _error_of(job)}
+
+
+def row_of(index: int, job: Job) -> dict[str, Any]:
+    """A job's line in the table."""
+    live = job.state is JobState.RUNNING
+    return {"index": index, "name": job.name, "state": job.state.value,
+            "host": job.host_name or "", "id": str(job.id) if job.id not in (None, -1) else "",
+            "cpu": job.track_cpu[-1] if live and job.track_cpu else None,
+            "memory": round(job.track_mem[-1], 1) if live and job.track_mem else None,
+            "resubmits": job.num_resubmits, "cause": job.cause_of_death or ""}
+
+
+def thin(values: list[float], points: int = TRACK_POINTS) -> list[float]:
+    """At most ``points`` values, evenly picked, the last one always kept."""
+    if len(values) <= points:
+        return values
+    step = (len(values) - 1) / (points - 1)
+    return [values[round(i * step)] for i in range(points)]
+
+
+def _error_of(job: Job) -> str:
+    if job.state is not JobState.FAILED or not isinstance(job.ret, BaseException):
+        return ""
+    return f"{type(job.ret).__name__}: {job.ret}"

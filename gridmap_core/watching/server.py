@@ -1,0 +1,172 @@
+"""The status page's web server: the standard library's threading HTTP server, run on
+a daemon thread of the submitting process.
+
+Every page and every answer of the API needs the map's token, a random string printed
+with the page's address when the map starts: another user of the machine can reach a
+port on localhost, but cannot guess the token. A request without it gets 403 before
+anything about the map is read. The token never reaches other sites: pages forbid
+referrers and load nothing from elsewhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import secrets
+import socket
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from .board import Board
+from .charts import line_chart
+
+__all__ = ["StatusServer", "parse_address"]
+logger = logging.getLogger(__name__)
+
+STATIC = {"status.js": "text/javascript", "job.js": "text/javascript",
+          "status.css": "text/css"}
+PAGES = {"/": "index.html"}
+JOB_PAGE = re.compile(r"^/job/(\d+)$")
+JOB_API = re.compile(r"^/api/job/(\d+)(?:/(cpu|memory)\.svg)?$")
+HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+                               "form-action 'none'; base-uri 'none'",
+}
+
+
+def parse_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``) as a pair; ValueError says what is wrong."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"STATUS_PAGE_ADDRESS={value!r} is not host:port (e.g. "
+                         "127.0.0.1:0 for any free port on this machine only)")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    board: Board
+    token: str
+    heartbeat: float
+
+
+class StatusServer:
+    """Serves ``board`` at ``address`` until :meth:`close`."""
+
+    def __init__(self, board: Board, address: str, *, heartbeat: float = 10.0) -> None:
+        host, port = parse_address(address)
+        self.token = secrets.token_urlsafe(18)
+        server_class: type[_Server] = _Server
+        if ":" in host:
+            server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+        try:
+            self._server = server_class((host, port), _Handler)
+        except OSError as error:
+            raise OSError(f"the status page cannot listen on {host}:{port}: "
+                          f"{error.strerror or error}; set STATUS_PAGE_ADDRESS to a free "
+                          "host:port (port 0 picks one)") from None
+        self._server.board = board
+        self._server.token = self.token
+        self._server.heartbeat = heartbeat
+        self.host = host
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.2},
+                                        name="gridmap-status-page", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The page's address, token included: what the user opens."""
+        host = self.host
+        if host in ("0.0.0.0", "::"):
+            host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/?token={quote(self.token)}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "gridmap-status"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("status page: " + format, *args)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        name = url.path.removeprefix("/static/")
+        if name != url.path and name in STATIC:  # the same for every map: no token
+            self._send(HTTPStatus.OK, _asset(name), STATIC[name])
+            return
+        query = parse_qs(url.query)
+        given = (query.get("token") or [""])[0]
+        if not hmac.compare_digest(given.encode(), self.server.token.encode()):
+            self._send(HTTPStatus.FORBIDDEN,
+                       b"403 refused: this page needs the token printed with its address "
+                       b"when the map started (?token=...)\n", "text/plain")
+            return
+        board = self.server.board
+        if url.path in PAGES:
+            self._send(HTTPStatus.OK, _asset(PAGES[url.path]), "text/html")
+        elif JOB_PAGE.match(url.path):
+            self._send(HTTPStatus.OK, _asset("job.html"), "text/html")
+        elif url.path == "/api/jobs":
+            since = (query.get("since") or ["0"])[0]
+            snapshot = board.snapshot(int(since) if since.isdigit() else 0)
+            self._json(snapshot)
+        elif match := JOB_API.match(url.path):
+            self._job(board, int(match.group(1)), match.group(2))
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"404 not found\n", "text/plain")
+
+    def _job(self, board: Board, index: int, chart: str | None) -> None:
+        if chart is None:
+            detail = board.detail(index)
+            if detail is None:
+                self._send(HTTPStatus.NOT_FOUND, b"404 no such job\n", "text/plain")
+            else:
+                self._json(detail)
+            return
+        job = board.job(index)
+        if job is None:
+            self._send(HTTPStatus.NOT_FOUND, b"404 no such job\n", "text/plain")
+            return
+        if chart == "cpu":
+            svg = line_chart(list(job.track_cpu), f"CPU of {job.name}", "%",
+                             seconds_per_point=self.server.heartbeat)
+        else:
+            svg = line_chart(list(job.track_mem), f"Memory of {job.name}", "MB",
+                             seconds_per_point=self.server.heartbeat)
+        self._send(HTTPStatus.OK, svg.encode(), "image/svg+xml")
+
+    def _json(self, value: Any) -> None:
+        self._send(HTTPStatus.OK, json.dumps(value, default=str).encode(), "application/json")
+
+    def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()

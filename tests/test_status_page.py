@@ -1,0 +1,189 @@
+"""The status page over HTTP: token, rows, live changes, a job's page, and refusals."""
+
+from __future__ import annotations
+
+import json
+import socket
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+
+from gridmap_core import GridMapExecutor, grid_map
+from gridmap_core.config import ConfigError
+from gridmap_core.job import Job, JobState
+from gridmap_core.watching.board import Board, thin
+from gridmap_core.watching.charts import line_chart
+from tests.watched import HeldMap
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def test_rows_follow_the_map_and_every_request_needs_the_token(tmp_path: Path) -> None:
+    with HeldMap(tmp_path, count=3, processes=2, fail=1) as held:
+        rows = held.wait(lambda r: len(r) == 3 and r[0]["state"] == r[1]["state"] == "running"
+                         and r[0]["memory"] is not None)
+        assert rows[2]["state"] == "submitted"
+        assert rows[0]["host"] == socket.gethostname()
+        assert rows[0]["id"].startswith("local.")
+        assert 0 <= rows[0]["cpu"] <= 200 and rows[0]["memory"] > 1
+
+        for path in ("/", "/api/jobs", "/api/job/0", "/api/job/0/cpu.svg", "/job/0"):
+            for token in ("", "x" * len(held.token), held.token[:-1]):
+                status, body = held.get(path, token=token)
+                assert status == 403, (path, token, body)
+                assert b"token" in body and b"held" not in body
+        assert held.get("/")[0] == 200
+        assert held.get("/nowhere")[0] == 404
+        assert held.get("/api/job/99")[0] == 404
+
+        status, body = held.get("/api/jobs")
+        version = json.loads(body)["version"]
+        status, body = held.get(f"/api/jobs?since={version}")
+        assert json.loads(body)["jobs"] == [] or all(  # only heartbeats changed since
+            row["state"] == "running" for row in json.loads(body)["jobs"])
+
+        held.release(0)
+        rows = held.wait(lambda r: r[0]["state"] == "done" and r[2]["state"] == "running")
+        assert rows[0]["cpu"] is None  # ended jobs show no current usage
+        held.release(1)
+        rows = held.wait(lambda r: r[1]["state"] == "failed")
+        status, body = held.get("/api/job/1")
+        detail = json.loads(body)
+        assert detail["error"] == "ValueError: job 1 was told to fail"
+        assert "raise ValueError" in detail["traceback"]
+        assert "job 1 is waiting" in detail["log_tail"]
+        assert len(detail["track_cpu"]) == len(detail["track_mem"]) >= 1
+        snapshot = json.loads(held.get("/api/jobs")[1])
+        assert snapshot["counts"]["done"] == 1 and snapshot["counts"]["failed"] == 1
+        assert snapshot["name"] == "held" and snapshot["backend"] == "local"
+        held.release(2)
+        held.wait(lambda r: r[2]["state"] == "done")
+    assert held.results is None and held.error is not None  # job 1 raised through map
+
+
+def test_a_job_page_its_charts_and_the_static_files(tmp_path: Path) -> None:
+    with HeldMap(tmp_path, count=1, processes=1) as held:
+        held.wait(lambda r: r and r[0]["memory"] is not None)
+        status, page = held.get("/job/0")
+        assert status == 200 and b'src="/static/job.js"' in page
+        for chart, label in (("cpu", "CPU of held"), ("memory", "Memory of held")):
+            status, svg = held.get(f"/api/job/0/{chart}.svg")
+            assert status == 200
+            root = ElementTree.fromstring(svg)
+            assert root.get("aria-label") == label
+            assert root.find(f"{SVG}polyline") is not None
+        # Scripts and styles are the same for every map and hold nothing of it.
+        for name in ("status.js", "job.js", "status.css"):
+            status, body = held.get(f"/static/{name}", token="")
+            assert status == 200 and body
+        assert held.get("/static/../board.py", token="")[0] == 403
+
+
+def test_responses_forbid_caching_framing_and_referrers(tmp_path: Path) -> None:
+    import urllib.request
+
+    with HeldMap(tmp_path, count=1, processes=1) as held, \
+            urllib.request.urlopen(held.url, timeout=10) as response:
+        headers = response.headers
+        assert headers["Cache-Control"] == "no-store"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert headers["Content-Type"].startswith("text/html")
+
+
+def test_the_address_is_printed_and_bound_to_localhost(capfd: pytest.CaptureFixture[str]) -> None:
+    with GridMapExecutor("local", status_page=True) as executor:
+        assert list(executor.map(abs, [-1, -2])) == [1, 2]
+        assert executor.status is not None
+        server = executor.status.server
+        assert server is not None
+        assert server.host == "127.0.0.1"
+        url = executor.status.url
+        assert executor.status.startup < 1.0
+    err = capfd.readouterr().err
+    assert f"gridmap: status page of gridmap_job: {url}" in err
+    assert url is not None and "token=" in url
+    # The page is gone with its executor.
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", int(url.split(":")[2].split("/")[0])), 2)
+
+
+def test_the_setting_turns_it_on_for_grid_map(monkeypatch: pytest.MonkeyPatch,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("GRIDMAP_STATUS_PAGE", "yes")
+    assert grid_map(abs, [-3], local=True) == [3]
+    assert "gridmap: status page of gridmap_job: http://127.0.0.1:" in capfd.readouterr().err
+    assert grid_map(abs, [-3], local=True, status_page=False) == [3]
+    assert "status page" not in capfd.readouterr().err
+
+
+def test_tokens_differ_from_map_to_map() -> None:
+    urls = set()
+    for _ in range(3):
+        with GridMapExecutor("local", status_page=True) as executor:
+            executor.submit(abs, -1).result()
+            assert executor.status is not None
+            urls.add(executor.status.url.split("token=")[1])  # type: ignore[union-attr]
+    assert len(urls) == 3 and all(len(token) >= 24 for token in urls)
+
+
+@pytest.mark.parametrize("address", ["localhost", "127.0.0.1:http", ":99999", ""])
+def test_a_bad_address_is_refused_before_anything_runs(address: str) -> None:
+    with pytest.raises(ConfigError, match="STATUS_PAGE_ADDRESS"):
+        GridMapExecutor("local", status_page=True,
+                        settings={"STATUS_PAGE_ADDRESS": address})
+
+
+def test_a_port_in_use_is_a_clear_error_before_submission(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = tmp_path / "ran"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("GRIDMAP_STATUS_PAGE_ADDRESS", f"127.0.0.1:{port}")
+        with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}: "
+                                              ".*STATUS_PAGE_ADDRESS"):
+            grid_map(lambda _: marker.touch(), [1], local=True, status_page=True)
+    assert not marker.exists()
+
+
+def test_board_rows_carry_only_what_changed() -> None:
+    board = Board("m")
+    jobs = [Job(abs, [i], name=f"j{i}") for i in range(3)]
+    for job in jobs:
+        job.state = JobState.SUBMITTED
+        board.gridmap_job_submitted(job)
+    first = board.snapshot()
+    assert [row["name"] for row in first["jobs"]] == ["j0", "j1", "j2"]
+    assert first["counts"]["submitted"] == 3
+    jobs[1].state = JobState.RUNNING
+    jobs[1].track_cpu.append(50.0)
+    jobs[1].track_mem.append(12.0)
+    board.gridmap_job_heartbeat(jobs[1], {"cpu": 50.0})
+    second = board.snapshot(first["version"])
+    assert [(r["index"], r["state"], r["cpu"], r["memory"]) for r in second["jobs"]] == [
+        (1, "running", 50.0, 12.0)]
+    assert board.snapshot(second["version"])["jobs"] == []
+    board.gridmap_map_finished(jobs, {"total": 3, "succeeded": 3, "failed": 0, "wall_time": 1})
+    assert board.snapshot()["finished"] == {"total": 3, "succeeded": 3, "failed": 0,
+                                            "wall_time": 1}
+    assert board.detail(7) is None
+
+
+def test_tracks_are_thinned_keeping_both_ends() -> None:
+    values = [float(i) for i in range(2000)]
+    thinned = thin(values, 500)
+    assert len(thinned) == 500 and thinned[0] == 0 and thinned[-1] == 1999
+    assert thin(values[:10], 500) == values[:10]
+
+
+def test_charts_escape_names_and_scale_to_the_peak() -> None:
+    svg = line_chart([10.0, 130.0], 'CPU of <script>"x"', "%", seconds_per_point=10)
+    root = ElementTree.fromstring(svg)  # well-formed although the name is hostile
+    assert "<script>" not in svg
+    labels = [t.text for t in root.iter(f"{SVG}text")]
+    assert "200 %" in labels and "10 s" in labels
+    empty = ElementTree.fromstring(line_chart([], "Memory", "MB"))
+    assert empty.find(f"{SVG}polyline") is None
