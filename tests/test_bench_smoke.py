@@ -34,3 +34,15 @@ def test_bench_monitor_quick() -> None:
     assert "expected 10 deaths, found 10, missed 0, wrongly declared 0" in out
     assert re.search(r"^\s+[\d,]+\s+[\d.]+\s+[\d,]+x", out, re.MULTILINE), out  # MB/s row
     assert "no missed or wrong death: met" in out
+
+
+def test_bench_status_page_quick() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/bench_status_page.py", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"server listening \+ first page served\s*\|\s+[\d.]+", result.stdout)
+    assert re.search(r"^trivial x200\s+\|(\s+[\d.]+\s+\|){4}\s+[\d.]+x", result.stdout,
+                     re.MULTILINE), result.stdout
+    assert re.search(r"\((\d+) requests answered", result.stdout).group(1) != "0"  # type: ignore[union-attr]

@@ -13,8 +13,10 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import re
 import secrets
+import selectors
 import socket
 import threading
 from http import HTTPStatus
@@ -79,9 +81,12 @@ class StatusServer:
         self._server.heartbeat = heartbeat
         self.host = host
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.2},
-                                        name="gridmap-status-page", daemon=True)
+        # serve_forever would notice close() only at its next poll, which every map
+        # would wait for at its end: a pipe wakes this loop at once instead.
+        self._server.timeout = 0
+        self._wake_r, self._wake_w = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="gridmap-status-page",
+                                        daemon=True)
         self._thread.start()
 
     @property
@@ -94,10 +99,22 @@ class StatusServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/?token={quote(self.token)}"
 
+    def _serve(self) -> None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                events = selector.select()
+                if any(key.fileobj == self._wake_r for key, _ in events):
+                    return
+                self._server.handle_request()  # a thread per request
+
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        os.write(self._wake_w, b"x")
         self._thread.join()
+        self._server.server_close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
 
 
 class _Handler(BaseHTTPRequestHandler):
