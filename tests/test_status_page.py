@@ -180,10 +180,33 @@ def test_tracks_are_thinned_keeping_both_ends() -> None:
 
 
 def test_charts_escape_names_and_scale_to_the_peak() -> None:
-    svg = line_chart([10.0, 130.0], 'CPU of <script>"x"', "%", seconds_per_point=10)
+    svg = line_chart([10.0, 130.0], 'CPU of <script>"x"', "%", seconds=10)
     root = ElementTree.fromstring(svg)  # well-formed although the name is hostile
     assert "<script>" not in svg
     labels = [t.text for t in root.iter(f"{SVG}text")]
     assert "200 %" in labels and "10 s" in labels
     empty = ElementTree.fromstring(line_chart([], "Memory", "MB"))
     assert empty.find(f"{SVG}polyline") is None
+
+
+def test_a_long_track_is_charted_thinned_over_its_whole_span() -> None:
+    import urllib.request
+
+    from gridmap_core.watching.server import StatusServer
+
+    board = Board("m")
+    job = Job(abs, [1], name="long")
+    job.state = JobState.RUNNING
+    job.track_cpu = [float(i % 100) for i in range(2000)]
+    board.gridmap_job_started(job)
+    server = StatusServer(board, "127.0.0.1:0", heartbeat=10)
+    try:
+        base, token = server.url.split("/?token=")
+        with urllib.request.urlopen(f"{base}/api/job/0/cpu.svg?token={token}") as response:
+            root = ElementTree.fromstring(response.read())
+    finally:
+        server.close()
+    polyline = root.find(f"{SVG}polyline")
+    assert polyline is not None
+    assert len(polyline.get("points", "").split()) == 500
+    assert "19990 s" in [t.text for t in root.iter(f"{SVG}text")]

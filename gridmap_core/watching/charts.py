@@ -29,8 +29,9 @@ def _nice_top(peak: float) -> float:
 
 
 def line_chart(values: Sequence[float], title: str, unit: str, *,
-               seconds_per_point: float | None = None) -> str:
-    """An SVG chart of ``values`` (one per heartbeat), titled, with a labelled y axis."""
+               seconds: float | None = None) -> str:
+    """An SVG chart of ``values`` (evenly spaced over ``seconds``, when given), titled,
+    with a labelled y axis."""
     top = _nice_top(max(values, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     parts = [
@@ -48,8 +49,8 @@ def line_chart(values: Sequence[float], title: str, unit: str, *,
                      f'font-family="sans-serif" font-size="11">'
                      f'{_label(top * fraction)} {escape(unit)}</text>')
     count = len(values)
-    if seconds_per_point and count > 1:
-        span = f"{(count - 1) * seconds_per_point:.0f} s"
+    if seconds and count > 1:
+        span = f"{seconds:.0f} s"
     else:
         span = f"{count} heartbeat{'s' if count != 1 else ''}"
     parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end" '

@@ -25,7 +25,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from .board import Board
+from .board import Board, thin
 from .charts import line_chart
 
 __all__ = ["StatusServer", "parse_address"]
@@ -164,12 +164,10 @@ class _Handler(BaseHTTPRequestHandler):
         if job is None:
             self._send(HTTPStatus.NOT_FOUND, b"404 no such job\n", "text/plain")
             return
-        if chart == "cpu":
-            svg = line_chart(list(job.track_cpu), f"CPU of {job.name}", "%",
-                             seconds_per_point=self.server.heartbeat)
-        else:
-            svg = line_chart(list(job.track_mem), f"Memory of {job.name}", "MB",
-                             seconds_per_point=self.server.heartbeat)
+        track = list(job.track_cpu if chart == "cpu" else job.track_mem)
+        seconds = (len(track) - 1) * self.server.heartbeat
+        title = f"{'CPU' if chart == 'cpu' else 'Memory'} of {job.name}"
+        svg = line_chart(thin(track), title, "%" if chart == "cpu" else "MB", seconds=seconds)
         self._send(HTTPStatus.OK, svg.encode(), "image/svg+xml")
 
     def _json(self, value: Any) -> None:
