@@ -19,6 +19,7 @@ from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.config import SETTINGS
 from gridmap_core.resources import ResourceError
 from tests.interrupted import interrupt_a_running_map
+from tests.watched import HeldMap
 
 QUICK = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1, "MAX_IDLE_HEARTBEATS": 0,
          "NUM_RESUBMITS": 1}
@@ -264,3 +265,19 @@ def test_without_copy_env_the_job_gets_only_add_env(tmp_path: Path,
     seen = job.ret
     assert seen["ONLY_THIS"] == "a=b c" and "SLURM_ARRAY_JOB_ID" in seen
     assert "GRIDMAP_SUBMITTER_ONLY" not in seen and "PATH" not in seen
+
+
+def test_the_status_page_shows_slurms_job_ids_and_node(tmp_path: Path, slurm_cluster: str) -> None:
+    with HeldMap(tmp_path, count=2, backend="slurm") as held:
+        rows = held.wait(lambda r: len(r) == 2 and all(
+            row["state"] == "running" and row["memory"] is not None for row in r.values()), 60)
+        ids = [rows[i]["id"] for i in range(2)]
+        array = ids[0].split("_")[0]
+        assert ids == [f"{array}_1", f"{array}_2"], ids
+        assert {row["host"] for row in rows.values()} == {slurm_cluster}
+        assert "held" in squeue_names()
+        held.release(0)
+        held.wait(lambda r: r[0]["state"] == "done" and r[1]["state"] == "running", 60)
+        held.release(1)
+        held.wait(lambda r: r[1]["state"] == "done", 60)
+    assert held.results == [0, 10]

@@ -59,7 +59,8 @@ def test_rows_follow_the_map_and_every_request_needs_the_token(tmp_path: Path) -
         assert snapshot["name"] == "held" and snapshot["backend"] == "local"
         held.release(2)
         held.wait(lambda r: r[2]["state"] == "done")
-    assert held.results is None and held.error is not None  # job 1 raised through map
+    assert held.error is None and held.results is not None
+    assert held.results[0::2] == [0, 20] and isinstance(held.results[1], ValueError)
 
 
 def test_a_job_page_its_charts_and_the_static_files(tmp_path: Path) -> None:

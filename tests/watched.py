@@ -2,7 +2,8 @@
 
 Each job prints a line, then waits until the test creates its release file; job
 ``fail`` then raises. The map runs in a thread of the test process on the local
-backend in runner mode, so its jobs send real heartbeats (every 0.3 s here).
+backend in runner mode (or on a cluster), so its jobs send real heartbeats (every 0.3 s
+here).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from gridmap_core import GridMapExecutor
+from gridmap_core import GridMapExecutor, Job
 
 SETTINGS = {"HEARTBEAT_FREQUENCY": 0.3, "MAX_IDLE_HEARTBEATS": 0, "CHECK_FREQUENCY": 1}
 
@@ -35,23 +36,28 @@ class HeldMap:
     """``count`` held jobs on ``processes`` workers, with a status page."""
 
     def __init__(self, folder: Path, count: int = 3, processes: int = 2, fail: int = -1,
-                 **settings: Any) -> None:
+                 backend: str = "local", **settings: Any) -> None:
         self.folder = folder
         self.count = count
         self.fail = fail
-        self.executor = GridMapExecutor("local", max_processes=processes, status_page=True,
+        local = backend == "local"
+        self.executor = GridMapExecutor(backend, max_processes=processes, status_page=True,
                                         settings={**SETTINGS, **settings},
-                                        backend_options={"mode": "runner"},
-                                        name="held")
+                                        backend_options={"mode": "runner"} if local else None,
+                                        temp_dir=None if local else str(folder),
+                                        require_cluster=not local, name="held",
+                                        **({} if local else {"mem_free": "100M"}))
         self.results: list[Any] | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="held-map", daemon=True)
 
     def _run(self) -> None:
+        # As grid_map runs a map whose jobs someone watches: one batch of Job objects.
+        jobs = [Job(held, [index, str(self.folder), self.fail], **self.executor.job_options)
+                for index in range(self.count)]
         try:
-            self.results = list(self.executor.map(
-                held, range(self.count), [str(self.folder)] * self.count,
-                [self.fail] * self.count))
+            self.executor.run_jobs(jobs, name="held", on_failure="return")
+            self.results = [job.ret for job in jobs]
         except BaseException as error:
             self.error = error
 
