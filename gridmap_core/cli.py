@@ -1,11 +1,15 @@
-"""The ``gridmap`` command: show effective settings and installed backends."""
+"""The ``gridmap`` command: show effective settings and installed backends, and check
+that jobs can run and report back."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 from collections.abc import Sequence
 
+from . import doctor
 from .config import SETTINGS, ConfigError, load_settings, user_config_path
 from .plugins import get_plugin_manager
 from .selection import probe
@@ -49,6 +53,37 @@ def _backends(args: argparse.Namespace) -> int:
     return 0
 
 
+def _doctor(args: argparse.Namespace) -> int:
+    root = logging.getLogger()
+    if not root.handlers:
+        # The report says what went wrong; the monitor's warnings about the doctor's
+        # own job would only say it again, out of order. Errors still show.
+        shown = logging.StreamHandler()
+        shown.setLevel(logging.ERROR)
+        shown.setFormatter(logging.Formatter("gridmap doctor: %(name)s: %(message)s"))
+        root.addHandler(shown)
+    checks = []
+    for check in doctor.diagnose(args.backend, args.temp_dir, args.timeout):
+        checks.append(check)
+        if not args.json:
+            print(doctor.render(check), flush=True)
+    if args.json:
+        print(json.dumps(doctor.as_json(checks), indent=2))
+    else:
+        print(doctor.summary(checks))
+    return doctor.exit_status(checks)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridmap`` console script."""
     parser = argparse.ArgumentParser(prog="gridmap", description=__doc__)
@@ -60,6 +95,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "backends", help="list installed backends and whether each is usable here"
     )
     backends.set_defaults(run=_backends)
+    check = commands.add_parser(
+        "doctor", help="check that jobs can run on a backend and report back, before a big map"
+    )
+    check.add_argument("--backend", help="the backend to check (default: as a map chooses)")
+    check.add_argument("--temp-dir", help="the temp_dir to check (default: DEFAULT_TEMP_DIR)")
+    check.add_argument("--timeout", type=_seconds, default=120.0,
+                       help="seconds the trivial job may take (default: 120)")
+    check.add_argument("--json", action="store_true", help="print the checks as JSON")
+    check.set_defaults(run=_doctor)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

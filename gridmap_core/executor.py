@@ -141,6 +141,12 @@ class GridMapExecutor(Executor):
         """Name of the backend in use."""
         return self.chosen.spec.name
 
+    @property
+    def session(self) -> BackendSession | None:
+        """The backend's session, once the first job was submitted (for diagnostics:
+        a monitored session has the ``address`` runners dial and its ``log_dir``)."""
+        return self._session
+
     # -- plumbing ---------------------------------------------------------------------
 
     def _open(self) -> BackendSession:

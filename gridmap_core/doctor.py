@@ -1,0 +1,292 @@
+"""``gridmap doctor``: check, before a big map, that jobs can run and report back here.
+
+Six checks, in order: the settings load, the backend is usable, temp_dir is writable,
+one trivial job makes the round trip, its runner reached the monitor, and it saw
+temp_dir as this host does. Each is a :class:`Check` (PASS, FAIL or SKIP, with what
+to do after a FAIL); :func:`diagnose` yields them one by one and skips a check when
+one it depends on failed. :func:`render` and :func:`summary` turn them into text.
+The round trip itself is in :mod:`gridmap_core.doctor_trip`.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import secrets
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, Settings, load_settings
+from .plugin_types import BackendSpec, PluginLoadError
+from .plugins import PluginManager, UnknownPluginError, get_plugin_manager
+from .selection import BackendUnavailableError, choose_backend, probe
+
+__all__ = [
+    "NAMES",
+    "Check",
+    "Plan",
+    "Verdict",
+    "as_json",
+    "check_backend",
+    "check_settings",
+    "check_temp_dir",
+    "diagnose",
+    "exit_status",
+    "render",
+    "summary",
+]
+
+SETTINGS, BACKEND, TEMP_DIR = "settings", "backend", "temp_dir writable"
+ROUND_TRIP, MONITOR, SHARED = "round trip", "nodes reach monitor", "temp_dir shared"
+NAMES = (SETTINGS, BACKEND, TEMP_DIR, ROUND_TRIP, MONITOR, SHARED)
+WIDTH = 80
+_NAME_COLUMN = 20
+_TODO_INDENT = " " * 6
+
+
+class Verdict(str, enum.Enum):
+    """How a check came out. A check that is not needed here passes."""
+
+    PASS = "PASS"
+    FAIL = "FAIL"
+    SKIP = "SKIP"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome: ``detail`` says what was found, ``todo`` what to do about a
+    failure; ``config_error`` marks a failure caused by a setting that is not valid."""
+
+    name: str
+    verdict: Verdict
+    detail: str
+    todo: str = ""
+    config_error: bool = False
+
+    @property
+    def failed(self) -> bool:
+        """Whether the check failed."""
+        return self.verdict is Verdict.FAIL
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the checks after the first one work with: the settings as they apply to
+    the backend, its name (None when none could be chosen) and where the choice came
+    from (or why none could be made)."""
+
+    settings: Settings
+    backend: str | None
+    why: str
+
+    @property
+    def temp_dir(self) -> str:
+        """The directory jobs keep their files in (DEFAULT_TEMP_DIR or ``--temp-dir``)."""
+        return str(self.settings["DEFAULT_TEMP_DIR"])
+
+    @property
+    def transport(self) -> str:
+        """The transport runners reach the monitor with."""
+        return str(self.settings["TRANSPORT"])
+
+
+def _skip(name: str, because: str) -> Check:
+    return Check(name, Verdict.SKIP, f"skipped: because {because}")
+
+
+def _origin(source: str) -> str:
+    # Settings say "argument default_temp_dir"; on the command line that is an option.
+    if source.startswith("argument "):
+        return "--" + source.removeprefix("argument ").removeprefix("default_").replace("_", "-")
+    return source
+
+
+def check_settings(backend: str | None, temp_dir: str | None,
+                   manager: PluginManager) -> tuple[Check, Plan | None]:
+    """Load the settings as a map would, and say which backend they choose and why."""
+    try:
+        settings = load_settings({"BACKEND": backend, "DEFAULT_TEMP_DIR": temp_dir})
+        name = settings.backend
+        if name:
+            why = _origin(settings.sources["BACKEND"])
+        else:
+            try:
+                name = choose_backend(settings, manager).spec.name
+                why = "automatic choice: the best usable backend, as none is set"
+            except BackendUnavailableError as error:
+                name, why = None, str(error)
+        if name:
+            settings = settings.for_backend(name)
+    except ConfigError as error:
+        return Check(SETTINGS, Verdict.FAIL, str(error),
+                     "correct the value, key or file named above; `gridmap config` shows every "
+                     "setting and where it came from", config_error=True), None
+    plan = Plan(settings, name, why)
+    transports = manager.transports()
+    if plan.transport not in transports:
+        return Check(SETTINGS, Verdict.FAIL,
+                     f"TRANSPORT={plan.transport!r} ({_origin(settings.sources['TRANSPORT'])}) "
+                     f"is not an installed transport",
+                     f"set GRIDMAP_TRANSPORT to one of: {', '.join(transports)}",
+                     config_error=True), None
+    shown = f"backend {name} ({why})" if name else "no backend chosen"
+    transport = f"transport {plan.transport} ({_origin(settings.sources['TRANSPORT'])})"
+    return Check(SETTINGS, Verdict.PASS, f"{shown}, {transport}"), plan
+
+
+def _usable_others(specs: dict[str, BackendSpec], name: str) -> list[str]:
+    return [other for other, spec in specs.items()
+            if other != name and probe(spec)[1].usable]
+
+
+def check_backend(plan: Plan, manager: PluginManager) -> tuple[Check, BackendSpec | None]:
+    """Whether the chosen backend is installed and usable here (its availability probe)."""
+    specs = manager.backends()
+    if plan.backend is None:
+        return Check(BACKEND, Verdict.FAIL, plan.why,
+                     "install a backend package (gridmap-local runs jobs on this machine), "
+                     "then check with `gridmap backends`"), None
+    try:
+        spec = manager.backend(plan.backend, plan.why)
+    except UnknownPluginError:
+        return Check(BACKEND, Verdict.FAIL,
+                     f"no backend called {plan.backend!r} is installed (asked for by {plan.why})",
+                     f"choose one of: {', '.join(specs) or 'none installed'} (with --backend "
+                     f"or GRIDMAP_BACKEND), or install the package that provides "
+                     f"{plan.backend!r}"), None
+    except PluginLoadError as error:
+        return Check(BACKEND, Verdict.FAIL, str(error),
+                     f"choose one of: {', '.join(specs) or 'none installed'} (with --backend "
+                     f"or GRIDMAP_BACKEND), or install the package that provides "
+                     f"{plan.backend!r}"), None
+    _, availability = probe(spec)
+    if availability.usable:
+        return Check(BACKEND, Verdict.PASS, f"{spec.name}: {availability.reason}"), spec
+    others = _usable_others(specs, spec.name)
+    instead = (f"; or choose a backend that is usable here: {', '.join(others)}" if others
+               else "")
+    return Check(BACKEND, Verdict.FAIL, f"{spec.name} is not usable here: {availability.reason}",
+                 "do what the reason above says (install or set what it names), then check "
+                 f"with `gridmap backends`{instead}"), None
+
+
+def check_temp_dir(path: str, cluster: bool = True) -> Check:
+    """temp_dir exists or can be made, and a file in it can be written, read back and
+    removed. It is left in place: a map needs it to exist. ``cluster``: whether the
+    backend's nodes need it too, which the advice then says."""
+    root = Path(path).expanduser()
+    todo = "set DEFAULT_TEMP_DIR (or pass --temp-dir) to a directory you can write"
+    if cluster:
+        todo += ", that the compute nodes mount at the same path"
+    if root.exists() and not root.is_dir():
+        return Check(TEMP_DIR, Verdict.FAIL, f"{path} exists but is not a directory", todo)
+    started = time.perf_counter()
+    created = not root.exists()
+    step = "create it"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        step = "write a file in it"
+        data = secrets.token_bytes(64)
+        descriptor, name = tempfile.mkstemp(prefix=".gridmap-doctor-", dir=root)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+        step = "read back the file written"
+        same = Path(name).read_bytes() == data
+        step = "remove the file written"
+        os.unlink(name)
+    except OSError as error:
+        return Check(TEMP_DIR, Verdict.FAIL,
+                     f"{path}: cannot {step}: {error.strerror or error}", todo)
+    if not same:
+        return Check(TEMP_DIR, Verdict.FAIL, f"{path}: a file read back differs from what "
+                     "was written", "check the file system's health, or " + todo)
+    took = (time.perf_counter() - started) * 1000
+    made = "created; " if created else ""
+    return Check(TEMP_DIR, Verdict.PASS, f"{path} ({made}write+read+remove {took:.0f} ms)")
+
+
+def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: float = 120.0,
+             manager: PluginManager | None = None) -> Iterator[Check]:
+    """Run every check in order, yielding each as it ends.
+
+    ``backend`` and ``temp_dir`` override the settings as the command-line options do;
+    ``timeout`` bounds the round trip's job, in seconds.
+    """
+    # Imported here: the round trip's module imports this one's Check and Plan.
+    from .doctor_trip import check_monitor, check_round_trip, check_shared, run_round_trip
+
+    manager = manager or get_plugin_manager()
+    check, plan = check_settings(backend, temp_dir, manager)
+    yield check
+    if plan is None:
+        for name in NAMES[1:]:
+            yield _skip(name, "the settings do not load")
+        return
+    check, spec = check_backend(plan, manager)
+    yield check
+    temp = check_temp_dir(plan.temp_dir, spec is None or spec.is_cluster)
+    yield temp
+    if spec is None:
+        installed = plan.backend in manager.backends()
+        for name in NAMES[3:]:
+            yield _skip(name, f"backend {plan.backend or '(none)'} is not "
+                        f"{'usable here' if installed else 'installed'}")
+        return
+    if spec.is_cluster and temp.failed:
+        for name in NAMES[3:]:
+            yield _skip(name, f"backend {spec.name} keeps its jobs' files in temp_dir, which "
+                        "is not writable")
+        return
+    trip = run_round_trip(plan, spec, timeout)
+    yield check_round_trip(trip, plan, spec)
+    yield check_monitor(trip, plan, spec)
+    yield check_shared(trip, plan, spec)
+
+
+def exit_status(checks: Sequence[Check]) -> int:
+    """0 when every check passed, 2 for a setting that is not valid, 1 for any other
+    failure."""
+    if any(check.config_error for check in checks):
+        return 2
+    return 1 if any(check.failed for check in checks) else 0
+
+
+def _wrap(text: str, width: int, indent: str = "", hanging: str = "") -> list[str]:
+    # Paths and addresses stay whole, even when one is wider than a line.
+    return textwrap.wrap(text, width, initial_indent=indent, subsequent_indent=hanging,
+                         break_long_words=False, break_on_hyphens=False) or [""]
+
+
+def render(check: Check) -> str:
+    """A check as lines of at most 80 columns (a path longer than a line excepted)."""
+    head = f"{check.verdict.value:<6}{check.name:<{_NAME_COLUMN}}"
+    first, *rest = _wrap(check.detail, WIDTH - len(head))
+    lines = [head + first, *(" " * len(head) + line for line in rest)]
+    if check.todo:
+        lines += _wrap(f"what to do: {check.todo}", WIDTH, _TODO_INDENT,
+                       _TODO_INDENT + " " * len("what to do: "))
+    return "\n".join(lines)
+
+
+def summary(checks: Sequence[Check]) -> str:
+    """The final verdict line."""
+    failed = sum(check.failed for check in checks)
+    skipped = sum(check.verdict is Verdict.SKIP for check in checks)
+    if not failed and not skipped:
+        return f"READY: all {len(checks)} checks passed"
+    text = f"NOT READY: {failed} of {len(checks)} checks failed"
+    text += f", {skipped} skipped" if skipped else ""
+    return "\n".join(_wrap(text + ": fix the first FAIL and run again", WIDTH))
+
+
+def as_json(checks: Sequence[Check]) -> dict[str, Any]:
+    """The checks and the exit status, for ``--json``."""
+    return {
+        "checks": [{**asdict(check), "verdict": check.verdict.value} for check in checks],
+        "exit_status": exit_status(checks),
+    }

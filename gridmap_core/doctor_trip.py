@@ -1,0 +1,414 @@
+"""The round trip of ``gridmap doctor``: one trivial job, and what its fate tells.
+
+:func:`run_round_trip` submits :func:`probe_job` through :class:`GridMapExecutor` and
+records what happened in a :class:`Trip`; the three ``check_*`` functions read it as
+the checks "round trip", "nodes reach monitor" and "temp_dir shared". A job that died
+is diagnosed from its cause of death, in the runner's and the monitor's own words.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, Settings
+from .doctor import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
+from .executor import GridMapExecutor
+from .job import Job, JobState
+from .plugin_types import BackendSpec
+from .runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
+from .transports import TransportError
+
+__all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
+           "run_round_trip"]
+
+# Where a scheduler puts a job's id: Grid Engine, Slurm (an array's, then the
+# element's own), PBS, LSF. The cluster backends drop these from the environment they
+# copy into jobs, so a job that sees one was started by the scheduler.
+SCHEDULER_VARIABLES = ("JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")
+TO_NODE, FROM_NODE = "to-node", "from-node"
+# Causes of death that mean the runner and the monitor never (or no longer) heard each
+# other: the runner's exit statuses 3 and 5, and the monitor's silence rules.
+_UNHEARD = (
+    describe_exit(EXIT_UNREACHABLE).partition(" (")[0],
+    describe_exit(EXIT_LOST).partition(" (")[0],
+    "without contacting the monitor",
+    "no heartbeat for",
+)
+# How the monitor tells why jobs wait in the queue (a hold, a queue in error state).
+_QUEUE_NOTE = "jobs are waiting in the queue"
+# Time to cancel the job and release the backend after the timeout, before the round
+# trip is abandoned to its thread.
+_GRACE = 30.0
+
+
+def probe_job(token: str, exchange: str | None) -> dict[str, Any]:
+    """The round trip's job: returns ``token``, its host and its scheduler's job id
+    variables; with ``exchange`` (a directory in temp_dir) it reads the file the
+    submitting host wrote there and writes one back."""
+    host = socket.gethostname()
+    report: dict[str, Any] = {
+        "token": token,
+        "host": host,
+        "pid": os.getpid(),
+        "environment": {name: os.environ[name] for name in SCHEDULER_VARIABLES
+                        if name in os.environ},
+    }
+    if exchange is not None:
+        try:
+            report["seen"] = Path(exchange, TO_NODE).read_text(encoding="utf-8")
+            Path(exchange, FROM_NODE).write_text(f"{token} {host}", encoding="utf-8")
+        except OSError as error:
+            report["exchange_error"] = f"{error.filename}: {error.strerror or error}"
+    return report
+
+
+@dataclass
+class Trip:
+    """What happened to the round trip's job. At most one of ``report`` (its value),
+    ``submit_error``, ``raised``, ``cause`` and ``timed_out`` says how it ended."""
+
+    token: str
+    timeout: float = 0.0
+    seconds: float = 0.0
+    report: dict[str, Any] | None = None
+    submit_error: BaseException | None = None  # the map did not start; no job ran
+    raised: str = ""  # the job raised: the last line of its traceback
+    cause: str = ""  # the job died: its cause of death
+    timed_out: bool = False
+    started: bool = False  # the job began to run (its runner fetched its task)
+    job_id: str = ""
+    address: str | None = None  # what runners dial; None when the backend has no monitor
+    log_dir: str = ""  # where the job's logs were kept (only after a failure)
+    exchange: str | None = None
+    back: str | None = None  # what the job wrote in ``exchange``, read from here
+    back_error: str = ""
+    queue_note: str = ""  # why the scheduler kept the job waiting, if it said
+
+
+class _QueueNotes(logging.Handler):
+    """Hears the monitor's notes on why jobs wait, for a job that never starts."""
+
+    def __init__(self, trip: Trip) -> None:
+        super().__init__(logging.WARNING)
+        self.trip = trip
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith(_QUEUE_NOTE) and record.args:
+            self.trip.queue_note = str(record.args[0] if isinstance(record.args, tuple)
+                                       else record.args)
+
+
+def trip_settings(settings: Settings, timeout: float) -> dict[str, Any]:
+    """Settings for the one job: no resubmission and no mail, and a runner that gives
+    up on a monitor it cannot reach well within ``timeout``, so that failure is seen
+    and diagnosed instead of timing out."""
+    give_up = min(float(settings["MAX_TIME_BETWEEN_HEARTBEATS"]), max(5.0, timeout / 3))
+    return {
+        "NUM_RESUBMITS": 0,
+        "NOTIFIERS": "",
+        "MAX_TIME_BETWEEN_HEARTBEATS": give_up,
+        "HEARTBEAT_FREQUENCY": min(float(settings["HEARTBEAT_FREQUENCY"]), give_up / 3),
+        "CHECK_FREQUENCY": min(float(settings["CHECK_FREQUENCY"]), 2.0),
+    }
+
+
+def _last_line(text: str | None) -> str:
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
+    started = time.monotonic()
+    executor = GridMapExecutor(plan.backend, require_cluster=spec.is_cluster,
+                               temp_dir=plan.temp_dir,
+                               settings=trip_settings(plan.settings, timeout))
+    job = Job(probe_job, [trip.token, trip.exchange], name="gridmap_doctor", mem_free=None)
+    session = None
+    try:
+        future = executor.submit_job(job)
+        # A backend without the monitor has no address (nor log directory).
+        session = executor.session
+        trip.address = getattr(session, "address", None)
+        try:
+            trip.report = future.result(max(0.0, started + timeout - time.monotonic()))
+        except Exception as error:
+            # Whatever the job raised comes out of result() too, a TimeoutError included.
+            if not future.done():
+                trip.timed_out = True
+            elif job.cause_of_death:
+                trip.cause = job.cause_of_death
+            else:
+                trip.raised = _last_line(job.traceback) or f"{type(error).__name__}: {error}"
+        trip.seconds = time.monotonic() - started
+        trip.started = job.state is not JobState.SUBMITTED
+        trip.job_id = str(job.id or "")
+    finally:
+        # Nothing the doctor submitted may outlive it.
+        executor.shutdown(wait=True, cancel_futures=True)
+        executor.close_notifiers()
+    log_dir = str(getattr(session, "log_dir", ""))
+    if log_dir and os.path.isdir(log_dir):  # kept: the job failed
+        trip.log_dir = log_dir
+
+
+def run_round_trip(plan: Plan, spec: BackendSpec, timeout: float) -> Trip:
+    """Submit :func:`probe_job` on the plan's backend and wait at most ``timeout``
+    seconds for its result (then cancel it). Never raises."""
+    trip = Trip(secrets.token_hex(8), timeout)
+    try:
+        if spec.is_cluster:
+            trip.exchange = tempfile.mkdtemp(prefix="gridmap-doctor-", dir=plan.temp_dir)
+            Path(trip.exchange, TO_NODE).write_text(trip.token, encoding="utf-8")
+    except OSError as error:
+        trip.submit_error = error
+        return trip
+
+    def travel() -> None:
+        try:
+            _travel(trip, plan, spec, timeout)
+        except Exception as error:
+            trip.submit_error = error
+
+    # A submission that hangs (a scheduler that never answers) must not hang the doctor.
+    thread = threading.Thread(target=travel, name="gridmap-doctor", daemon=True)
+    notes = _QueueNotes(trip)
+    monitor_log = logging.getLogger("gridmap_core.monitor")
+    monitor_log.addHandler(notes)
+    try:
+        thread.start()
+        thread.join(timeout + _GRACE)
+    finally:
+        monitor_log.removeHandler(notes)
+    if thread.is_alive():
+        trip.timed_out = True
+    if trip.exchange is not None:
+        try:
+            trip.back = Path(trip.exchange, FROM_NODE).read_text(encoding="utf-8")
+        except OSError as error:
+            trip.back_error = f"{error.filename}: {error.strerror or error}"
+        shutil.rmtree(trip.exchange, ignore_errors=True)
+    return trip
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def _number(text: str) -> str:
+    match = re.match(r"\d+", text)
+    return match.group() if match else ""
+
+
+def scheduler_evidence(job_id: str, environment: dict[str, str]) -> str:
+    """The variable of the job's environment that names the scheduler job the backend
+    submitted (``JOB_ID=123`` for job ``123``), or "" when none does."""
+    for name in SCHEDULER_VARIABLES:
+        value = environment.get(name, "")
+        if value and (not job_id or _number(value) == _number(job_id)):
+            return f"{name}={value}"
+    return ""
+
+
+def _same_host(host: str) -> bool:
+    return host.split(".")[0] == socket.gethostname().split(".")[0]
+
+
+def _timed_out(trip: Trip, spec: BackendSpec) -> Check:
+    within = f"no result within {trip.timeout:g} s"
+    if trip.started:
+        return Check(ROUND_TRIP, Verdict.FAIL, f"{within}: the job started but did not finish",
+                     "run again with a longer --timeout; if it still fails, the nodes may be "
+                     "overloaded")
+    if trip.queue_note:
+        return Check(ROUND_TRIP, Verdict.FAIL,
+                     f"{within}: the job did not start: {trip.queue_note}",
+                     "deal with what the scheduler says above (the doctor's job was "
+                     "cancelled), then run again")
+    waiting = ("see why jobs wait in the scheduler's queue (qstat, squeue); run again with "
+               "a longer --timeout when the cluster is busy" if spec.is_cluster else
+               "this machine may be overloaded: run again with a longer --timeout")
+    return Check(ROUND_TRIP, Verdict.FAIL, f"{within}: the job did not start", waiting)
+
+
+def check_round_trip(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
+    """Check 4: the job ran, under the scheduler for a cluster backend, and its value
+    came back."""
+    error = trip.submit_error
+    if error is not None:
+        if isinstance(error, ConfigError):
+            todo = ("correct the value, key or file named above; `gridmap config` shows "
+                    "every setting and where it came from")
+        elif isinstance(error, TransportError):
+            todo = "see 'nodes reach monitor' below"
+        else:
+            todo = (f"check that {spec.name} accepts a job from this host when you submit one "
+                    "by hand, then run gridmap doctor again")
+        what = ("the monitor could not start its transport" if isinstance(error, TransportError)
+                else f"{type(error).__name__}: {error}")
+        return Check(ROUND_TRIP, Verdict.FAIL, f"the job could not be submitted: {what}", todo,
+                     config_error=isinstance(error, ConfigError))
+    if trip.timed_out:
+        return _timed_out(trip, spec)
+    kept = f"; its logs are in {trip.log_dir}" if trip.log_dir else ""
+    if trip.raised:
+        return Check(ROUND_TRIP, Verdict.FAIL, f"the job raised {trip.raised}",
+                     "the nodes need the same Python environment as this host (gridmap "
+                     f"installed) and this working directory, {os.getcwd()}{kept}")
+    if trip.cause and _unheard(trip.cause):
+        return Check(ROUND_TRIP, Verdict.FAIL, f"the job died: {_short(trip.cause)}",
+                     f"see 'nodes reach monitor' below{kept}")
+    if trip.cause:
+        return Check(ROUND_TRIP, Verdict.FAIL, f"the job died: {trip.cause}",
+                     f"read the cause above{kept}")
+    report = trip.report or {}
+    if report.get("token") != trip.token:
+        return Check(ROUND_TRIP, Verdict.FAIL, f"the job returned {report!r:.200}, not the "
+                     "value it was given", "report this as a bug of backend " + spec.name)
+    host = str(report.get("host", "?"))
+    took = f"value back in {_duration(trip.seconds)} from host {host}"
+    if not spec.is_cluster:
+        return Check(ROUND_TRIP, Verdict.PASS, f"{took} (this machine)")
+    evidence = scheduler_evidence(trip.job_id, dict(report.get("environment") or {}))
+    if not evidence:
+        return Check(ROUND_TRIP, Verdict.FAIL,
+                     f"{took}, but not as {spec.name} job {trip.job_id or '?'}: its environment "
+                     f"has none of {', '.join(SCHEDULER_VARIABLES)} naming it",
+                     f"the job ran outside the scheduler: check backend {spec.name}'s "
+                     "configuration (`gridmap config`)")
+    return Check(ROUND_TRIP, Verdict.PASS, f"{took}, as job {trip.job_id} ({evidence})")
+
+
+def _short(cause: str) -> str:
+    """A cause of death without the end of the job's log and without the advice the
+    runner or the monitor add: the doctor's own is more precise."""
+    return cause.partition("; its log ends:")[0].partition(": check that")[0]
+
+
+def _skip(name: str, trip: Trip) -> Check:
+    if trip.submit_error is not None:
+        because = "the job could not be submitted"
+    elif trip.timed_out:
+        because = "the job did not finish within the timeout"
+    elif trip.raised:
+        because = "the job raised before it could tell"
+    elif _unheard(trip.cause):
+        because = "the job never reached the monitor"
+    else:
+        because = "the job died first (see round trip)"
+    return Check(name, Verdict.SKIP, f"skipped: because {because}")
+
+
+def _unheard(cause: str) -> bool:
+    return any(words in cause for words in _UNHEARD)
+
+
+def _this_host_addresses() -> list[str]:
+    import psutil
+
+    return sorted({address.address for addresses in psutil.net_if_addrs().values()
+                   for address in addresses if address.family == socket.AF_INET
+                   and not address.address.startswith("127.")})
+
+
+def _ran_here(trip: Trip, spec: BackendSpec) -> str:
+    host = str((trip.report or {}).get("host", ""))
+    if spec.is_cluster and host and _same_host(host):
+        return "; it ran on this host, so other nodes were not tried"
+    return ""
+
+
+def _dialled(plan: Plan) -> str:
+    if plan.settings["MONITOR_ADDRESS"]:
+        return f"set by {plan.settings.sources['MONITOR_ADDRESS']}"
+    return "automatic choice"
+
+
+def _unreachable(trip: Trip, plan: Plan) -> Check:
+    transport = plan.transport
+    if transport == "zmq":
+        from .transports.zmq import default_host  # imports ZeroMQ: only for zmq
+
+        hosts = ", ".join(_this_host_addresses()) or "none found"
+        set_it = ("unset GRIDMAP_MONITOR_ADDRESS for the automatic choice "
+                  f"({default_host()}), or set it to" if plan.settings["MONITOR_ADDRESS"]
+                  else "set GRIDMAP_MONITOR_ADDRESS to")
+        return Check(MONITOR, Verdict.FAIL,
+                     f"no job reached the monitor at {trip.address} ({_dialled(plan)}): "
+                     f"{_short(trip.cause)}",
+                     f"{set_it} this host's address on the network the nodes use (this host "
+                     f"has {hosts}); if a firewall stops connections from the nodes, open a "
+                     "port range and set GRIDMAP_MONITOR_PORTS to it; or set "
+                     "GRIDMAP_TRANSPORT=filesystem, which needs no inbound port")
+    if transport == "filesystem":
+        return Check(MONITOR, Verdict.FAIL,
+                     f"no job exchanged files with the monitor in {trip.address}: "
+                     f"{_short(trip.cause)}",
+                     f"the nodes must see temp_dir ({plan.temp_dir}) at the same path, and "
+                     "see new files in it (NFS: lookupcache, actimeo); or set "
+                     "GRIDMAP_TRANSPORT=zmq")
+    return Check(MONITOR, Verdict.FAIL,
+                 f"no job reached the monitor at {trip.address} (transport {transport}): "
+                 f"{_short(trip.cause)}", f"check the settings of transport {transport}")
+
+
+def check_monitor(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
+    """Check 5: the job's runner reached the monitor through the chosen transport."""
+    if isinstance(trip.submit_error, TransportError):
+        todo = {
+            "zmq": "set GRIDMAP_MONITOR_INTERFACE to an IP or interface of this host (or * "
+                   "for all) and GRIDMAP_MONITOR_PORTS to a range with free ports, such as "
+                   "49152-65535",
+            "filesystem": f"make temp_dir ({plan.temp_dir}) writable",
+        }.get(plan.transport, f"check the settings of transport {plan.transport}")
+        return Check(MONITOR, Verdict.FAIL, f"the monitor cannot serve: {trip.submit_error}",
+                     todo)
+    if trip.cause and (_unheard(trip.cause)
+                       or (plan.transport == "filesystem" and plan.temp_dir in trip.cause)):
+        return _unreachable(trip, plan)
+    if trip.report is None and not trip.raised:
+        return _skip(MONITOR, trip)
+    if trip.address is None:
+        return Check(MONITOR, Verdict.PASS,
+                     f"not needed: backend {spec.name} does not run jobs through the monitor")
+    how = f"{plan.transport}, address: {_dialled(plan)}" if plan.transport == "zmq" \
+        else plan.transport
+    return Check(MONITOR, Verdict.PASS,
+                 f"the job reached the monitor at {trip.address} ({how}){_ran_here(trip, spec)}")
+
+
+def check_shared(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
+    """Check 6: a job on a node sees temp_dir as this host does."""
+    if not spec.is_cluster:
+        return Check(SHARED, Verdict.PASS,
+                     f"not needed: backend {spec.name} runs jobs on this machine")
+    todo = (f"set DEFAULT_TEMP_DIR (or --temp-dir) to a directory every node mounts at the "
+            f"same path (a network file system), not one local to each host as "
+            f"{plan.temp_dir} seems to be")
+    if trip.cause and plan.temp_dir in trip.cause:
+        return Check(SHARED, Verdict.FAIL, f"the job could not use temp_dir: {trip.cause}", todo)
+    report = trip.report
+    if report is None:
+        return _skip(SHARED, trip)
+    host = report.get("host", "?")
+    if "exchange_error" in report:
+        return Check(SHARED, Verdict.FAIL, f"the job on host {host} cannot use a file written "
+                     f"here: {report['exchange_error']}", todo)
+    if report.get("seen") != trip.token:
+        return Check(SHARED, Verdict.FAIL, f"the job on host {host} read another file than the "
+                     f"one written here, at {trip.exchange}", todo)
+    if trip.back is None or not trip.back.startswith(trip.token):
+        return Check(SHARED, Verdict.FAIL, f"this host does not see the file the job on host "
+                     f"{host} wrote: {trip.back_error or 'its content differs'}", todo)
+    return Check(SHARED, Verdict.PASS, f"a job on host {host} read a file written here and "
+                 f"wrote one back, in {plan.temp_dir}{_ran_here(trip, spec)}")
