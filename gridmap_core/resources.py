@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 __all__ = ["ResourceError", "Resources", "parse_memory", "parse_runtime"]
 
@@ -182,6 +183,22 @@ class Resources:
         resources: Sequence[str] | None = None,
     ) -> Resources:
         """Validate the original GridMap resource fields; raise :class:`ResourceError`."""
+        fields = (mem_free, h_vmem, h_rt, num_slots, par_env, gpu, queue,
+                  _names_key(white_list), _names_key(resources))
+        # A map makes one Job per input, all asking the same: parse each request once.
+        try:
+            hash(fields)
+        except TypeError:  # a value that cannot be a cache key: parse it every time
+            return cls._parse(mem_free, h_vmem, h_rt, num_slots, par_env, gpu, queue,
+                              white_list, resources)
+        return _parse_cached(*fields)
+
+    @classmethod
+    def _parse(cls, mem_free: str | int | None, h_vmem: str | int | None,
+               h_rt: str | int | float | datetime.timedelta | None, num_slots: int,
+               par_env: str | None, gpu: int, queue: str | None,
+               white_list: Sequence[str] | None, resources: Sequence[str] | None,
+               ) -> Resources:
         if queue is not None and not isinstance(queue, str):
             raise ResourceError(f"queue={queue!r} must be a queue name (a string) or None.")
         if par_env is not None and not isinstance(par_env, str):
@@ -200,3 +217,16 @@ class Resources:
             h_vmem_text=None if h_vmem is None else str(h_vmem),
             h_rt_text=None if h_rt is None else str(h_rt),
         )
+
+
+def _names_key(value: Sequence[str] | None) -> Sequence[str] | None:
+    """A list of names as a tuple, so that it can be a cache key (parsing makes it one
+    anyway); anything else as it is."""
+    if isinstance(value, list) and all(type(v) is str for v in value):
+        return tuple(value)
+    return value
+
+
+@lru_cache(maxsize=256, typed=True)  # typed: 1 and True are different requests
+def _parse_cached(*fields: Any) -> Resources:
+    return Resources._parse(*fields)

@@ -87,3 +87,16 @@ def test_resources_of_a_job() -> None:
         queue="fast.q", white_list=("node1",), extra=("arch=x86",), mem_free_text="2G",
         h_vmem_text="3G", h_rt_text="0:10:00")
     assert job.name == "gridmap_job"
+
+
+def test_parsing_is_done_once_per_distinct_request_and_never_hides_an_error() -> None:
+    first = Resources.parse(mem_free="2G", white_list=["node1"])
+    assert Resources.parse(mem_free="2G", white_list=["node1"]) is first  # cached
+    assert Resources.parse(num_slots=1).num_slots == 1
+    with pytest.raises(ResourceError, match="num_slots=True"):  # 1 == True, yet refused
+        Resources.parse(num_slots=True)
+    for _ in range(2):  # a refusal is not remembered as a result
+        with pytest.raises(ResourceError, match=r"white_list=\['a', 1\]"):
+            Resources.parse(white_list=["a", 1])  # type: ignore[list-item]
+    with pytest.raises(ResourceError, match="resources="):
+        Resources.parse(resources=(["x"],))  # type: ignore[arg-type]
