@@ -287,8 +287,6 @@ class GridMapExecutor(Executor):
         Results come in input order; the first failed job raises when reached.
         """
         check_function(fn)
-        if self.observes_every_job():  # observers want Job objects: one future per call
-            return super().map(fn, *iterables, timeout=timeout, chunksize=chunksize)
         args = list(zip(*iterables, strict=False))
         run = self.start_run(fn, args)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -385,7 +383,12 @@ class GridMapExecutor(Executor):
         template = Job(fn, [], **{**self.job_options, **({"name": name} if name else {})})
         spec = self._spec_for(template)
         self.show_status(name)
-        if self.observed():  # only failures are heard of: Job objects for those alone
+        if self.observes_every_job():  # a Job per input, and every event told, in one batch
+            jobs = [self._job_for(index, fn, args, name) for index in range(len(args))]
+            for job in jobs:
+                self.notify("gridmap_job_submitted", job=job)
+            run = Run(len(args), jobs, self)
+        elif self.observed():  # only failures are heard of: Job objects for those alone
             run = Run(len(args), events=self,
                       make_job=lambda index: self._job_for(index, fn, args, name))
         else:
@@ -404,7 +407,10 @@ class GridMapExecutor(Executor):
         args: Sequence[Sequence[Any]],
         name: str | None = None,
     ) -> Job:
-        """The Job object of a failed job of a fast-path run (made only for failures)."""
+        """The Job object of a failed job of a run (made only for failures, on the
+        fast path)."""
+        if run.jobs is not None:
+            return run.jobs[index]
         job = run.made.get(index)
         if job is None:
             job = self._job_for(index, fn, args, name)

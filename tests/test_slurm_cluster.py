@@ -281,3 +281,17 @@ def test_the_status_page_shows_slurms_job_ids_and_node(tmp_path: Path, slurm_clu
         held.release(1)
         held.wait(lambda r: r[1]["state"] == "done", 60)
     assert held.results == [0, 10]
+
+
+def test_an_observed_executor_map_goes_to_slurm_as_one_array(tmp_path: Path) -> None:
+    # The status page observes every job; map still submits one array, not one per call.
+    with GridMapExecutor("slurm", require_cluster=True, temp_dir=str(tmp_path),
+                         mem_free="100M", status_page=True) as executor:
+        assert list(executor.map(abs, [-1, -2, -3])) == [1, 2, 3]
+        assert executor.status is not None
+        rows = executor.status.board.snapshot()["jobs"]
+    ids = [row["id"] for row in rows]
+    array = ids[0].split("_")[0]
+    assert ids == [f"{array}_{i}" for i in (1, 2, 3)], ids
+    assert [row["state"] for row in rows] == ["done"] * 3
+    assert [row["name"] for row in rows] == ["gridmap_job0", "gridmap_job1", "gridmap_job2"]
