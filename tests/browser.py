@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import pytest
 
+from tests.needs import unavailable
+
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
 
@@ -48,12 +50,7 @@ def browser_problem() -> str | None:
 
 
 def _browser_missing(reason: str) -> NoReturn:
-    """As conftest's _cluster_missing: fail in CI, skip elsewhere."""
-    message = f"the test browser is not usable: {reason}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + " (CI must install it: scripts/install.sh as root, then "
-                    "scripts/test.sh)", pytrace=False)
-    pytest.skip(message)
+    unavailable("the test browser", reason, "install it")
 
 
 def _end_leftovers(profile: str) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from gridmap_core.config import SETTINGS
 from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
+from tests.needs import unavailable
 
 # A cluster's client environment: with it, the automatic choice of backend is that
 # cluster's. Tests that do not ask for a cluster run as on a machine without one.
@@ -62,11 +63,7 @@ def children_of(pid: int) -> list[int]:
 
 def _cluster_missing(name: str, reason: str) -> None:
     """A test that needs a cluster fails in CI and is skipped elsewhere."""
-    message = f"the {name} test cluster is not usable: {reason}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(message + " (CI must start it: scripts/install.sh as root, then "
-                    "scripts/test.sh)", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"the {name} test cluster", reason, "start it")
 
 
 @pytest.fixture(scope="session")
