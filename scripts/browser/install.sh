@@ -28,29 +28,9 @@ if [[ $EUID -ne 0 ]]; then
 fi
 [[ $APT_TIMEOUT =~ ^[0-9]+$ ]] || die "GRIDMAP_BROWSER_APT_TIMEOUT must be a number of seconds"
 
-# As scripts/slurm/start.sh does: the cluster scripts may hold apt's lock when they run
-# beside this one, and apt-get update takes the lists lock, which DPkg::Lock::Timeout
-# does not cover in every apt version; so retry while locked, bounded.
-apt_get() {
-  local deadline=$((SECONDS + APT_TIMEOUT)) out rc
-  out=$(mktemp)
-  while :; do
-    rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout="$APT_TIMEOUT" "$@" >"$out" 2>&1 || rc=$?
-    if ((rc == 0)); then
-      rm -f "$out"
-      return 0
-    fi
-    if grep -qiE 'could not get lock|unable to lock|unable to acquire' "$out" && ((SECONDS < deadline)); then
-      log "apt is busy (another apt/dpkg holds its lock), retrying in 5 s"
-      sleep 5
-      continue
-    fi
-    tail -n 30 "$out" >&2
-    rm -f "$out"
-    return "$rc"
-  done
-}
+# apt_get: apt-get, retried while another apt holds its locks, bounded by APT_TIMEOUT.
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 t=$SECONDS
 log "installing ${PACKAGES[*]} (apt-get update + install)"

@@ -114,26 +114,9 @@ if [[ $ACCOUNTING == 1 ]]; then pkgs+=(slurmdbd mariadb-server); fi
 
 installed() { [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]; }
 
-apt_get() {
-  local deadline=$((SECONDS + APT_TIMEOUT)) out rc
-  out=$(mktemp)
-  while :; do
-    rc=0
-    DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout="$APT_TIMEOUT" "$@" >"$out" 2>&1 || rc=$?
-    if ((rc == 0)); then
-      rm -f "$out"
-      return 0
-    fi
-    if grep -qiE 'could not get lock|unable to lock|unable to acquire' "$out" && ((SECONDS < deadline)); then
-      log "apt is busy (another apt/dpkg holds its lock), retrying in 5 s"
-      sleep 5
-      continue
-    fi
-    tail -n 30 "$out" >&2
-    rm -f "$out"
-    return "$rc"
-  done
-}
+# apt_get: apt-get, retried while another apt holds its locks, bounded by APT_TIMEOUT.
+# shellcheck source=scripts/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 missing=()
 for p in "${pkgs[@]}"; do installed "$p" || missing+=("$p"); done
