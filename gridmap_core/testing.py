@@ -35,8 +35,9 @@ from typing import Any
 
 from .executor import GridMapExecutor
 from .job import Job, JobException, JobState
+from .plugins import get_plugin_manager, hookimpl
 
-__all__ = ["BackendConformance"]
+__all__ = ["BackendConformance", "EventRecorder"]
 
 
 # -- jobs (module level, so every node can import them) ---------------------------------
@@ -54,6 +55,11 @@ def where(x: int) -> dict[str, Any]:
         # The address-space limit the job runs under (Grid Engine's h_vmem), or -1.
         "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
     }
+
+
+def where_after(seconds: float, x: int) -> dict[str, Any]:
+    time.sleep(seconds)
+    return where(x)
 
 
 def add(a: int, b: int, *, scale: int = 1) -> int:
@@ -95,6 +101,75 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+class EventRecorder:
+    """A plugin that records every lifecycle event it hears, as (event, job name, the
+    job's scheduler id at that moment). Register it with :meth:`listening`."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str | int | None]] = []
+        self.summaries: list[dict[str, Any]] = []
+
+    def _add(self, event: str, job: Job) -> None:
+        self.events.append((event, job.name, job.id))
+
+    @hookimpl
+    def gridmap_job_submitted(self, job: Job) -> None:
+        self._add("submitted", job)
+
+    @hookimpl
+    def gridmap_job_started(self, job: Job) -> None:
+        self._add("started", job)
+
+    @hookimpl
+    def gridmap_job_heartbeat(self, job: Job, heartbeat: dict[str, Any]) -> None:
+        self._add("heartbeat", job)
+
+    @hookimpl
+    def gridmap_job_finished(self, job: Job) -> None:
+        self._add("finished", job)
+
+    @hookimpl
+    def gridmap_job_failed(self, job: Job) -> None:
+        self._add("failed", job)
+
+    @hookimpl
+    def gridmap_job_died(self, job: Job) -> None:
+        self._add("died", job)
+
+    @hookimpl
+    def gridmap_job_resubmitted(self, job: Job) -> None:
+        self._add("resubmitted", job)
+
+    @hookimpl
+    def gridmap_map_finished(self, jobs: list[Job], summary: dict[str, Any]) -> None:
+        self.summaries.append(summary)
+        self.events.append(("map_finished", f"{summary['succeeded']}/{summary['total']}",
+                            None))
+
+    def of(self, name: str) -> list[str]:
+        """The events of the job called ``name``, each run of heartbeats as one."""
+        seen: list[str] = []
+        for event, job, _ in self.events:
+            if job == name and not (event == "heartbeat" and seen[-1:] == ["heartbeat"]):
+                seen.append(event)
+        return seen
+
+    def ids(self, name: str) -> list[str | int | None]:
+        """The job's scheduler id at each of its events."""
+        return [job_id for _, job, job_id in self.events if job == name]
+
+    @contextlib.contextmanager
+    def listening(self) -> Iterator[EventRecorder]:
+        """Registered with gridmap's plugin manager for the block's duration."""
+        manager = get_plugin_manager()
+        name = f"event-recorder-{id(self)}"
+        manager.register(self, name=name)
+        try:
+            yield self
+        finally:
+            manager.unregister(name=name)
 
 
 class BackendConformance:
@@ -157,6 +232,11 @@ class BackendConformance:
         """Check that a job ran under the backend's scheduler (its environment, host).
         By default: in another process than this one."""
         assert where["pid"] != os.getpid()
+
+    def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
+        """Check that ``job_id`` is the id the scheduler gave the job that saw
+        ``where``. By default: that it has one."""
+        assert job_id not in (-1, ""), job_id
 
     # -- the tests -------------------------------------------------------------------
 
@@ -242,6 +322,21 @@ class BackendConformance:
         assert result["environment"]["GRIDMAP_CONFORMANCE"] == "a=b=c"
         assert os.path.realpath(result["cwd"]) == os.path.realpath(shared)
         self.assert_ran_on_backend(result)
+
+    def test_observers_hear_each_jobs_lifecycle(self) -> None:
+        jobs = [Job(where_after, [1.5, 3], name="good"), Job(raise_value_error, [2], name="bad")]
+        with EventRecorder().listening() as recorder, self.executor() as executor:
+            executor.run_jobs(jobs, on_failure="return")
+        # Heartbeats come only from runners, and only from jobs that live long enough.
+        assert [e for e in recorder.of("good") if e != "heartbeat"] == [
+            "submitted", "started", "finished"], recorder.of("good")
+        assert recorder.of("bad") == ["submitted", "started", "failed"]
+        for job in jobs:
+            # From its start on, an observer sees the id the scheduler gave the job.
+            assert set(recorder.ids(job.name)[1:]) == {job.id}, recorder.ids(job.name)
+        self.assert_scheduler_id(jobs[0].id, jobs[0].ret)
+        assert recorder.events[-1] == ("map_finished", "1/2", None)
+        assert recorder.summaries[0]["backend"] == self.backend
 
     def test_failure_policy_return_gives_exceptions_in_place(self) -> None:
         jobs = [Job(raise_value_error, [1]), Job(add, [2, 3])]

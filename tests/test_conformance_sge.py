@@ -24,6 +24,12 @@ class TestSgeConformance(BackendConformance):
         assert environment.get("QUEUE") == "all.q"
         assert "gridmap_core/runner.py" in where["argv"][0]
 
+    def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
+        environment = where["environment"]
+        task = environment["SGE_TASK_ID"]  # "undefined" for a job that is no array
+        expected = environment["JOB_ID"] + ("" if task == "undefined" else f".{task}")
+        assert job_id == expected
+
     def assert_resources_honoured(self, where: Mapping[str, Any],
                                   request: Mapping[str, Any]) -> None:
         environment = where["environment"]

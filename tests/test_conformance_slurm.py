@@ -25,6 +25,11 @@ class TestSlurmConformance(BackendConformance):
         assert environment.get("SLURM_JOB_PARTITION") == "debug"
         assert "gridmap_core/runner.py" in where["argv"][0]
 
+    def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
+        environment = where["environment"]
+        assert job_id == (f"{environment['SLURM_ARRAY_JOB_ID']}_"
+                          f"{environment['SLURM_ARRAY_TASK_ID']}")
+
     def assert_resources_honoured(self, where: Mapping[str, Any],
                                   request: Mapping[str, Any]) -> None:
         environment = where["environment"]

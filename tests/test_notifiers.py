@@ -20,6 +20,7 @@ from gridmap_core import GridMapExecutor, Job, JobException, NotifierSpec, grid_
 from gridmap_core.config import ConfigError
 from gridmap_core.notifiers.plots import PLOT_SIZE
 from gridmap_core.plugins import get_plugin_manager
+from gridmap_core.testing import EventRecorder
 from tests import jobs, monitored
 from tests.smtp_server import Received, Server, closed_port, hanging_server, running_smtp_server
 
@@ -56,66 +57,13 @@ def png_sizes(received: Received) -> dict[str, tuple[int, int]]:
 # -- lifecycle hooks -------------------------------------------------------------------
 
 
-class Observer:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str]] = []
-
-    def _add(self, event: str, job: Job) -> None:
-        self.events.append((event, job.name))
-
-    @hookimpl
-    def gridmap_job_submitted(self, job: Job) -> None:
-        self._add("submitted", job)
-
-    @hookimpl
-    def gridmap_job_started(self, job: Job) -> None:
-        self._add("started", job)
-
-    @hookimpl
-    def gridmap_job_heartbeat(self, job: Job, heartbeat: dict[str, Any]) -> None:
-        self._add("heartbeat", job)
-
-    @hookimpl
-    def gridmap_job_finished(self, job: Job) -> None:
-        self._add("finished", job)
-
-    @hookimpl
-    def gridmap_job_failed(self, job: Job) -> None:
-        self._add("failed", job)
-
-    @hookimpl
-    def gridmap_job_died(self, job: Job) -> None:
-        self._add("died", job)
-
-    @hookimpl
-    def gridmap_job_resubmitted(self, job: Job) -> None:
-        self._add("resubmitted", job)
-
-    @hookimpl
-    def gridmap_map_finished(self, jobs: list[Job], summary: dict[str, Any]) -> None:
-        self.events.append(("map_finished", f"{summary['succeeded']}/{summary['total']}"))
-
-    def of(self, name: str) -> list[str]:
-        """The events of one job, heartbeats folded into one."""
-        seen: list[str] = []
-        for event, job in self.events:
-            if job == name and not (event == "heartbeat" and seen[-1:] == ["heartbeat"]):
-                seen.append(event)
-        return seen
-
-
 @pytest.fixture
-def observer() -> Iterator[Observer]:
-    observer = Observer()
-    manager = get_plugin_manager()
-    manager.register(observer, name="observer")
-    try:
-        yield observer
-    finally:
-        manager.unregister(name="observer")
+def observer() -> Iterator[EventRecorder]:
+    with EventRecorder().listening() as recorder:
+        yield recorder
 
 
-def test_an_observer_hears_every_event_in_order(observer: Observer, tmp_path: Path) -> None:
+def test_an_observer_hears_every_event_in_order(observer: EventRecorder, tmp_path: Path) -> None:
     marker = tmp_path / "first-attempt"
     job_list = [
         Job(monitored.sleep_for, [1.2], name="fine"),
@@ -143,10 +91,10 @@ def test_an_observer_hears_every_event_in_order(observer: Observer, tmp_path: Pa
     assert phoenix[:2] == ["submitted", "started"] and phoenix.count("resubmitted") == 1
     assert phoenix[-3:] == ["resubmitted", "started", "finished"], phoenix
     assert job_list[2].ret == 8 and job_list[2].num_resubmits == 1
-    assert observer.events[-1] == ("map_finished", "2/3")
+    assert observer.events[-1] == ("map_finished", "2/3", None)
 
 
-def test_a_job_that_dies_for_good_is_heard_of_once_as_died(observer: Observer) -> None:
+def test_a_job_that_dies_for_good_is_heard_of_once_as_died(observer: EventRecorder) -> None:
     job_list = [Job(monitored.stop_self, [0], name="frozen")]
     executor = monitored.runner_executor({"MAX_TIME_BETWEEN_HEARTBEATS": 2,
                                           "NUM_RESUBMITS": 1})
