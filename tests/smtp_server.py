@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import io
 import ipaddress
 import logging
 import selectors
@@ -38,6 +39,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from PIL import Image
 
 __all__ = [
     "SECURITY_MODES",
@@ -47,6 +49,7 @@ __all__ = [
     "closed_port",
     "hanging_server",
     "make_certificates",
+    "png_sizes",
     "running_smtp_server",
 ]
 
@@ -328,3 +331,11 @@ def closed_port() -> int:
         port: int = probe.getsockname()[1]
     return port
 
+
+def png_sizes(received: Received) -> dict[str, tuple[int, int]]:
+    """Each attachment's file name and pixel size; every attachment must be a PNG."""
+    sizes = {}
+    for part in received.message.iter_attachments():
+        assert part.get_content_type() == "image/png"
+        sizes[part.get_filename()] = Image.open(io.BytesIO(part.get_content())).size
+    return sizes

@@ -22,7 +22,7 @@ from gridmap_core.notifiers.plots import PLOT_SIZE
 from gridmap_core.plugins import get_plugin_manager
 from gridmap_core.testing import EventRecorder
 from tests import jobs, monitored
-from tests.smtp_server import Received, Server, closed_port, hanging_server, running_smtp_server
+from tests.smtp_server import Server, closed_port, hanging_server, png_sizes, running_smtp_server
 
 FAST_MAIL = {**monitored.FAST, "SEND_ERROR_MAIL": True, "ERROR_MAIL_WINDOW": 0.3,
              "ERROR_MAIL_SENDER": "gridmap@example.org",
@@ -44,14 +44,6 @@ def run_jobs(settings: dict[str, Any], job_list: list[Job], **kwargs: Any) -> No
                                backend_options={"mode": "runner"})
     with executor:
         executor.run_jobs(job_list, on_failure="return", **kwargs)
-
-
-def png_sizes(received: Received) -> dict[str, tuple[int, int]]:
-    sizes = {}
-    for part in received.message.iter_attachments():
-        assert part.get_content_type() == "image/png"
-        sizes[part.get_filename()] = Image.open(io.BytesIO(part.get_content())).size
-    return sizes
 
 
 # -- lifecycle hooks -------------------------------------------------------------------
