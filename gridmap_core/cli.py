@@ -20,7 +20,12 @@ def _config(args: argparse.Namespace) -> int:
     width = max(len(name) for name in SETTINGS)
     for name in SETTINGS:
         value = settings[name]
-        shown = "(choose automatically)" if name == "BACKEND" and value is None else repr(value)
+        if SETTINGS[name].secret:
+            shown = "(set, not shown)" if value else "(not set)"
+        elif name == "BACKEND" and value is None:
+            shown = "(choose automatically)"
+        else:
+            shown = repr(value)
         print(f"{name:<{width}} = {shown:<28} # {settings.sources[name]}")
     backend = settings.backend
     if backend:

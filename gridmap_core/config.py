@@ -100,6 +100,8 @@ class Setting:
     default: Any
     help: str
     env: str | None = None
+    #: Never printed: ``gridmap config`` shows only whether it is set.
+    secret: bool = False
 
     @property
     def env_var(self) -> str:
@@ -146,7 +148,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("SMTP_SECURITY", _to_str, "none",
                 "how mail is sent: none (plain SMTP), starttls, or ssl (SMTPS)"),
         Setting("SMTP_USER", _to_str, "", "user to log in to the SMTP server as (empty: none)"),
-        Setting("SMTP_PASSWORD", _to_str, "", "password for SMTP_USER"),
+        Setting("SMTP_PASSWORD", _to_str, "", "password for SMTP_USER", secret=True),
         Setting("SMTP_TIMEOUT", _to_seconds, 10, "seconds a mail may take to send"),
         Setting("SMTP_CAFILE", _to_str, "",
                 "CA certificates to trust for starttls/ssl besides the system's"),

@@ -174,6 +174,16 @@ def test_cli_config_shows_value_and_source(in_tmp: Path) -> None:
     assert "'spawn'" in lines["local.start_method"]
 
 
+def test_cli_config_never_prints_a_password(in_tmp: Path) -> None:
+    result = run_cli("config", cwd=in_tmp, env={"SMTP_PASSWORD": "hunter2-secret"})
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("SMTP_PASSWORD")]
+    assert "(set, not shown)" in line and "environment variable SMTP_PASSWORD" in line
+    result = run_cli("config", cwd=in_tmp, env={"SMTP_PASSWORD": ""})
+    assert "(not set)" in result.stdout
+
+
 def test_cli_config_reports_bad_file(in_tmp: Path) -> None:
     write(in_tmp / "gridmap.toml", "num_resubmits = 'many'\n")
     result = run_cli("config", cwd=in_tmp)
