@@ -165,6 +165,11 @@ SETTINGS: dict[str, Setting] = {
         Setting("STATUS_PAGE_ADDRESS", _to_str, "127.0.0.1:0",
                 "host:port the status page listens on (port 0: any free port)",
                 env="GRIDMAP_STATUS_PAGE_ADDRESS"),
+        Setting("REUSE_RUNNERS", _to_bool, True,
+                "a runner that has finished its job takes another queued job of the same "
+                "map and request (never one with h_rt), and the scheduler job that was to "
+                "run it is cancelled: fewer interpreter starts for maps of short jobs",
+                env="GRIDMAP_REUSE_RUNNERS"),
         Setting(
             "MAX_TIME_BETWEEN_HEARTBEATS",
             _to_seconds,

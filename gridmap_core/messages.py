@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import struct
 import traceback as traceback_module
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -54,6 +55,23 @@ def encode_task(function_bytes: bytes, args: tuple[Any, ...],
     """The TASK payload; ``function_bytes`` is :func:`~.serialization.dumps` of the
     function, made once per batch."""
     return dumps((function_bytes, tuple(args), dict(kwargs or {}), working_dir))
+
+
+_NEXT = struct.Struct("!QI")  # the next task's id and attempt, before its TASK payload
+
+
+def encode_next(task_id: int, attempt: int, task_payload: bytes) -> bytes:
+    """The TASK payload that answers a RESULT: another job for the same runner."""
+    return _NEXT.pack(task_id, attempt) + task_payload
+
+
+def decode_next(payload: bytes | memoryview) -> tuple[int, int, memoryview]:
+    """The next task's id, attempt and TASK payload (authenticated by the caller)."""
+    view = memoryview(payload)
+    if len(view) < _NEXT.size:
+        raise ValueError(f"a next-task payload of {len(view)} bytes is too short")
+    task_id, attempt = _NEXT.unpack_from(view)
+    return task_id, attempt, view[_NEXT.size:]
 
 
 def decode_task(payload: bytes | memoryview) -> Task:

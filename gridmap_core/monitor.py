@@ -26,7 +26,7 @@ from typing import Any
 
 from .backend import Batch, Failure, JobSpec, SessionOptions
 from .liveness import Limits, Verdict, judge_heartbeat, judge_silence, judge_status
-from .messages import decode_heartbeat, decode_result, encode_task
+from .messages import decode_heartbeat, decode_result, encode_next, encode_task
 from .plugins import get_plugin_manager
 from .protocol import (
     FROM_RUNNER,
@@ -148,6 +148,12 @@ class MonitoredSession:
         self._tasks: dict[int, _Task] = {}  # tasks not yet ended
         self._ended: set[int] = set()  # ids of ended tasks, to acknowledge retried results
         self._keep_logs = False  # a job asked for cleanup=False
+        self.reuse_runners = bool(settings["REUSE_RUNNERS"])
+        # Per spec key, tasks in submission order that a finishing runner may take
+        # (those that started meanwhile are skipped as they come up).
+        self._takeable: dict[int, list[_Task]] = {}
+        self._superseded: list[str] = []  # scheduler jobs whose task a runner took
+        self._next_cancel = 0.0
         # Silence is counted from here at the earliest: after the loop was busy for a
         # while (a slow scheduler poll), the heartbeats that queued up meanwhile have not
         # been read yet, and their jobs are not silent.
@@ -206,6 +212,8 @@ class MonitoredSession:
         with self._lock:
             for task, job_id in zip(tasks, ids, strict=True):
                 task.job_id = job_id
+            if self.reuse_runners and spec.resources.h_rt is None:
+                self._takeable.setdefault(spec.key, []).extend(tasks)
 
     def _launch(self, spec: JobSpec, tasks: Sequence[int], attempt: int) -> Launch:
         return Launch(spec=spec, tasks=tasks, attempt=attempt, log_dir=self.log_dir,
@@ -225,6 +233,7 @@ class MonitoredSession:
             self._thread.join()
         with self._lock:
             live = [t.job_id for t in self._tasks.values() if t.job_id]
+            live += self._superseded
         try:
             if live:  # nothing may outlive the session, cancelled or not
                 self.scheduler.cancel(live)
@@ -263,6 +272,8 @@ class MonitoredSession:
                 if now >= next_sweep:
                     self._sweep(now)
                     next_sweep = now + 1.0
+                if self._superseded and now >= self._next_cancel:
+                    self._cancel_superseded()
             except TransportError as error:
                 if self._stop.is_set():
                     break
@@ -300,15 +311,17 @@ class MonitoredSession:
             if task.state != _RUNNING:  # not a repeated fetch of the same attempt
                 task.state = _RUNNING
                 task.batch.sink.started(task.index, "", task.job_id)
-            batch = task.batch
-            kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
-            payload = encode_task(self._functions[batch.spec.key], batch.args[task.index],
-                                  kwargs, batch.spec.working_dir)
-            self._reply(token, message, Kind.TASK, payload)
+            self._reply(token, message, Kind.TASK, self._task_payload(task))
         elif header.kind is Kind.HEARTBEAT:
             self._heartbeat(token, message, task)
         else:
             self._result(token, message, task)
+
+    def _task_payload(self, task: _Task) -> bytes:
+        batch = task.batch
+        kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
+        return encode_task(self._functions[batch.spec.key], batch.args[task.index], kwargs,
+                           batch.spec.working_dir)
 
     def _drop(self, reason: str) -> None:
         self.dropped += 1
@@ -350,9 +363,14 @@ class MonitoredSession:
     def _result(self, token: Any, message: Message, task: _Task) -> None:
         outcome = decode_result(message.payload)
         self._end(task)
-        self._reply(token, message, Kind.ACK)
-        sink = task.batch.sink
         host = outcome.host_name or task.host_name
+        following = self._take_for(task, host) if self._takeable else None
+        if following is None:
+            self._reply(token, message, Kind.ACK)
+        else:
+            self._reply(token, message, Kind.TASK,
+                        encode_next(following.id, following.attempt, self._task_payload(following)))
+        sink = task.batch.sink
         if outcome.ok:
             sink.succeeded([task.index], [outcome.value], host)
         else:
@@ -360,6 +378,48 @@ class MonitoredSession:
             cause = _memory_limit_cause(outcome.exception, task.batch.spec)
             sink.failed(task.index, self._failure(task, outcome.exception, outcome.traceback,
                                                   cause, host))
+        if following is not None:
+            following.batch.sink.started(following.index, following.host_name,
+                                         following.job_id)
+
+    def _take_for(self, done: _Task, host: str) -> _Task | None:
+        """A queued task of the same request for the runner that ran ``done``, now
+        moved to that runner's scheduler job; None when there is none (or it must not).
+
+        Tasks are taken from the end of the queue, whose scheduler jobs are the least
+        likely to have started. The job a taken task was submitted as is cancelled
+        (soon, in one call with others); should it start anyway, its fetch is answered
+        STOP, since the taken task's attempt has moved on."""
+        if self._closed or not done.job_id:
+            return None
+        with self._lock:
+            queue = self._takeable.get(done.batch.spec.key)
+            while queue:
+                task = queue.pop()
+                if task.state == _QUEUED and task.job_id and task.id in self._tasks:
+                    break
+            else:
+                return None
+            self._superseded.append(task.job_id)
+            self.guard.forget(task.id, task.attempt)
+            task.attempt += 1
+            task.job_id = done.job_id
+        task.state = _RUNNING
+        task.host_name = host
+        task.last_seen = time.monotonic()
+        task.running_since = done.running_since or task.last_seen
+        return task
+
+    def _cancel_superseded(self) -> None:
+        """Cancel the scheduler jobs whose tasks runners took, in one call."""
+        with self._lock:
+            ids, self._superseded = self._superseded, []
+        self._next_cancel = time.monotonic() + 0.5  # so a burst of takes is one call
+        try:
+            self.scheduler.cancel(ids)
+        except Exception as error:
+            logger.warning("could not cancel %d jobs whose tasks were taken: %s", len(ids),
+                           error)
 
     def _failure(self, task: _Task, exception: BaseException | None, traceback: str | None,
                  cause: str | None, host: str = "") -> Failure:
@@ -398,7 +458,11 @@ class MonitoredSession:
             task.batch.sink.resubmitted(task.index, verdict.cause)
             try:
                 launch = self._launch(task.batch.spec, [task.id], task.attempt)
-                task.job_id = self.scheduler.launch(launch)[0]
+                job_id = self.scheduler.launch(launch)[0]
+                with self._lock:
+                    task.job_id = job_id
+                    if self.reuse_runners and task.batch.spec.resources.h_rt is None:
+                        self._takeable.setdefault(task.batch.spec.key, []).append(task)
             except Exception as error:
                 self._end(task)
                 self._failures += 1

@@ -110,7 +110,7 @@ class Kind(str, enum.Enum):
     TASK, ACK, STOP."""
 
     FETCH = "fetch"  # runner: send me my task (payload empty)
-    TASK = "task"  # monitor: the pickled function and arguments
+    TASK = "task"  # monitor: the pickled function and arguments (to a RESULT: the next job)
     HEARTBEAT = "heartbeat"  # runner: CPU, memory, host, log tail (JSON)
     RESULT = "result"  # runner: the pickled value, or exception and traceback
     ACK = "ack"  # monitor: received; carry on

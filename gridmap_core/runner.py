@@ -2,8 +2,10 @@
 
 The runner fetches its task from the monitor, runs it in the task's working
 directory, sends a heartbeat every ``--heartbeat`` seconds while it runs, and sends
-the result (or the exception with its traceback). The map's key is read from
-``--key-file``; it never appears on the command line or in the environment.
+the result (or the exception with its traceback). The monitor may answer a result
+with another task of the same map (REUSE_RUNNERS), which the runner then runs the
+same way, under that task's id. The map's key is read from ``--key-file``; it never
+appears on the command line or in the environment.
 
 Exit status: 0 when the result was delivered (also when the function raised);
 2 for a bad command line or key file; 3 when the monitor could not be reached;
@@ -29,6 +31,7 @@ from typing import Any, NoReturn
 
 from .messages import (
     Heartbeat,
+    decode_next,
     decode_task,
     encode_error,
     encode_heartbeat,
@@ -210,6 +213,11 @@ class HeartbeatThread(threading.Thread):
             log_tail=tail(self.log_file, 2048) if self.log_file else "",
         )
 
+    def stop(self) -> None:
+        """End the beats, waiting for one in flight."""
+        self.finished.set()
+        self.join()
+
     def run(self) -> None:
         last_answer = time.monotonic()
         while not self.finished.wait(self.interval):
@@ -321,11 +329,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         reason = bytes(reply.payload).decode("utf-8", "replace")
         logger.info("the monitor says stop: %s", reason or "no reason given")
         return EXIT_STOPPED
+    # Held in a list the task's run empties: the arguments' bytes can be large.
+    pending: list[memoryview] = [reply.payload]
+    del reply
+    while True:
+        answer = _run_task(link, pending, host, args, request_timeout)
+        if answer is None:
+            logger.error("the result could not be delivered to the monitor at %s",
+                         args.address)
+            return EXIT_LOST
+        logger.info("task %d done", link.task)
+        if answer.header.kind is not Kind.TASK:
+            break
+        try:
+            link.task, link.attempt, payload = decode_next(answer.payload)
+        except ValueError as error:
+            logger.error("the monitor's next task is unreadable: %s", error)
+            break
+        pending.append(payload)
+        del answer, payload
+        logger.info("task %d attempt %d: taken on from the monitor", link.task, link.attempt)
+    client.close()
+    return 0
+
+
+def _run_task(link: Link, pending: list[memoryview], host: str,
+              args: argparse.Namespace, request_timeout: float) -> Message | None:
+    """Run the task whose TASK payload is ``pending``'s only item, and deliver its
+    result; the monitor's answer, None if it never came."""
     heartbeats = HeartbeatThread(link, args.heartbeat, args.give_up)
     heartbeats.start()
     try:
-        task = decode_task(reply.payload)
-        del reply  # the arguments' bytes can be large
+        task = decode_task(pending.pop())
         os.chdir(task.working_dir)
     except BaseException as error:
         logger.error("cannot prepare the job: %s", error)
@@ -333,18 +368,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         payload = _run(task.function, task.args, dict(task.kwargs), host)
         del task
-    if len(payload) > codec.max_bytes:
+    if len(payload) > link.codec.max_bytes:
         too_big = Oversized(f"the job's result is {len(payload)} bytes once pickled, over "
-                            f"the limit of {codec.max_bytes} bytes (transport max_bytes)")
+                            f"the limit of {link.codec.max_bytes} bytes (transport max_bytes)")
         payload = encode_error(too_big, host)
-    answer = link.call(Kind.RESULT, payload, give_up=args.give_up, timeout=request_timeout)
-    heartbeats.finished.set()
-    client.close()
-    if answer is None:
-        logger.error("the result could not be delivered to the monitor at %s", args.address)
-        return EXIT_LOST
-    logger.info("task %d done", task_id)
-    return 0
+    # Heartbeats end before the result goes: once the monitor has it, a heartbeat
+    # still under this task's id would be answered STOP ("this job has ended").
+    heartbeats.stop()
+    return link.call(Kind.RESULT, payload, give_up=args.give_up, timeout=request_timeout)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from tests.monitored import runner_executor
 
 
 def test_results_come_back_in_order_from_runner_processes() -> None:
-    with runner_executor() as executor:
+    with runner_executor({"REUSE_RUNNERS": False}) as executor:
         results = list(executor.map(monitored.where, range(6)))
     assert [r[0] for r in results] == [x * x for x in range(6)]
     for _, pid, argv, _ in results:

@@ -282,3 +282,21 @@ def test_a_job_out_of_memory_is_mailed_with_grid_engines_id_and_plots(
     # The memory plot is drawn from the heartbeats the job sent while it grew.
     assert len(job.track_mem) >= 2 and max(job.track_mem) > min(job.track_mem)
     assert png_sizes(mail) == {"cpu.png": PLOT_SIZE, "memory.png": PLOT_SIZE}
+
+
+def task_and_square(x: int) -> tuple[int, str]:
+    return x * x, f"{os.environ['JOB_ID']}.{os.environ['SGE_TASK_ID']}"
+
+
+def test_runners_take_on_queued_jobs_and_their_tasks_are_deleted(tmp_path: Path) -> None:
+    name = f"reuse{uuid.uuid4().hex[:8]}"
+    jobs = [Job(task_and_square, [x], name=name) for x in range(30)]
+    process_jobs(jobs, backend="sge", require_cluster=True, temp_dir=str(tmp_path))
+    assert [job.ret[0] for job in jobs] == [x * x for x in range(30)]
+    # Each job's id is the array task it ran in, as the job itself saw it.
+    assert all(job.id == job.ret[1] for job in jobs), [(job.id, job.ret[1]) for job in jobs]
+    assert len({job.ret[1] for job in jobs}) < len(jobs), "no runner took on a second job"
+    deadline = time.monotonic() + 30  # runners exiting, deleted tasks going
+    while name in qstat_names():
+        assert time.monotonic() < deadline, qstat_names()
+        time.sleep(0.2)

@@ -332,3 +332,38 @@ def test_a_job_killed_for_its_memory_is_mailed_with_slurms_id_and_plots(
     # The memory plot is drawn from the heartbeats the job sent while it grew.
     assert len(job.track_mem) >= 2 and max(job.track_mem) > min(job.track_mem)
     assert png_sizes(mail) == {"cpu.png": PLOT_SIZE, "memory.png": PLOT_SIZE}
+
+
+def element_and_square(x: int) -> tuple[int, str]:
+    return x * x, f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+
+
+def test_runners_take_on_queued_jobs_and_their_elements_are_cancelled(tmp_path: Path) -> None:
+    name = f"reuse{uuid.uuid4().hex[:8]}"
+    jobs = [Job(element_and_square, [x], name=name) for x in range(40)]
+    process_jobs(jobs, backend="slurm", require_cluster=True, temp_dir=str(tmp_path))
+    assert [job.ret[0] for job in jobs] == [x * x for x in range(40)]
+    # Each job's id is the array element it ran in, as the job itself saw it.
+    assert all(job.id == job.ret[1] for job in jobs), [(job.id, job.ret[1]) for job in jobs]
+    elements = {job.ret[1] for job in jobs}
+    assert len(elements) < len(jobs), "no runner took on a second job"
+    deadline = time.monotonic() + 30  # runners exiting, and cancelled elements completing
+    while name in squeue_names():
+        assert time.monotonic() < deadline, squeue_names()
+        time.sleep(0.2)
+    # Every other element was cancelled, or, had it started first, was told to stop
+    # (exit status 4); none ran a job.
+    array = next(iter(elements)).split("_")[0]
+    deadline = time.monotonic() + 30
+    while True:
+        out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", array, "-o", "JobID,State,ExitCode"],
+                             capture_output=True, text=True, check=True).stdout
+        rows = [line.split("|") for line in out.splitlines() if line]
+        if {element for element, _, _ in rows} >= elements and all(
+                state not in ("PENDING", "RUNNING") for _, state, _ in rows):
+            break
+        assert time.monotonic() < deadline, out
+        time.sleep(0.5)
+    others = [(element, state, code) for element, state, code in rows if element not in elements]
+    assert others, rows  # (accounting lists pending elements cancelled together as one row)
+    assert all(state.startswith("CANCELLED") or code == "4:0" for _, state, code in others), others
