@@ -503,6 +503,12 @@ class MonitoredSession:
         """Find jobs gone silent."""
         with self._lock:
             tasks = list(self._tasks.values())
+            # Started and ended tasks leave the takeable queues here, not one by one,
+            # so their arguments and histories can be freed.
+            for key, queue in list(self._takeable.items()):
+                queue[:] = [task for task in queue if task.state == _QUEUED]
+                if not queue:
+                    del self._takeable[key]
         for task in tasks:
             if task.state == _RUNNING:
                 since = max(task.last_seen, self._grace_from)

@@ -286,8 +286,10 @@ def test_the_status_page_shows_slurms_job_ids_and_node(tmp_path: Path, slurm_clu
     assert held.results == [0, 10]
 
 
-def test_an_observed_executor_map_goes_to_slurm_as_one_array(tmp_path: Path) -> None:
+def test_an_observed_executor_map_goes_to_slurm_as_one_array(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The status page observes every job; map still submits one array, not one per call.
+    monkeypatch.setenv(SETTINGS["REUSE_RUNNERS"].env_var, "0")  # so element i runs job i
     with GridMapExecutor("slurm", require_cluster=True, temp_dir=str(tmp_path),
                          mem_free="100M", status_page=True) as executor:
         assert list(executor.map(abs, [-1, -2, -3])) == [1, 2, 3]

@@ -651,7 +651,8 @@ def test_a_map_runs_through_slurm_drmaa_s_way_of_submitting(
     monkeypatch.setattr(backend_module, "DrmaaConnection",
                         type("Emulated", (), {"acquire": staticmethod(lambda: connection)}))
     for name, value in {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1,
-                        "MAX_IDLE_HEARTBEATS": 0}.items():
+                        "MAX_IDLE_HEARTBEATS": 0,
+                        "REUSE_RUNNERS": False}.items():  # so element i runs task i
         monkeypatch.setenv(SETTINGS[name].env_var, str(value))
     jobs = [Job(where_it_ran, [x], mem_free="100M", queue="debug", name="emulated")
             for x in range(3)]
