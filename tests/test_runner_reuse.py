@@ -8,9 +8,18 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from gridmap_local.processes import ProcessScheduler
+
 from gridmap_core import Job
+from gridmap_core.backend import Batch, JobSpec, SessionOptions
+from gridmap_core.config import load_settings
+from gridmap_core.monitor import MonitoredSession
+from gridmap_core.runner import EXIT_STOPPED
+from gridmap_core.runs import Run
+from gridmap_core.scheduler import Status
 from gridmap_core.testing import EventRecorder
 from tests import monitored
 
@@ -97,3 +106,41 @@ def test_a_taken_job_whose_runner_is_killed_is_resubmitted(tmp_path: Path) -> No
                                     "finished"]
     first_id, *_, last_id = recorder.ids("taken")[1:]
     assert first_id == jobs[0].id and last_id == jobs[2].id != first_id
+
+
+class DeafToCancels(ProcessScheduler):
+    """Starts every runner it was asked to, cancelled or not, and keeps their ends."""
+
+    def __init__(self, max_processes: int) -> None:
+        super().__init__(max_processes)
+        self.cancelled: list[str] = []
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        self.cancelled.extend(ids)
+
+
+def test_a_runner_whose_job_was_taken_is_told_to_stop_if_it_starts(tmp_path: Path) -> None:
+    settings = load_settings({**monitored.FAST, "NUM_RESUBMITS": 0})
+    scheduler = DeafToCancels(1)  # one runner at a time: the first takes the others
+    session = MonitoredSession(scheduler, SessionOptions(settings=settings),
+                               work_dir=str(tmp_path))
+    run = Run(4)
+    try:
+        session.submit(Batch(JobSpec(monitored.where), [(x,) for x in range(4)], None, run))
+        assert run.wait(timeout=60)
+        taken = list(scheduler.cancelled)
+        assert taken, "no job was taken on"
+        # The runners of the taken jobs start anyway, fetch, and are told to stop.
+        deadline = time.monotonic() + 30
+        while True:
+            ends = scheduler.poll(taken)
+            if all(status.status is Status.ENDED for status in ends.values()):
+                break
+            assert time.monotonic() < deadline, ends
+            time.sleep(0.1)
+    finally:
+        session.close()
+    assert run.failures == {}
+    assert [value[0] for value in run.values] == [0, 1, 4, 9]
+    assert len({value[1] for value in run.values}) == 1  # all in the first runner
+    assert {status.exit_status for status in ends.values()} == {EXIT_STOPPED}, ends
