@@ -12,7 +12,11 @@ from submission until every result is back:
   its own virtual environment (bench/.venvs/submitit, built on first use).
 * **submitit-poll** (a variant): the same, with the results awaited through submitit's
   asyncio API and its documented ``poll_interval`` (0.1 s) instead of ``result()``'s 1 s.
-* **gridmap**: this project, ``grid_map(square, range(N), backend="slurm", ...)``.
+* **gridmap**: this project, ``grid_map(square, range(N), backend="slurm", ...)``. With
+  REUSE_RUNNERS on (the default), a runner that has finished its job takes on a queued
+  one, and the array elements whose jobs were taken are cancelled.
+* **gridmap-fresh** (a variant): the same with ``GRIDMAP_REUSE_RUNNERS=0``: every job
+  runs in an array element of its own, as raw and submitit do.
 
 ``square(x) = x * x``. Each Python contender runs in a fresh subprocess of this file
 (``--child``) that times only the submitting and collecting with its own clock, so
@@ -71,14 +75,15 @@ REPO_ROOT = BENCH_DIR.parent
 VENV_DIR = BENCH_DIR / ".venvs" / "submitit"
 SUBMITIT_REQUIREMENTS = ("submitit",)
 MARK = "@@BENCH "
-CONTENDERS = ("raw", "raw-python", "submitit", "submitit-poll", "gridmap")
-VARIANTS = ("raw-python", "submitit-poll")
+CONTENDERS = ("raw", "raw-python", "submitit", "submitit-poll", "gridmap", "gridmap-fresh")
+VARIANTS = ("raw-python", "submitit-poll", "gridmap-fresh")
 LABELS = {
     "raw": "raw sbatch array (true)",
     "raw-python": "raw sbatch array (python -c pass)",
     "submitit": "submitit, job.result()",
     "submitit-poll": "submitit, poll_interval 0.1 s",
     "gridmap": 'gridmap, backend "slurm"',
+    "gridmap-fresh": "gridmap, a runner per job (REUSE_RUNNERS off)",
 }
 DEFAULT_JOBS = 200
 DEFAULT_ROUNDS = 3
@@ -103,7 +108,7 @@ _TUNING_VARIABLES = ("GRIDMAP_BACKEND", "GRIDMAP_CONFIG", "GRIDMAP_TRANSPORT",
                      "DEFAULT_TEMP_DIR", "DEFAULT_PAR_ENV", "MAX_TIME_BETWEEN_HEARTBEATS",
                      "IDLE_THRESHOLD", "MAX_IDLE_HEARTBEATS", "NUM_RESUBMITS",
                      "CHECK_FREQUENCY", "HEARTBEAT_FREQUENCY", "SMTP_SERVER",
-                     "ERROR_MAIL_SENDER", "ERROR_MAIL_RECIPIENT")
+                     "ERROR_MAIL_SENDER", "ERROR_MAIL_RECIPIENT", "GRIDMAP_REUSE_RUNNERS")
 # A failing job would otherwise try to mail; plots need matplotlib. Neither changes a
 # successful run.
 _QUIET_SETTINGS = {"SEND_ERROR_MAIL": "False", "CREATE_PLOTS": "False"}
@@ -440,7 +445,9 @@ def child_environment(ctx: Context, contender: str) -> dict[str, str]:
     env = {k: v for k, v in ctx.base_env.items()
            if k not in _LEAKY_VARIABLES and k not in _TUNING_VARIABLES}
     env.update(_QUIET_SETTINGS)
-    if contender == "gridmap":
+    if contender == "gridmap-fresh":
+        env["GRIDMAP_REUSE_RUNNERS"] = "0"
+    if contender.startswith("gridmap"):
         # This checkout's gridmap; its backends are found through their entry points.
         existing = os.environ.get("PYTHONPATH")
         env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *([existing] if existing else [])])
@@ -450,7 +457,7 @@ def child_environment(ctx: Context, contender: str) -> dict[str, str]:
 def run_python(ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcome:
     files = workdir / "files"  # the jobs' logs, pickles and results; on /tmp by default,
     files.mkdir()              # which the single node sees
-    if contender == "gridmap":
+    if contender.startswith("gridmap"):
         interpreter, child = [sys.executable], "gridmap"
     else:
         assert ctx.submitit_python is not None
@@ -613,7 +620,9 @@ HEADLINE_RATIOS = (("gridmap/raw", "gridmap", "raw"),
 VARIANT_RATIOS = (("gridmap/raw-python", "gridmap", "raw-python"),
                   ("raw-python/raw", "raw-python", "raw"),
                   ("submitit-poll/submitit", "submitit-poll", "submitit"),
-                  ("gridmap/submitit-poll", "gridmap", "submitit-poll"))
+                  ("gridmap/submitit-poll", "gridmap", "submitit-poll"),
+                  ("gridmap-fresh/raw", "gridmap-fresh", "raw"),
+                  ("gridmap/gridmap-fresh", "gridmap", "gridmap-fresh"))
 
 
 def summarize(series: dict[str, Series]) -> dict[str, Any]:
@@ -714,7 +723,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--skip-gridmap", action="store_true",
                         help="do not time this project's slurm backend")
     parser.add_argument("--skip-variants", action="store_true",
-                        help="leave out raw-python and submitit-poll")
+                        help="leave out raw-python, submitit-poll and gridmap-fresh")
     parser.add_argument("--submitit-poll", type=float, default=TUNED_POLL, metavar="S",
                         help=f"submitit-poll's poll_interval (default {TUNED_POLL})")
     parser.add_argument("--venv", type=Path, default=VENV_DIR,
@@ -785,7 +794,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     series = {name: Series(name) for name in CONTENDERS}
     skips = {"raw": args.skip_raw, "raw-python": args.skip_raw,
              "submitit": args.skip_submitit, "submitit-poll": args.skip_submitit,
-             "gridmap": args.skip_gridmap}
+             "gridmap": args.skip_gridmap, "gridmap-fresh": args.skip_gridmap}
     for name, skip in skips.items():
         if skip:
             series[name].status, series[name].reason = "skipped", f"--skip-{name.split('-')[0]}"
