@@ -18,10 +18,9 @@ import pytest
 
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.config import SETTINGS
-from gridmap_core.notifiers.plots import PLOT_SIZE
 from gridmap_core.resources import ResourceError
+from tests.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
 from tests.interrupted import interrupt_a_running_map
-from tests.smtp_server import png_sizes, running_smtp_server
 from tests.watched import HeldMap
 
 QUICK = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1, "MAX_IDLE_HEARTBEATS": 0,
@@ -302,38 +301,17 @@ def test_an_observed_executor_map_goes_to_slurm_as_one_array(
     assert [row["name"] for row in rows] == ["gridmap_job0", "gridmap_job1", "gridmap_job2"]
 
 
-def grow_then_exceed(step_megabytes: int, steps: int) -> int:
-    """Allocate ``step_megabytes`` every 0.5 s, so heartbeats see memory grow until
-    Slurm's cgroup limit ends the job."""
-    blocks = []
-    for _ in range(steps):
-        blocks.append(b"\1" * (step_megabytes * 2**20))
-        time.sleep(0.5)
-    return len(blocks)
-
-
 def test_a_job_killed_for_its_memory_is_mailed_with_slurms_id_and_plots(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with running_smtp_server(tmp_path) as server:
-        for name, value in {"SEND_ERROR_MAIL": True, "SMTP_SERVER": f"127.0.0.1:{server.port}",
-                            "ERROR_MAIL_WINDOW": 0.3, "ERROR_MAIL_RECIPIENT": "ann@example.org",
-                            "NUM_RESUBMITS": 0}.items():
-            monkeypatch.setenv(SETTINGS[name].env_var, str(value))
+    with mailing_errors(tmp_path, monkeypatch) as server:
         job = Job(grow_then_exceed, [20, 30], h_vmem="200M", name="grower")
         with pytest.raises(JobException):
             process_jobs([job], backend="slurm", require_cluster=True, temp_dir=str(tmp_path))
         [mail] = server.wait_for(1, timeout=30)
-    assert job.cause_of_death is not None and "out of memory" in job.cause_of_death
     assert re.fullmatch(r"\d+_1", str(job.id)), job.id
     assert mail.message["Subject"].startswith("gridmap: job grower died: out of memory"), \
         mail.message["Subject"]
-    body = mail.message.get_body(("plain",)).get_content()
-    for line in (f"Job id: {job.id}", "Host: vm", "Backend: slurm",
-                 f"Cause of death: {job.cause_of_death}", "Resubmits: 0 of 0"):
-        assert line in body, (line, body)
-    # The memory plot is drawn from the heartbeats the job sent while it grew.
-    assert len(job.track_mem) >= 2 and max(job.track_mem) > min(job.track_mem)
-    assert png_sizes(mail) == {"cpu.png": PLOT_SIZE, "memory.png": PLOT_SIZE}
+    check_out_of_memory_mail(mail, job, "slurm")
 
 
 def element_and_square(x: int) -> tuple[int, str]:
