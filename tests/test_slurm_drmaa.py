@@ -9,8 +9,9 @@ holds, submitted with sbatch exactly as written, is granted as meant (slurm-drma
 parser reads these options as sbatch does: natefoo/slurm-drmaa, slurm_drmaa/util.c).
 ``--account`` is left out: the test cluster has no accounts to choose from.
 
-With a slurm-drmaa library (``GRIDMAP_SLURM_DRMAA_LIBRARY``): the shared conformance
-suite, in a Python process of its own.
+With the slurm-drmaa library (``GRIDMAP_SLURM_DRMAA_LIBRARY``, built by
+scripts/slurm/drmaa.sh): the shared conformance suite, and what Slurm granted a map's
+jobs as they read it back from slurmctld, in a Python process of their own.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaError, Ending
 from gridmap_core.resources import ResourceError, Resources
 from gridmap_core.scheduler import Launch, Status
 from gridmap_core.testing import BackendConformance
+from tests.needs import unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -591,7 +593,8 @@ def test_the_options_are_granted_by_slurm(slurm_cluster: str, tmp_path: Path) ->
 
 class SbatchAsSlurmDrmaa:
     """Does with a submission what slurm-drmaa does (natefoo/slurm-drmaa, session.c and
-    job.c), with sbatch, for want of the library here: the command in a ``#!/bin/bash``
+    job.c), with sbatch, in the test process (which may have loaded Grid Engine's
+    libdrmaa, so cannot load slurm-drmaa's): the command in a ``#!/bin/bash``
     script with each argument in single quotes; the increment placeholder as ``%a``; the
     submitting process's environment, then the template's; an array for more than one
     job, numbered from 1; ``ARRAY_INDEX`` ids."""
@@ -670,6 +673,13 @@ def test_a_map_runs_through_slurm_drmaa_s_way_of_submitting(
 # -- the conformance suite, with a slurm-drmaa library ----------------------------------
 
 
+def require_library() -> None:
+    """In the suite's own process: the library must serve Slurm, or every test fails."""
+    problem = slurm_library_problem()
+    if problem:
+        pytest.fail(f"backend slurm_drmaa is not usable: {problem}", pytrace=False)
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.usefixtures("slurm_cluster")
 class SlurmDrmaaConformance(BackendConformance):
@@ -681,9 +691,7 @@ class SlurmDrmaaConformance(BackendConformance):
 
     @pytest.fixture(autouse=True)
     def _library_is_usable(self) -> None:
-        problem = slurm_library_problem()
-        if problem:
-            pytest.fail(f"backend slurm_drmaa is not usable: {problem}", pytrace=False)
+        require_library()
 
     def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
         super().assert_ran_on_backend(where)
@@ -696,12 +704,94 @@ class SlurmDrmaaConformance(BackendConformance):
     def assert_resources_honoured(self, where: Mapping[str, Any],
                                   request: Mapping[str, Any]) -> None:
         environment = where["environment"]
-        assert environment["SLURM_CPUS_PER_TASK"] == str(request["num_slots"])
+        slots = str(request["num_slots"])
+        # Granted by slurmd (the CPUs on the node), and told as sbatch tells it.
+        assert environment["SLURM_CPUS_ON_NODE"] == slots
+        assert environment["SLURM_JOB_CPUS_PER_NODE"] == slots
+        assert environment["SLURM_CPUS_PER_TASK"] == slots
         assert environment["SLURM_MEM_PER_CPU"] == "600"  # h_vmem is per slot
+
+
+def own_record(x: int) -> dict[str, Any]:
+    """``x``, the job's own record in slurmctld, its environment and where its output
+    goes, seen from inside the job."""
+    job_id = os.environ["SLURM_JOB_ID"]
+    lines = subprocess.run(["scontrol", "show", "job", "-o", job_id], capture_output=True,
+                           text=True, check=True, timeout=60).stdout.splitlines()
+    # An array's first element has the array's number: scontrol then shows every element.
+    records = [dict(part.split("=", 1) for part in line.split() if "=" in part)
+               for line in lines]
+    return {"value": x,
+            "record": next(record for record in records if record["JobId"] == job_id),
+            "environment": {k: v for k, v in os.environ.items() if k.startswith("SLURM_")},
+            "stdout": os.readlink("/proc/self/fd/1"),
+            "stderr": os.readlink("/proc/self/fd/2"),
+            "cpus": len(os.sched_getaffinity(0))}
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.usefixtures("slurm_cluster")
+class SlurmDrmaaLibrary:
+    """What the real slurm-drmaa library makes of a map's requests, read back from
+    slurmctld by the jobs themselves (collected in the suite's own process, as
+    TestSlurmDrmaaLibrary)."""
+
+    @pytest.fixture(autouse=True)
+    def _library_is_usable(self) -> None:
+        require_library()
+
+    def run(self, jobs: list[Any], tmp_path: Path) -> None:
+        from gridmap_core import process_jobs
+        from gridmap_core.config import SETTINGS
+
+        settings = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1,
+                    "REUSE_RUNNERS": False}  # so that element i runs job i
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in settings.items():
+                patch.setenv(SETTINGS[name].env_var, str(value))
+            process_jobs(jobs, backend="slurm_drmaa", require_cluster=True,
+                         temp_dir=str(tmp_path))
+
+    def test_a_job_is_granted_what_it_asked_for(self, tmp_path: Path) -> None:
+        from gridmap_core import Job
+
+        job = Job(own_record, [5], num_slots=2, h_vmem="300M", h_rt="1:30:00",
+                  queue="debug", name="drmaa-granted")
+        self.run([job], tmp_path)
+        seen = job.ret
+        record = seen["record"]
+        assert seen["value"] == 5
+        assert record["NumCPUs"] == "2" and record["CPUs/Task"] == "2", record
+        assert seen["cpus"] == 2  # the CPUs the job may run on
+        assert record["MinMemoryCPU"] == "300M", record
+        assert record["TimeLimit"] == "01:30:00", record
+        assert record["Partition"] == "debug", record
+        assert record["JobName"] == "drmaa-granted", record
+        assert seen["environment"]["SLURM_CPUS_PER_TASK"] == "2"
+        # The runner's output goes to the map's log files, stdout and stderr apart, as
+        # slurmctld records them.
+        assert seen["stdout"] == record["StdOut"] and seen["stderr"] == record["StdErr"]
+        assert seen["stdout"] != seen["stderr"]
+        assert seen["stdout"].startswith(str(tmp_path)), seen["stdout"]
+
+    def test_jobs_alike_are_one_array_from_run_bulk_jobs(self, tmp_path: Path) -> None:
+        from gridmap_core import Job
+
+        jobs = [Job(own_record, [x], mem_free="100M", name="drmaa-array") for x in range(3)]
+        self.run(jobs, tmp_path)
+        assert [job.ret["value"] for job in jobs] == [0, 1, 2]
+        records = [job.ret["record"] for job in jobs]
+        assert len({record["ArrayJobId"] for record in records}) == 1, records
+        assert [record["ArrayTaskId"] for record in records] == ["1", "2", "3"]
+        assert {record["JobName"] for record in records} == {"drmaa-array"}
+        assert all(record["MinMemoryCPU"] == "100M" for record in records), records
+        # Each element writes its own log files (slurm-drmaa's %a).
+        assert len({job.ret["stdout"] for job in jobs}) == 3
 
 
 if os.environ.get(IN_OWN_PROCESS) == "1":
     TestSlurmDrmaaConformance = SlurmDrmaaConformance
+    TestSlurmDrmaaLibrary = SlurmDrmaaLibrary
 
 
 @pytest.mark.timeout(1600)
@@ -710,17 +800,17 @@ def test_the_conformance_suite_passes_on_slurm_drmaa(slurm_cluster: str) -> None
     # the tests of the Grid Engine backend load Grid Engine's into this one. So the suite
     # runs in a Python of its own, with DRMAA_LIBRARY_PATH naming slurm-drmaa's library.
     library = os.environ.get("GRIDMAP_SLURM_DRMAA_LIBRARY")
-    if not library:
-        pytest.skip("no slurm-drmaa library: build slurm-drmaa "
-                    "(https://github.com/natefoo/slurm-drmaa/releases) and set "
-                    "GRIDMAP_SLURM_DRMAA_LIBRARY=/path/to/libdrmaa.so to run the conformance "
-                    "suite on backend slurm_drmaa (see docs/slurm-drmaa.md)")
+    if not library or not os.path.exists(library):
+        unavailable("the slurm-drmaa library",
+                    f"GRIDMAP_SLURM_DRMAA_LIBRARY={library or '(not set)'} names no library",
+                    "build it with scripts/slurm/drmaa.sh, which scripts/test.sh then names")
     environment = {**os.environ, "DRMAA_LIBRARY_PATH": library, IN_OWN_PROCESS: "1"}
+    here = Path(__file__).relative_to(ROOT)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
-         f"{Path(__file__).relative_to(ROOT)}::TestSlurmDrmaaConformance"],
+         f"{here}::TestSlurmDrmaaConformance", f"{here}::TestSlurmDrmaaLibrary"],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, (done.stdout[-6000:] + done.stderr[-2000:])
     summary = done.stdout.strip().splitlines()[-1]
-    if "skipped" in summary:  # the cluster check skipped it there, as it would here
-        pytest.skip(f"the conformance suite was skipped in its process: {done.stdout[-1500:]}")
+    assert re.fullmatch(r"\d+ passed in [\d.]+s( \(.*\))?", summary), (
+        f"the suite's own process did not pass every test: {done.stdout[-1500:]}")

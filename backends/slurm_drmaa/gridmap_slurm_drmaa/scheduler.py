@@ -60,6 +60,19 @@ def _check_command(command: Sequence[str]) -> None:
         )
 
 
+def _environment(launch: Launch) -> dict[str, str]:
+    """The job's environment as sbatch would give it. sbatch exports
+    ``SLURM_CPUS_PER_TASK`` into the job when ``--cpus-per-task`` is asked for; slurmd
+    does not, and slurm-drmaa passes only the submitting process's environment. Without
+    it a job granted N CPUs cannot tell, and an ``srun`` inside it starts its tasks with
+    one CPU each."""
+    environment = job_environment(launch.environment)
+    slots = launch.spec.resources.num_slots
+    if slots > 1:
+        environment["SLURM_CPUS_PER_TASK"] = str(slots)
+    return environment
+
+
 class SlurmDrmaaScheduler(SlurmScheduler):
     """Submits runners through slurm-drmaa and reports on them with squeue (thread-safe)."""
 
@@ -86,7 +99,7 @@ class SlurmDrmaaScheduler(SlurmScheduler):
         command, out, err = submission(launch, "SLURM_ARRAY_TASK_ID")
         _check_command(command)
         request: dict[str, Any] = {
-            "command": command, "environment": job_environment(launch.environment),
+            "command": command, "environment": _environment(launch),
             "working_dir": os.path.abspath(spec.working_dir),
             # Slurm expands %-patterns in these paths (%j, %a, …); "%%" is a plain "%".
             "output": out.replace("%", "%%"), "error": err.replace("%", "%%"),
