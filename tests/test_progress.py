@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -68,9 +69,11 @@ def test_nothing_when_quiet() -> None:
     assert "gridmap: demo" not in done.stderr and "demo:" not in done.stderr
 
 
-def test_a_bar_on_a_terminal() -> None:
-    parent, child = pty.openpty()  # a terminal that reports no size, as under `script`
-    process = subprocess.Popen([sys.executable, "-c", SCRIPT.format(quiet=False)],
+def _on_a_terminal(script: str) -> str:
+    """What ``script`` writes to a terminal (a pty that reports no size, as under
+    `script`), raw: carriage returns and escape sequences included."""
+    parent, child = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-c", script],
                                stdin=child, stdout=child, stderr=child, env=_env())
     os.close(child)
     output = b""
@@ -84,14 +87,99 @@ def test_a_bar_on_a_terminal() -> None:
             break
         output += chunk
     os.close(parent)
-    assert process.wait(10) == 0
     text = output.decode(errors="replace")
+    assert process.wait(10) == 0, text
+    return text
+
+
+def _screen(text: str) -> list[str]:
+    """The lines a terminal shows after ``text``: a carriage return goes back to the
+    start of the line and what follows overwrites it, as on a real one."""
+    lines: list[list[str]] = [[]]
+    row = column = 0
+    position = 0
+    while position < len(text):
+        char = text[position]
+        escape = re.match(r"\x1b\[(\d*)([A-Za-z])", text[position:])
+        if escape:  # tqdm moves up (ESC [ A) to reach bars above the cursor
+            if escape.group(2) == "A":
+                row = max(0, row - int(escape.group(1) or 1))
+            position += len(escape.group(0))
+            continue
+        if char == "\r":
+            column = 0
+        elif char == "\n":
+            row += 1
+            while len(lines) <= row:
+                lines.append([])
+        else:
+            line = lines[row]
+            line.extend(" " * (column + 1 - len(line)))
+            line[column] = char
+            column += 1
+        position += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
+def test_a_bar_on_a_terminal() -> None:
+    text = _on_a_terminal(SCRIPT.format(quiet=False))
     frames = [frame for frame in text.replace("\n", "\r").split("\r") if "demo:" in frame]
     assert len(frames) >= 3, text  # redrawn as jobs end
     assert "gridmap: demo" not in text  # a bar, not lines
     last = frames[-1]
     assert "100%" in last and "6/6" in last and "running 0, queued 0, failed 1" in last, last
     assert any("running 2," in frame for frame in frames), frames
+
+
+AROUND = textwrap.dedent("""
+    import logging
+    import sys
+    import time
+    import warnings
+    from gridmap_core.runs import Run
+    from gridmap_core.watching.progress import Progress
+
+    {setup}
+    run = Run(4)
+    with Progress([run], "demo"):
+        run.started(0, "h")
+        time.sleep(0.3)  # the bar is redrawn
+        logging.getLogger("gridmap.example").warning("a log line")
+        warnings.warn("a python warning")
+        run.succeeded(range(4), [0, 1, 2, 3], "h")
+        time.sleep(0.3)
+    print("after the bar")
+""")
+
+
+@pytest.mark.parametrize("setup", [
+    "",  # no logging set up: logging's last resort writes warnings to stderr
+    "logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')",
+    "logging.basicConfig(stream=sys.stdout, format='%(levelname)s %(name)s: %(message)s')",
+], ids=["last-resort", "stderr-handler", "stdout-handler"])
+def test_log_lines_and_warnings_are_written_around_the_bar(setup: str) -> None:
+    screen = _screen(_on_a_terminal(AROUND.format(setup=setup)))
+    logged = "WARNING gridmap.example: a log line" if setup else "a log line"
+    assert logged in screen, screen  # a line of its own, not glued to the bar's
+    assert [line for line in screen if re.fullmatch(
+        r"<string>:\d+: UserWarning: a python warning", line)], screen
+    bars = [line for line in screen if "demo:" in line]
+    assert len(bars) == 1 and "4/4" in bars[0], screen  # one bar, drawn again below them
+    assert screen.index(bars[0]) > screen.index(logged)
+    assert screen[screen.index(bars[0]) + 1] == "after the bar", screen
+
+
+def test_logging_and_warnings_are_as_before_once_the_bar_closes() -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    show = warnings.showwarning
+    try:
+        with Progress([Run(1)], "m", stream=sys.stderr, terminal=True):
+            assert "emit" in vars(handler) and warnings.showwarning is not show
+        assert "emit" not in vars(handler) and warnings.showwarning is show
+    finally:
+        root.removeHandler(handler)
 
 
 def test_counts_follow_starts_ends_and_resubmissions() -> None:

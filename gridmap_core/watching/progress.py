@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import IO, Any, NamedTuple
 
 from ..runs import Run
+from .around import route_around_bars, stop_routing
 
 __all__ = ["Counts", "Progress", "counts_of"]
 logger = logging.getLogger("gridmap.progress")
@@ -82,6 +83,8 @@ class Progress:
                              file=self.stream, dynamic_ncols=width > 0,
                              ncols=None if width > 0 else 100,
                              nrows=None if height > 0 else 24, leave=True)
+            # Log records and warnings written meanwhile go on lines of their own.
+            route_around_bars(self.stream)
         else:
             self._line("started", counts_of(self.runs))
         self._thread.start()
@@ -99,10 +102,13 @@ class Progress:
         else:
             outcome = "stopped"
         if self._bar is not None:
-            self._draw(counts)
-            if exc_type is not None:
-                self._bar.set_description_str(f"{self.name} ({outcome})")
-            self._bar.close()
+            try:
+                self._draw(counts)
+                if exc_type is not None:
+                    self._bar.set_description_str(f"{self.name} ({outcome})")
+                self._bar.close()
+            finally:
+                stop_routing()
         else:
             self._line(outcome, counts)
 
