@@ -69,6 +69,20 @@ def _to_seconds(value: Any) -> int | float:
     return int(number) if number.is_integer() else number
 
 
+def _to_seconds_or_off(value: Any) -> int | float:
+    """A duration in seconds, or 0 for no limit."""
+    if _to_float(value) == 0:
+        return 0
+    try:
+        return _to_seconds(value)
+    except ValueError:
+        raise ValueError("a number of seconds above 0, or 0 for no limit") from None
+
+
+def _to_optional_int(value: Any) -> int | None:
+    return None if value is None or value == "" else _to_int(value)
+
+
 def _to_str(value: Any) -> str:
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ValueError("a string")
@@ -183,10 +197,19 @@ SETTINGS: dict[str, Setting] = {
             "CPU percent at or below which a sleeping job counts as idle",
         ),
         Setting(
+            "MAX_IDLE_TIME",
+            _to_seconds_or_off,
+            3600,
+            "seconds a job may stay idle (its processes together at or below "
+            "IDLE_THRESHOLD CPU) before it counts as dead; 0: never",
+            env="GRIDMAP_MAX_IDLE_TIME",
+        ),
+        Setting(
             "MAX_IDLE_HEARTBEATS",
-            _to_int,
-            3,
-            "idle heartbeats in a row before a job counts as dead",
+            _to_optional_int,
+            None,
+            "the original's idle limit, in heartbeats: when set (and MAX_IDLE_TIME is "
+            "not), the limit is this many HEARTBEAT_FREQUENCY seconds; 0: never",
         ),
         Setting("NUM_RESUBMITS", _to_int, 3, "times a dead job is resubmitted"),
         Setting("CHECK_FREQUENCY", _to_seconds, 15, "seconds between scheduler polls"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -85,6 +86,14 @@ def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str |
     return None
 
 
+def _idle_beats(settings: Any) -> int:
+    """The idle limit in heartbeats: MAX_IDLE_HEARTBEATS where set, else MAX_IDLE_TIME."""
+    if settings["MAX_IDLE_HEARTBEATS"] is not None:
+        return int(settings["MAX_IDLE_HEARTBEATS"])
+    seconds = float(settings["MAX_IDLE_TIME"])
+    return max(1, math.ceil(seconds / float(settings["HEARTBEAT_FREQUENCY"]))) if seconds else 0
+
+
 def _zmq_options(settings: Any) -> dict[str, Any]:
     options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
     if settings["MONITOR_PORTS"]:
@@ -113,7 +122,7 @@ class MonitoredSession:
         self.limits = Limits(
             max_silence=float(settings["MAX_TIME_BETWEEN_HEARTBEATS"]),
             idle_threshold=float(settings["IDLE_THRESHOLD"]),
-            max_idle_beats=int(settings["MAX_IDLE_HEARTBEATS"]),
+            max_idle_beats=_idle_beats(settings),
         )
         self.directory = self._make_directory(work_dir)
         self.log_dir = str(self.directory / "logs")
