@@ -6,6 +6,7 @@ import json
 import socket
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -211,3 +212,54 @@ def test_a_long_track_is_charted_thinned_over_its_whole_span() -> None:
     assert polyline is not None
     assert len(polyline.get("points", "").split()) == 500
     assert "19990 s" in [t.text for t in root.iter(f"{SVG}text")]
+
+
+def _raw_get(server: Any, target: bytes) -> tuple[int, bytes]:
+    """Send ``GET target`` as raw bytes (what a browser would refuse to send); the
+    status and body, or (0, b"") when the server answered nothing."""
+    with socket.create_connection((server.host, server.port), timeout=10) as connection:
+        connection.sendall(b"GET " + target + b" HTTP/1.0\r\nHost: x\r\n\r\n")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    if not answer:
+        return 0, b""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_malformed_or_huge_numbers_are_refused_and_the_server_goes_on() -> None:
+    from gridmap_core.watching.server import StatusServer
+
+    board = Board("m")
+    job = Job(abs, [1], name="one")
+    job.state = JobState.SUBMITTED
+    board.gridmap_job_submitted(job)
+    server = StatusServer(board, "127.0.0.1:0")
+    token = server.token.encode()
+    huge = b"9" * 5000
+    try:
+        for target in (b"/api/job/" + huge, b"/api/job/" + huge + b"/cpu.svg",
+                       b"/job/" + huge, b"/api/jobs?since=" + huge,
+                       b"/api/job/\xb2", b"/api/job/%C2%B2", b"/api/job/-1", b"/api/job/1.0",
+                       b"/api/job/", b"/job/x", b"/api/jobs?since=-1", b"/api/jobs?since=abc",
+                       b"/api/jobs?since=1e3", b"/api/jobs?since=%C2%B2",
+                       b"/api/jobs?since=\xb2", b"/api/jobs?since=+1"):
+            separator = b"&" if b"?" in target else b"?"
+            status, body = _raw_get(server, target + separator + b"token=" + token)
+            assert status == 400, (target[:40], status, body)
+            assert body.startswith(b"400 bad request") and len(body) < 300, body
+        # Whatever else the address or query holds, an answer comes.
+        for target in (b"//[x?token=" + token, b"/api/jobs?token=" + token + b"&%zz=%ff;;&&==",
+                       b"/api/jobs?since=1&since=" + huge + b"&token=" + token,
+                       b"/api/jobs?" + b"a=1&" * 5000 + b"token=" + token):
+            status, body = _raw_get(server, target)
+            assert status in (200, 400, 404), (target[:40], status, body)
+        # Without the token, nothing about the request is read: still 403.
+        assert _raw_get(server, b"/api/job/" + huge)[0] == 403
+        status, body = _raw_get(server, b"/api/jobs?since=0&token=" + token)
+        assert status == 200 and json.loads(body)["jobs"][0]["name"] == "one"
+        assert _raw_get(server, b"/api/job/7?token=" + token)[0] == 404  # a number, no job
+        assert _raw_get(server, b"/api/job/0?token=" + token)[0] == 200
+    finally:
+        server.close()

@@ -34,8 +34,11 @@ logger = logging.getLogger(__name__)
 STATIC = {"status.js": "text/javascript", "job.js": "text/javascript",
           "status.css": "text/css"}
 PAGES = {"/": "index.html"}
-JOB_PAGE = re.compile(r"^/job/(\d+)$")
-JOB_API = re.compile(r"^/api/job/(\d+)(?:/(cpu|memory)\.svg)?$")
+JOB_PAGE = re.compile(r"^/job/([^/]*)$")
+JOB_API = re.compile(r"^/api/job/([^/]*)(?:/(cpu|memory)\.svg)?$")
+# A job's index or a version: ASCII digits only (``\d`` and ``int`` also take other
+# scripts' digits), and few enough that ``int`` never meets its 4300-digit limit.
+NUMBER = re.compile(r"[0-9]{1,18}")
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -117,6 +120,17 @@ class StatusServer:
         os.close(self._wake_w)
 
 
+class BadRequest(ValueError):
+    """A request the page cannot answer as asked: 400, with this message."""
+
+
+def _number(text: str, what: str) -> int:
+    if not NUMBER.fullmatch(text):
+        shown = text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
+        raise BadRequest(f"{what} must be a whole number of at most 18 digits, not {shown!r}")
+    return int(text)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "gridmap-status"
@@ -126,6 +140,17 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("status page: " + format, *args)
 
     def do_GET(self) -> None:
+        # Whatever the request holds, it gets an answer and the server goes on.
+        try:
+            self._get()
+        except BadRequest as error:
+            self._send(HTTPStatus.BAD_REQUEST, f"400 bad request: {error}\n".encode(),
+                       "text/plain")
+        except ValueError:  # an address the standard library cannot split, say
+            self._send(HTTPStatus.BAD_REQUEST, b"400 bad request: malformed address\n",
+                       "text/plain")
+
+    def _get(self) -> None:
         url = urlsplit(self.path)
         name = url.path.removeprefix("/static/")
         if name != url.path and name in STATIC:  # the same for every map: no token
@@ -141,14 +166,14 @@ class _Handler(BaseHTTPRequestHandler):
         board = self.server.board
         if url.path in PAGES:
             self._send(HTTPStatus.OK, _asset(PAGES[url.path]), "text/html")
-        elif JOB_PAGE.match(url.path):
+        elif match := JOB_PAGE.match(url.path):
+            _number(match.group(1), "a job's index")
             self._send(HTTPStatus.OK, _asset("job.html"), "text/html")
         elif url.path == "/api/jobs":
             since = (query.get("since") or ["0"])[0]
-            snapshot = board.snapshot(int(since) if since.isdigit() else 0)
-            self._json(snapshot)
+            self._json(board.snapshot(_number(since, "since=")))
         elif match := JOB_API.match(url.path):
-            self._job(board, int(match.group(1)), match.group(2))
+            self._job(board, _number(match.group(1), "a job's index"), match.group(2))
         else:
             self._send(HTTPStatus.NOT_FOUND, b"404 not found\n", "text/plain")
 
