@@ -181,6 +181,9 @@ class BenchSink:
     def resubmitted(self, index: int, cause_of_death: str) -> None:
         self.resubmits.append((index, cause_of_death))
 
+    def job_name(self, index: int) -> str | None:
+        return None
+
 
 class Recorder(logging.Handler):
     """Keeps the monitor's log records, so 100 death warnings do not flood stderr."""

@@ -107,6 +107,11 @@ class Sink(Protocol):
         """The job at ``index`` died of ``cause_of_death`` and was submitted again."""
         ...
 
+    def job_name(self, index: int) -> str | None:
+        """The name of the job at ``index``, for log lines; None when the sink does not
+        know it (the job is then named after the batch's spec and its index)."""
+        ...
+
 
 @dataclass(eq=False)
 class Batch:

@@ -444,6 +444,12 @@ class MonitoredSession:
             self._tasks.pop(task.id, None)
             self._ended.add(task.id)
 
+    @staticmethod
+    def _name(task: _Task) -> str:
+        """The job's own name: a batch's spec carries only one job's name (the first
+        of those that share it), so the sink is asked first."""
+        return task.batch.sink.job_name(task.index) or f"{task.batch.spec.name}{task.index}"
+
     def _died(self, task: _Task, verdict: Verdict, *, cancel: bool = True) -> None:
         """Resubmit a dead job, or report it failed when it may not be."""
         if task.state == _ENDED:
@@ -454,7 +460,7 @@ class MonitoredSession:
             except Exception as error:
                 logger.warning("could not cancel job %s: %s", task.job_id, error)
         self.guard.forget(task.id, task.attempt)
-        name = f"{task.batch.spec.name}{task.index} (job {task.job_id or '?'})"
+        name = f"{self._name(task)} (job {task.job_id or '?'})"
         if verdict.resubmit and task.resubmits < self.max_resubmits and not self._closed:
             task.resubmits += 1
             task.attempt += 1

@@ -186,6 +186,13 @@ class Run:
         if self.events is not None:
             self.events.resubmitted(job)
 
+    def job_name(self, index: int) -> str | None:
+        """The job's own name, where this run has its Job object."""
+        if self.jobs is not None:
+            return self.jobs[index].name
+        made = self.made.get(index)
+        return made.name if made is not None else None
+
     def cancel(self) -> None:
         """Stop waiting: jobs not yet started will not run."""
         with self.condition:
@@ -280,6 +287,9 @@ class FutureSink:
         self.job.cause_of_death = cause_of_death
         if self.events is not None:
             self.events.resubmitted(self.job)
+
+    def job_name(self, index: int) -> str | None:
+        return self.job.name
 
     def failed(self, index: int, failure: Failure) -> None:
         job = self.job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -18,7 +19,7 @@ from gridmap_core.backend import Batch, JobSpec, SessionOptions
 from gridmap_core.config import load_settings
 from gridmap_core.monitor import MonitoredSession
 from gridmap_core.runs import Run
-from gridmap_core.scheduler import JobStatus
+from gridmap_core.scheduler import JobStatus, Launch, Status
 from tests import monitored
 from tests.monitored import runner_executor
 
@@ -240,3 +241,54 @@ def test_a_100_mb_argument_reaches_the_job_whole() -> None:
     with runner_executor() as executor:
         (result,) = list(executor.map(monitored.digest, [data]))
     assert result == (len(data), hashlib.sha256(data).hexdigest())
+
+
+class VanishingScheduler:
+    """A scheduler whose jobs all end at once without running: every poll reports
+    them killed, so each is found dead and resubmitted until it may not be."""
+
+    def __init__(self) -> None:
+        self.launched = 0
+        self.lock = threading.Lock()
+
+    def launch(self, launch: Launch) -> list[str]:
+        with self.lock:
+            first = self.launched
+            self.launched += len(launch.tasks)
+        return [f"47.{first + n + 1}" for n in range(len(launch.tasks))]
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        return {job_id: JobStatus(Status.ENDED, "killed by SIGKILL") for job_id in ids}
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_death_and_resubmit_warnings_name_each_job_by_its_own_name(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    names = [f"watch{x}" for x in range(12)]
+    jobs = [Job(monitored.sleep_for, [0], name=name) for name in names]
+    settings = load_settings({**monitored.FAST, "NUM_RESUBMITS": 1, "CHECK_FREQUENCY": 0.1})
+    session = MonitoredSession(VanishingScheduler(), SessionOptions(settings=settings),
+                               work_dir=str(tmp_path))
+    run = Run(len(jobs), jobs)
+    caplog.set_level(logging.WARNING, logger="gridmap_core.monitor")
+    try:
+        # One batch under the first job's spec, as run_jobs sends jobs that share one.
+        session.submit(Batch(JobSpec(monitored.sleep_for, name=names[0]),
+                             [(0,)] * len(jobs), None, run))
+        assert run.wait(timeout=60)
+    finally:
+        session.close()
+    messages = [record.getMessage() for record in caplog.records]
+    for name in names:
+        resubmitted = [m for m in messages if m.startswith(f"{name} (job ")
+                       and "resubmitting" in m]
+        died = [m for m in messages if m.startswith(f"{name} (job ")
+                and m.endswith("died: killed by SIGKILL")]
+        assert len(resubmitted) == 1 and len(died) == 1, (name, messages)
+    assert not any(m.startswith(("watch09 ", "watch010 ", "watch011 ")) for m in messages)
+    assert all(job.cause_of_death == "killed by SIGKILL" for job in jobs)
