@@ -41,9 +41,12 @@ def judge_heartbeat(beat: Heartbeat, idle_beats: int, limits: Limits
     """Judge one heartbeat. Returns the new count of idle beats in a row, and a
     verdict if the job must be counted dead."""
     if limits.memory_limit is not None and beat.memory > limits.memory_limit:
+        # Not resubmitted, as Grid Engine and Slurm do not resubmit a job they kill for
+        # its memory: it would only grow past the same limit again.
         return 0, Verdict(
             f"out of memory: its processes used {_mb(beat.memory)}, over its limit "
-            f"h_vmem={_mb(limits.memory_limit)}"
+            f"h_vmem={_mb(limits.memory_limit)}",
+            resubmit=False,
         )
     # Idle means sleeping, not merely slow: a job blocked on disk is in state
     # "disk-sleep" and keeps its place.
