@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,21 +40,6 @@ def probe(spec: BackendSpec) -> tuple[Any, Availability]:
         return backend, Availability(False, f"availability check failed: {error}")
 
 
-def _fallback(manager: PluginManager, asked: str, why: str) -> ChosenBackend:
-    local = manager.backends().get("local")
-    if local is None:
-        raise BackendUnavailableError(f"{why}; and no local backend is installed to fall back on")
-    backend, availability = probe(local)
-    if not availability.usable:
-        raise BackendUnavailableError(f"{why}; local backend unusable too: {availability.reason}")
-    warnings.warn(
-        f"{why}; running jobs locally instead (pass require_cluster=True to make this an error).",
-        RuntimeWarning,
-        stacklevel=4,
-    )
-    return ChosenBackend(local, backend, f"fallback from {asked}")
-
-
 def choose_backend(
     settings: Settings,
     manager: PluginManager,
@@ -67,8 +51,10 @@ def choose_backend(
 
     ``local=True`` means the local backend. Otherwise the ``BACKEND`` setting
     (argument, ``GRIDMAP_BACKEND``, config file), else the usable backend with the
-    highest priority. A cluster backend that cannot run here falls back to local with
-    a warning, unless ``require_cluster``.
+    highest priority. A backend that was named but cannot run here is an error, raised
+    before anything is submitted: jobs meant for a cluster never run on this machine
+    unasked. Only a map that names no backend, and does not require a cluster, may
+    end up on the local backend, as the original's did.
     """
     if local:
         if require_cluster:
@@ -91,10 +77,12 @@ def choose_backend(
         backend, availability = probe(spec)
         if availability.usable:
             return ChosenBackend(spec, backend, where)
-        why = f"backend {name!r} (from {where}) is not usable here: {availability.reason}"
-        if require_cluster or not spec.is_cluster:
-            raise BackendUnavailableError(why)
-        return _fallback(manager, name, why)
+        raise BackendUnavailableError(
+            f"backend {name!r} (from {where}) is not usable here: {availability.reason}. "
+            "Fix that, or name another backend (`gridmap backends` lists them and says "
+            "why each is usable or not), or name none to let gridmap choose the best "
+            "usable one"
+        )
 
     reasons = []
     candidates = sorted(manager.backends().values(), key=lambda s: -s.priority)

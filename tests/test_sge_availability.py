@@ -1,5 +1,5 @@
 """Without a usable Grid Engine client environment, the sge backend says what to do,
-and a map falls back to local with a warning (or raises with require_cluster=True)."""
+and a map that names it raises (it never runs the jobs locally instead)."""
 
 from __future__ import annotations
 
@@ -35,9 +35,9 @@ def test_a_library_path_that_does_not_exist_is_named(monkeypatch: pytest.MonkeyP
     assert f"{tmp_path / 'libdrmaa.so'} does not exist" in availability.reason
 
 
-def test_a_map_falls_back_to_local_with_a_warning() -> None:
-    with pytest.warns(RuntimeWarning, match="backend 'sge'.*SGE_ROOT is not set.*locally"):
-        assert grid_map(abs, [-1, -2], backend="sge") == [1, 2]
+def test_a_map_that_names_sge_raises_instead_of_running_locally() -> None:
+    with pytest.raises(BackendUnavailableError, match=r"backend 'sge'.*SGE_ROOT is not set"):
+        grid_map(abs, [-1, -2], backend="sge")
 
 
 def test_require_cluster_raises_instead() -> None:
