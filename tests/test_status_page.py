@@ -74,7 +74,9 @@ def test_a_job_page_its_charts_and_the_static_files(tmp_path: Path) -> None:
             assert status == 200
             root = ElementTree.fromstring(svg)
             assert root.get("aria-label") == label
-            assert root.find(f"{SVG}polyline") is not None
+            # A line, or a dot while the job has sent a single heartbeat.
+            assert (root.find(f"{SVG}polyline") is not None
+                    or root.find(f"{SVG}circle") is not None)
         # Scripts and styles are the same for every map and hold nothing of it.
         for name in ("status.js", "job.js", "status.css"):
             status, body = held.get(f"/static/{name}", token="")
@@ -263,3 +265,33 @@ def test_malformed_or_huge_numbers_are_refused_and_the_server_goes_on() -> None:
         assert _raw_get(server, b"/api/job/0?token=" + token)[0] == 200
     finally:
         server.close()
+
+
+def test_a_resubmitted_job_shows_no_cause_of_death_its_page_keeps_it(tmp_path: Path) -> None:
+    with HeldMap(tmp_path, count=1, processes=1, die=0) as held:
+        rows = held.wait(lambda r: r and r[0]["resubmits"] == 1 and r[0]["state"] == "running"
+                         and r[0]["memory"] is not None)
+        assert rows[0]["cause"] == ""  # alive again: it has no cause of death
+        detail = json.loads(held.get("/api/job/0")[1])
+        assert detail["cause"] == "" and len(detail["history"]) == 1
+        assert "signal 9" in detail["history"][0] or "killed" in detail["history"][0], detail
+        held.release(0)
+        rows = held.wait(lambda r: r[0]["state"] == "done")
+        assert rows[0]["cause"] == "" and rows[0]["resubmits"] == 1
+    assert held.results == [0]
+
+
+def test_only_a_dead_job_has_a_cause_of_death() -> None:
+    board = Board("m")
+    job = Job(abs, [1], name="j")
+    job.state = JobState.SUBMITTED
+    board.gridmap_job_submitted(job)
+    job.num_resubmits, job.cause_of_death = 1, "killed by signal 9"
+    board.gridmap_job_resubmitted(job)  # as a Run reports it: queued again
+    assert board.snapshot()["jobs"][0]["cause"] == ""
+    job.state = JobState.DEAD
+    job.cause_of_death = "out of memory"
+    board.gridmap_job_died(job)
+    detail = board.detail(0)
+    assert detail is not None
+    assert detail["cause"] == "out of memory" and detail["history"] == ["killed by signal 9"]

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["PLOT_SIZE", "PlotError", "usage_plots"]
 
@@ -64,16 +65,19 @@ def _draw(track_cpu: Sequence[float], track_mem: Sequence[float], interval: floa
         raise PlotError("matplotlib is not installed: pip install 'gridmap[plots]', or set "
                         "CREATE_PLOTS=False") from None
     images = []
-    for filename, values, label in (("cpu.png", track_cpu, "CPU (%)"),
-                                    ("memory.png", track_mem, "memory (MB)")):
+    for filename, values, label, unit in (("cpu.png", track_cpu, "CPU (%)", "%"),
+                                          ("memory.png", track_mem, "memory (MB)", "MB")):
         figure = Figure(figsize=(PLOT_SIZE[0] / _DPI, PLOT_SIZE[1] / _DPI), dpi=_DPI)
         FigureCanvasAgg(figure)
         axes = figure.add_subplot()
-        axes.plot([i * interval for i in range(len(values))], list(values), marker=".")
-        axes.set_xlabel("seconds since the first heartbeat")
+        if len(values) == 1:
+            _one_point(axes, float(values[0]), interval, unit)
+        else:
+            axes.plot([i * interval for i in range(len(values))], list(values), marker=".")
+            axes.set_xlabel("seconds since the first heartbeat")
+            axes.set_ylim(bottom=0)
         axes.set_ylabel(label)
         axes.set_title(f"{title}: {label}")
-        axes.set_ylim(bottom=0)
         axes.grid(True, alpha=0.3)
         buffer = io.BytesIO()
         try:
@@ -82,6 +86,19 @@ def _draw(track_cpu: Sequence[float], track_mem: Sequence[float], interval: floa
             raise PlotError(f"could not draw {filename}: {error}") from error
         images.append((filename, buffer.getvalue()))
     return images
+
+
+def _one_point(axes: Any, value: float, interval: float, unit: str) -> None:
+    """A job with one heartbeat: a dot, large enough to see, with its value beside it,
+    in the middle of the plot rather than on its edge."""
+    axes.plot([0.0], [value], marker="o", markersize=10, linestyle="none")
+    shown = f"{value:.1f}" if abs(value) >= 1 else f"{value:.2g}"
+    axes.annotate(f"{shown} {unit}", (0.0, value), xytext=(10, 8), textcoords="offset points",
+                  fontsize=12)
+    axes.set_xlim(-(interval or 1.0), interval or 1.0)
+    axes.set_xticks([0.0])
+    axes.set_xlabel("its only heartbeat")
+    axes.set_ylim(0, value * 1.5 if value > 0 else 1.0)
 
 
 def _main() -> None:

@@ -55,8 +55,14 @@ def line_chart(values: Sequence[float], title: str, unit: str, *,
         span = f"{count} heartbeat{'s' if count != 1 else ''}"
     parts.append(f'<text x="{WIDTH - RIGHT}" y="{HEIGHT - 8}" text-anchor="end" '
                  f'font-family="sans-serif" font-size="11">{span}</text>')
-    if count:
-        step = plot_w / max(count - 1, 1)
+    if count == 1:
+        # A line needs two points: one heartbeat is a dot, with its value beside it.
+        x, y = LEFT + plot_w / 2, TOP + plot_h * (1 - values[0] / top)
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="#1f77b4"/>')
+        parts.append(f'<text x="{x + 8:.1f}" y="{y - 6:.1f}" font-family="sans-serif" '
+                     f'font-size="11" fill="#1f77b4">{_value(values[0])} {escape(unit)}</text>')
+    elif count:
+        step = plot_w / (count - 1)
         points = " ".join(f"{LEFT + i * step:.1f},{TOP + plot_h * (1 - v / top):.1f}"
                           for i, v in enumerate(values))
         parts.append(f'<polyline fill="none" stroke="#1f77b4" stroke-width="2" '
@@ -70,4 +76,11 @@ def line_chart(values: Sequence[float], title: str, unit: str, *,
 
 
 def _label(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 or value == int(value) else f"{value:.1f}"
+    """Every digit the value has, up to 6 significant ones and none trailing: an axis
+    at 0.5 % is labelled 0.25 % halfway, not 0.2 %, and one at 25 MB 12.5 MB."""
+    return f"{float(f'{value:.6g}'):.15f}".rstrip("0").rstrip(".") or "0"
+
+
+def _value(value: float) -> str:
+    """A measured value as read: one decimal, or two significant digits below 1."""
+    return _label(round(value, 1) if abs(value) >= 1 else float(f"{value:.2g}"))

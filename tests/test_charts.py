@@ -1,0 +1,62 @@
+"""Charts of a job's CPU and memory: the status page's SVG and the error mail's PNG
+show a job with a single heartbeat, and label their axes with every digit needed."""
+
+from __future__ import annotations
+
+import io
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+
+from gridmap_core.watching.charts import line_chart
+
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+def _texts(svg: str) -> list[str]:
+    return [text.text or "" for text in ElementTree.fromstring(svg).iter(f"{SVG}text")]
+
+
+def test_one_heartbeat_is_a_dot_with_its_value() -> None:
+    root = ElementTree.fromstring(line_chart([37.52], "CPU of one", "%"))
+    dots = list(root.iter(f"{SVG}circle"))
+    assert len(dots) == 1 and float(dots[0].get("r", "0")) >= 3
+    assert root.find(f"{SVG}polyline") is None
+    texts = [text.text for text in root.iter(f"{SVG}text")]
+    assert "37.5 %" in texts and "1 heartbeat" in texts
+    # Drawn inside the plot: between the axis at 0 % and its top, 50 %.
+    labels = {text.text: float(text.get("y", "0")) for text in root.iter(f"{SVG}text")}
+    assert labels["50 %"] - 4 < float(dots[0].get("cy", "0")) < labels["0 %"] - 4
+
+
+def test_two_heartbeats_are_a_line() -> None:
+    root = ElementTree.fromstring(line_chart([1.0, 2.0], "Memory", "MB", seconds=10))
+    polyline = root.find(f"{SVG}polyline")
+    assert polyline is not None and len(polyline.get("points", "").split()) == 2
+    assert root.find(f"{SVG}circle") is None
+
+
+@pytest.mark.parametrize(("peak", "labels"), [
+    (0.25, ["0 %", "0.25 %", "0.5 %"]),
+    (0.04, ["0 %", "0.025 %", "0.05 %"]),
+    (3.0, ["0 %", "2.5 %", "5 %"]),
+    (130.0, ["0 %", "100 %", "200 %"]),
+    (2e-5, ["0 %", "0.00001 %", "0.00002 %"]),
+])
+def test_axis_labels_keep_the_digits_they_need(peak: float, labels: list[str]) -> None:
+    texts = _texts(line_chart([peak / 2, peak], "CPU", "%", seconds=1))
+    assert [text for text in texts if text.endswith(" %")] == labels
+
+
+def test_a_mail_plot_of_one_heartbeat_shows_it() -> None:
+    import matplotlib.image
+    import numpy
+
+    from gridmap_core.notifiers.plots import usage_plots
+
+    images = dict(usage_plots([37.5], [0.25], 10.0, "job one"))
+    line_colour = numpy.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour
+    for name in ("cpu.png", "memory.png"):
+        pixels = matplotlib.image.imread(io.BytesIO(images[name]))[:, :, :3]
+        drawn = numpy.all(numpy.abs(pixels - line_colour) < 0.08, axis=2).sum()
+        assert drawn >= 80, (name, drawn)  # a dot that can be seen, not a speck
