@@ -89,3 +89,34 @@ def test_without_the_right_token_the_browser_gets_no_page(browser: WebDriver,
             assert "held" not in body
         browser.get(held.url)  # and with it, the page
         wait_until(browser, lambda d: _state(d, 0) == "running", 10, "no row with the token")
+
+
+def _shown(driver: WebDriver, element_id: str) -> bool:
+    from selenium.webdriver.common.by import By
+
+    return driver.find_element(By.ID, element_id).is_displayed()
+
+
+def test_a_job_page_shows_only_what_the_job_has(browser: WebDriver, tmp_path: Path) -> None:
+    """A job that returned shows no Traceback box and no error; a resubmitted job shows
+    no cause of death while it lives again, and lists the death of its first attempt."""
+    from selenium.webdriver.common.by import By
+
+    with HeldMap(tmp_path, count=2, processes=2, fail=1, die=0) as held:
+        browser.get(f"{held.base}/job/0?token={held.token}")
+        wait_for_text(browser, "#resubmits", "1", 20)
+        wait_for_text(browser, "#state", "running", 10)
+        history = browser.find_element(By.ID, "history").text
+        assert history.startswith("attempt 1 died: killed"), history
+        assert not _shown(browser, "cause") and not _shown(browser, "error")
+        held.release(0)
+        wait_for_text(browser, "#state", "done", 10)
+        assert not _shown(browser, "traceback-box") and not _shown(browser, "error")
+        assert _shown(browser, "history")
+
+        browser.get(f"{held.base}/job/1?token={held.token}")
+        held.release(1)
+        wait_for_text(browser, "#state", "failed", 10)
+        wait_until(browser, lambda d: _shown(d, "traceback-box"), 10, "no traceback box")
+        assert "raise ValueError" in browser.find_element(By.ID, "traceback").text
+        assert _shown(browser, "error") and not _shown(browser, "history")

@@ -1,14 +1,17 @@
 """A map whose jobs the test lets go one by one, watched through its status page.
 
 Each job prints a line, then waits until the test creates its release file; job
-``fail`` then raises. The map runs in a thread of the test process on the local
-backend in runner mode (or on a cluster), so its jobs send real heartbeats (every 0.3 s
-here).
+``fail`` then raises. Job ``die``, on its first attempt, kills its own process before
+it prints anything (the monitor then resubmits it). The map runs in a thread of the
+test process on the local backend in runner mode (or on a cluster), so its jobs send
+real heartbeats (every 0.3 s here).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.error
@@ -22,7 +25,10 @@ from gridmap_core import GridMapExecutor, Job
 SETTINGS = {"HEARTBEAT_FREQUENCY": 0.3, "MAX_IDLE_HEARTBEATS": 0, "CHECK_FREQUENCY": 1}
 
 
-def held(index: int, folder: str, fail: int) -> int:
+def held(index: int, folder: str, fail: int, die: int = -1) -> int:
+    if index == die and not (Path(folder) / f"died{index}").exists():
+        (Path(folder) / f"died{index}").touch()
+        os.kill(os.getpid(), signal.SIGKILL)
     print(f"job {index} is waiting", flush=True)
     release = Path(folder) / f"release{index}"
     while not release.exists():
@@ -36,24 +42,27 @@ class HeldMap:
     """``count`` held jobs on ``processes`` workers, with a status page."""
 
     def __init__(self, folder: Path, count: int = 3, processes: int = 2, fail: int = -1,
-                 backend: str = "local", **settings: Any) -> None:
+                 backend: str = "local", die: int = -1, **settings: Any) -> None:
         self.folder = folder
         self.count = count
         self.fail = fail
+        self.die = die
         local = backend == "local"
+        cluster: dict[str, Any] = {} if local else {"mem_free": "100M"}
         self.executor = GridMapExecutor(backend, max_processes=processes, status_page=True,
                                         settings={**SETTINGS, **settings},
                                         backend_options={"mode": "runner"} if local else None,
                                         temp_dir=None if local else str(folder),
                                         require_cluster=not local, name="held",
-                                        **({} if local else {"mem_free": "100M"}))
+                                        **cluster)
         self.results: list[Any] | None = None
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="held-map", daemon=True)
 
     def _run(self) -> None:
         # As grid_map runs a map whose jobs someone watches: one batch of Job objects.
-        jobs = [Job(held, [index, str(self.folder), self.fail], **self.executor.job_options)
+        jobs = [Job(held, [index, str(self.folder), self.fail, self.die],
+                    **self.executor.job_options)
                 for index in range(self.count)]
         try:
             self.executor.run_jobs(jobs, name="held", on_failure="return")

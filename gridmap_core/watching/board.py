@@ -38,20 +38,26 @@ class Board:
         self._jobs: list[Job] = []
         self._rows: dict[int, int] = {}  # id(job) -> its row
         self._stamps: list[int] = []
+        # Per row, the causes of death of its earlier attempts: a resubmitted job's
+        # row no longer shows a cause, its page lists them.
+        self._history: list[list[str]] = []
         self.version = 0
 
     # -- events (the monitor's thread) --------------------------------------------------
 
-    def _touch(self, job: Job) -> None:
+    def _touch(self, job: Job) -> int:
+        """Stamp ``job``'s row (made if new) with a new version; its row."""
         with self._lock:
             self.version += 1
             row = self._rows.get(id(job))
             if row is None:
-                self._rows[id(job)] = len(self._jobs)
+                row = self._rows[id(job)] = len(self._jobs)
                 self._jobs.append(job)
                 self._stamps.append(self.version)
+                self._history.append([])
             else:
                 self._stamps[row] = self.version
+            return row
 
     def gridmap_job_submitted(self, job: Job) -> None:
         self.backend = job.backend or self.backend
@@ -73,7 +79,9 @@ class Board:
         self._touch(job)
 
     def gridmap_job_resubmitted(self, job: Job) -> None:
-        self._touch(job)
+        row = self._touch(job)
+        with self._lock:
+            self._history[row].append(job.cause_of_death or "no cause given")
 
     def gridmap_map_finished(self, jobs: Sequence[Job], summary: dict[str, Any]) -> None:
         for job in jobs:  # a cancelled job has no event of its own
@@ -114,7 +122,9 @@ class Board:
         if job is None:
             return None
         beat = job.heart_beat or {}
-        return {**row_of(index, job), "version": self.version,
+        with self._lock:
+            history = list(self._history[index])
+        return {**row_of(index, job), "version": self.version, "history": history,
                 "track_cpu": thin(list(job.track_cpu)),
                 "track_mem": thin(list(job.track_mem)),
                 "log_tail": str(beat.get("log_tail") or "")[-LOG_TAIL:],
@@ -129,7 +139,13 @@ def row_of(index: int, job: Job) -> dict[str, Any]:
             "host": job.host_name or "", "id": str(job.id) if job.id not in (None, -1) else "",
             "cpu": job.track_cpu[-1] if live and job.track_cpu else None,
             "memory": round(job.track_mem[-1], 1) if live and job.track_mem else None,
-            "resubmits": job.num_resubmits, "cause": job.cause_of_death or ""}
+            "resubmits": job.num_resubmits, "cause": cause_of(job)}
+
+
+def cause_of(job: Job) -> str:
+    """Why the job died, while it is dead: a resubmitted job is alive again (the
+    cause of its earlier death stays in its history)."""
+    return (job.cause_of_death or "") if job.state is JobState.DEAD else ""
 
 
 def thin(values: list[float], points: int = TRACK_POINTS) -> list[float]:

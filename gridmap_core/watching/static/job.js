@@ -16,6 +16,15 @@ function set(id, value) {
     value === null || value === undefined ? "" : number ? value.toFixed(1) : String(value);
 }
 
+// A field with nothing to say is not shown: a job that lives has no cause of death, and
+// one that returned has no error.
+function optional(id, value) {
+  set(id, value);
+  const empty = !value;
+  document.getElementById(id).hidden = empty;
+  document.querySelector('dt[data-for="' + id + '"]').hidden = empty;
+}
+
 function connection(message, live) {
   const node = document.getElementById("connection");
   node.textContent = message;
@@ -34,11 +43,16 @@ async function poll() {
       document.getElementById("name").textContent = job.name;
       document.title = "gridmap: " + job.name;
       document.body.dataset.state = job.state;
-      for (const field of ["state", "host", "id", "cpu", "memory", "resubmits", "cause", "error"]) {
+      for (const field of ["state", "host", "id", "cpu", "memory", "resubmits"]) {
         set(field, job[field]);
       }
+      optional("cause", job.cause);
+      optional("error", job.error);
+      optional("history", (job.history || []).map(
+        (cause, n) => "attempt " + (n + 1) + " died: " + cause).join("\n"));
       set("log", job.log_tail);
       set("traceback", job.traceback);
+      document.getElementById("traceback-box").hidden = !job.traceback;
       if (job.version !== shown) {
         shown = job.version;
         for (const chart of ["cpu", "memory"]) {
