@@ -201,17 +201,38 @@ class HeartbeatThread(threading.Thread):
         self.host_name = socket.gethostname()
         self.log_file = _log_file()
         self.sampler = UsageSampler()
+        self.told = ""  # the log tail of the last heartbeat the monitor answered
 
-    def beat(self) -> Heartbeat:
+    def beat(self, log_tail: str | None = None) -> Heartbeat:
         usage = self.sampler.sample()
+        if log_tail is None:
+            log_tail = tail(self.log_file, 2048) if self.log_file else ""
         return Heartbeat(
             cpu=round(usage.cpu_percent, 2),
             memory=usage.rss_bytes,
             host_name=self.host_name,
             status=usage.status,
             processes=usage.processes,
-            log_tail=tail(self.log_file, 2048) if self.log_file else "",
+            log_tail=log_tail,
         )
+
+    def last_lines(self, timeout: float) -> None:
+        """Once the job has returned and the beats have stopped: one more heartbeat if
+        its log grew since the last one, so that what the job printed last reaches the
+        monitor (its status page, an error mail) before its result does. A job that
+        printed nothing new costs no message. Best effort: the result matters more."""
+        log_tail = tail(self.log_file, 2048) if self.log_file else ""
+        if log_tail == self.told:
+            return
+        try:
+            reply = self.link.exchange(Kind.HEARTBEAT, encode_heartbeat(self.beat(log_tail)),
+                                       timeout)
+        except (TransportError, ProtocolError, OSError) as error:
+            logger.warning("the job's last log lines were not sent: %s", error)
+            return
+        if reply.header.kind is Kind.STOP:
+            reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
+            _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
 
     def stop(self) -> None:
         """End the beats, waiting for one in flight."""
@@ -221,7 +242,8 @@ class HeartbeatThread(threading.Thread):
     def run(self) -> None:
         last_answer = time.monotonic()
         while not self.finished.wait(self.interval):
-            payload = encode_heartbeat(self.beat())
+            beat = self.beat()
+            payload = encode_heartbeat(beat)
             try:
                 reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
             except TransportTimeout:
@@ -234,6 +256,7 @@ class HeartbeatThread(threading.Thread):
                 logger.warning("heartbeat not sent: %s", error)
                 continue
             last_answer = time.monotonic()
+            self.told = beat.log_tail
             if reply.header.kind is Kind.STOP and not self.finished.is_set():
                 reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
                 _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
@@ -375,6 +398,10 @@ def _run_task(link: Link, pending: list[memoryview], host: str,
     # Heartbeats end before the result goes: once the monitor has it, a heartbeat
     # still under this task's id would be answered STOP ("this job has ended").
     heartbeats.stop()
+    for stream in (sys.stdout, sys.stderr):  # what the job printed, into its log now
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    heartbeats.last_lines(request_timeout)
     return link.call(Kind.RESULT, payload, give_up=args.give_up, timeout=request_timeout)
 
 

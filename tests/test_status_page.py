@@ -295,3 +295,14 @@ def test_only_a_dead_job_has_a_cause_of_death() -> None:
     detail = board.detail(0)
     assert detail is not None
     assert detail["cause"] == "out of memory" and detail["history"] == ["killed by signal 9"]
+
+
+def test_an_ended_job_shows_the_last_lines_of_its_log(tmp_path: Path) -> None:
+    with HeldMap(tmp_path, count=2, processes=2, fail=1) as held:
+        held.wait(lambda r: len(r) == 2 and all(row["memory"] is not None for row in r.values()))
+        for index in (0, 1):
+            held.release(index)
+        held.wait(lambda r: r[0]["state"] == "done" and r[1]["state"] == "failed")
+        for index in (0, 1):
+            log = json.loads(held.get(f"/api/job/{index}")[1])["log_tail"]
+            assert log.splitlines()[-2:] == [f"job {index} is waiting", f"job {index} ends"], log

@@ -1,7 +1,7 @@
 """A map whose jobs the test lets go one by one, watched through its status page.
 
-Each job prints a line, then waits until the test creates its release file; job
-``fail`` then raises. Job ``die``, on its first attempt, kills its own process before
+Each job prints a line, waits until the test creates its release file, and prints
+another line as it ends; job ``fail`` then raises. Job ``die``, on its first attempt, kills its own process before
 it prints anything (the monitor then resubmits it). The map runs in a thread of the
 test process on the local backend in runner mode (or on a cluster), so its jobs send
 real heartbeats (every 0.3 s here).
@@ -33,6 +33,7 @@ def held(index: int, folder: str, fail: int, die: int = -1) -> int:
     release = Path(folder) / f"release{index}"
     while not release.exists():
         time.sleep(0.05)
+    print(f"job {index} ends")  # unflushed: the runner must flush it into the log
     if index == fail:
         raise ValueError(f"job {index} was told to fail")
     return index * 10
