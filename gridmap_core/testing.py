@@ -11,11 +11,19 @@ Subclass :class:`BackendConformance` in a pytest module and name the backend::
         def assert_ran_on_backend(self, where):
             assert "MY_SCHEDULER_JOB_ID" in where["environment"]
 
-Every test runs real jobs through :class:`~gridmap_core.executor.GridMapExecutor`.
+Every test runs real jobs through :class:`~gridmap_core.executor.GridMapExecutor`,
+with ``require_cluster`` as the backend's :class:`~gridmap_core.plugin_types.BackendSpec`
+says (``is_cluster``): a cluster backend that cannot run here fails instead of falling
+back to the local one, and a backend that runs jobs on this machine is tested as it is.
 Jobs write their marker files in ``shared_dir``, which must be visible to the nodes.
 Override :meth:`kill` when the jobs do not run on this host. Add tests for what only
 your scheduler can check (slots, memory and runtime limits as it granted them) in
-the subclass.
+the subclass. A test of a contract the backend cannot keep by its nature (a thread
+cannot be killed alone) is turned off by setting it to None in the subclass, with a
+comment saying why.
+
+Every assertion here carries its message: pytest rewrites the assertions of test
+modules only, not of this one, so a bare ``assert`` would fail without saying what.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ from .executor import GridMapExecutor
 from .job import Job, JobException, JobState
 from .plugins import get_plugin_manager, hookimpl
 
+# The events that end a job; a cancelled job must hear none of them.
+_ENDINGS = ("finished", "failed", "died", "resubmitted")
+
 __all__ = ["BackendConformance", "EventRecorder"]
 
 
@@ -48,6 +59,7 @@ def where(x: int) -> dict[str, Any]:
     return {
         "value": x * x,
         "pid": os.getpid(),
+        "thread": threading.current_thread().name,
         "host": socket.gethostname(),
         "cwd": os.getcwd(),
         "environment": dict(os.environ),
@@ -81,6 +93,15 @@ def record_pid_then(marker: str, seconds: float, value: int) -> int:
 
 def sleep_then(seconds: float, value: int) -> int:
     time.sleep(seconds)
+    return value
+
+
+def wait_for_file(path: str, seconds: float, value: int) -> int:
+    """Wait until ``path`` exists (at most ``seconds``), then return ``value``: a long
+    job that a test can end, should the backend have left it running."""
+    deadline = time.monotonic() + seconds
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.2)
     return value
 
 
@@ -193,10 +214,12 @@ class BackendConformance:
     # -- hooks for subclasses --------------------------------------------------------
 
     def executor(self, **settings: Any) -> GridMapExecutor:
-        """An executor on the backend under test."""
+        """An executor on the backend under test; a cluster backend (``is_cluster`` in
+        its spec) must run the jobs itself, not fall back to the local backend."""
+        spec = get_plugin_manager().backend(self.backend, "the conformance suite's backend")
         return GridMapExecutor(
             backend=self.backend,
-            require_cluster=self.backend != "local",
+            require_cluster=spec.is_cluster,
             max_processes=self.max_processes,
             settings={**self.base_settings, **self.settings, **settings},
             backend_options=dict(self.backend_options),
@@ -226,24 +249,31 @@ class BackendConformance:
         """Check, from inside the job (``where``), that the scheduler granted
         ``request``. By default only that the job ran: a backend without a scheduler
         accepts requests it cannot enforce. Cluster backends override this."""
-        assert where["value"] == 4
+        assert where["value"] == 4, f"the job returned {where['value']!r}, not 4"
 
     def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
         """Check that a job ran under the backend's scheduler (its environment, host).
         By default: in another process than this one."""
-        assert where["pid"] != os.getpid()
+        assert where["pid"] != os.getpid(), (
+            "the job ran in the test's own process; override assert_ran_on_backend for a "
+            "backend that runs jobs in this process"
+        )
 
     def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
         """Check that ``job_id`` is the id the scheduler gave the job that saw
         ``where``. By default: that it has one."""
-        assert job_id not in (-1, ""), job_id
+        assert job_id not in (-1, ""), (
+            f"the job has no scheduler id ({job_id!r}); override assert_scheduler_id for a "
+            "backend without one"
+        )
 
     # -- the tests -------------------------------------------------------------------
 
     def test_results_come_back_in_input_order(self) -> None:
         with self.executor() as executor:
             results = list(executor.map(where, range(7)))
-        assert [r["value"] for r in results] == [x * x for x in range(7)]
+        values = [r["value"] for r in results]
+        assert values == [x * x for x in range(7)], f"results out of order: {values}"
         for result in results:
             self.assert_ran_on_backend(result)
 
@@ -263,8 +293,10 @@ class BackendConformance:
         with self.executor() as executor:
             jobs = [Job(add, [1, 2], {"scale": 3}), Job(closure, [5]), Job(lambda: "λ", [])]
             executor.run_jobs(jobs)
-        assert [job.ret for job in jobs] == [9, 105, "λ"]
-        assert all(job.state is JobState.DONE for job in jobs)
+        returned = [job.ret for job in jobs]
+        assert returned == [9, 105, "λ"], f"expected [9, 105, 'λ'], got {returned}"
+        states = [job.state for job in jobs]
+        assert all(state is JobState.DONE for state in states), f"states: {states}"
 
     def test_an_exception_comes_back_with_its_remote_traceback(self) -> None:
         jobs = [Job(raise_value_error, [4], name="bad"), Job(add, [1, 1], name="good")]
@@ -272,15 +304,21 @@ class BackendConformance:
             try:
                 executor.run_jobs(jobs)
             except JobException as error:
-                assert [job.name for job in error.jobs] == ["bad"]
-                assert "conformance job refused 4" in str(error)
+                named = [job.name for job in error.jobs]
+                assert named == ["bad"], f"JobException names {named}, not ['bad']"
+                assert "conformance job refused 4" in str(error), (
+                    f"JobException does not carry the job's error: {error}")
             else:
                 raise AssertionError("JobException was not raised")
         bad, good = jobs
-        assert bad.state is JobState.FAILED and isinstance(bad.ret, ValueError)
-        assert bad.traceback is not None and "raise_value_error" in bad.traceback
-        assert bad.num_resubmits == 0  # an exception is not a death: no resubmission
-        assert good.ret == 2
+        assert bad.state is JobState.FAILED and isinstance(bad.ret, ValueError), (
+            f"the failing job: state {bad.state}, ret {bad.ret!r}")
+        assert bad.traceback is not None and "raise_value_error" in bad.traceback, (
+            f"the remote traceback does not show the job's function: {bad.traceback!r}")
+        assert bad.num_resubmits == 0, (
+            f"an exception is not a death, yet the job was resubmitted {bad.num_resubmits} "
+            "times")
+        assert good.ret == 2, f"the good job returned {good.ret!r}, not 2"
 
     def test_a_killed_job_is_resubmitted_and_the_map_completes(self) -> None:
         with self.shared_dir() as shared:
@@ -295,9 +333,13 @@ class BackendConformance:
                 self.kill(int(pid), host)
                 runner.join(self.timeout)
                 assert not runner.is_alive(), "the map did not finish after the kill"
-        assert [job.ret for job in jobs] == [42, 7]
-        assert jobs[0].num_resubmits == 1 and jobs[0].cause_of_death
-        assert jobs[1].num_resubmits == 0
+        returned = [job.ret for job in jobs]
+        assert returned == [42, 7], f"expected [42, 7] after the resubmission, got {returned}"
+        assert jobs[0].num_resubmits == 1 and jobs[0].cause_of_death, (
+            f"the killed job: {jobs[0].num_resubmits} resubmissions, cause of death "
+            f"{jobs[0].cause_of_death!r}; expected 1 and a cause")
+        assert jobs[1].num_resubmits == 0, (
+            f"the job that was not killed was resubmitted {jobs[1].num_resubmits} times")
 
     def test_cancelling_stops_running_jobs(self) -> None:
         with self.shared_dir() as shared:
@@ -308,7 +350,8 @@ class BackendConformance:
                       "the job to start")
             pid, host = marker.read_text().split()
             executor.shutdown(cancel_futures=True)
-            assert future.cancelled() or future.done()
+            assert future.cancelled() or future.done(), (
+                "the future of a cancelled job is still pending after the shutdown")
             if host == socket.gethostname():
                 _wait_for(lambda: not _alive(int(pid)), 60, f"job process {pid} to end")
 
@@ -319,8 +362,10 @@ class BackendConformance:
             with self.executor() as executor:
                 executor.run_jobs([job])
         result = job.ret
-        assert result["environment"]["GRIDMAP_CONFORMANCE"] == "a=b=c"
-        assert os.path.realpath(result["cwd"]) == os.path.realpath(shared)
+        seen = result["environment"].get("GRIDMAP_CONFORMANCE")
+        assert seen == "a=b=c", f"add_env GRIDMAP_CONFORMANCE='a=b=c' reached the job as {seen!r}"
+        assert os.path.realpath(result["cwd"]) == os.path.realpath(shared), (
+            f"the job ran in {result['cwd']}, not in its working_dir {shared}")
         self.assert_ran_on_backend(result)
 
     def test_observers_hear_each_jobs_lifecycle(self) -> None:
@@ -328,31 +373,52 @@ class BackendConformance:
         with EventRecorder().listening() as recorder, self.executor() as executor:
             executor.run_jobs(jobs, on_failure="return")
         # Heartbeats come only from runners, and only from jobs that live long enough.
-        assert [e for e in recorder.of("good") if e != "heartbeat"] == [
-            "submitted", "started", "finished"], recorder.of("good")
-        assert recorder.of("bad") == ["submitted", "started", "failed"]
+        heard = [e for e in recorder.of("good") if e != "heartbeat"]
+        assert heard == ["submitted", "started", "finished"], (
+            f"a job that returned was heard as {heard}")
+        heard = recorder.of("bad")
+        assert heard == ["submitted", "started", "failed"], (
+            f"a job that raised was heard as {heard}")
         for job in jobs:
             # From its start on, an observer sees the id the scheduler gave the job.
-            assert set(recorder.ids(job.name)[1:]) == {job.id}, recorder.ids(job.name)
+            ids = recorder.ids(job.name)
+            assert set(ids[1:]) == {job.id}, (
+                f"job {job.name} ended with id {job.id!r}, but observers heard ids {ids}")
         self.assert_scheduler_id(jobs[0].id, jobs[0].ret)
-        assert recorder.events[-1] == ("map_finished", "1/2", None)
-        assert recorder.summaries[0]["backend"] == self.backend
+        assert recorder.events[-1] == ("map_finished", "1/2", None), (
+            f"the last event is {recorder.events[-1]}, not the map's end with 1 of 2 done")
+        backend = recorder.summaries[0]["backend"]
+        assert backend == self.backend, f"the map's summary names backend {backend!r}"
 
     def test_failure_policy_return_gives_exceptions_in_place(self) -> None:
         jobs = [Job(raise_value_error, [1]), Job(add, [2, 3])]
         with self.executor() as executor:
             executor.run_jobs(jobs, on_failure="return")
-        assert isinstance(jobs[0].ret, ValueError) and jobs[1].ret == 5
+        assert isinstance(jobs[0].ret, ValueError) and jobs[1].ret == 5, (
+            f"expected [ValueError, 5], got {[job.ret for job in jobs]}")
 
     def test_failure_policy_cancel_stops_the_rest(self) -> None:
-        jobs = [Job(raise_value_error, [1])] + [Job(sleep_then, [300, 0]) for _ in range(2)]
-        started = time.monotonic()
-        with self.executor() as executor:
+        with self.shared_dir() as shared:
+            release = str(shared / "release")
+            jobs = [Job(raise_value_error, [1], name="failing")] + [
+                Job(wait_for_file, [release, 300, 0], name=f"waiting{i}") for i in range(2)]
             try:
-                executor.run_jobs(jobs, on_failure="cancel")
-            except JobException as error:
-                assert error.cancelled == 2
-            else:
-                raise AssertionError("JobException was not raised")
-        assert time.monotonic() - started < self.timeout
-        assert [job.state for job in jobs] == [JobState.FAILED] + [JobState.CANCELLED] * 2
+                with EventRecorder().listening() as recorder, self.executor() as executor:
+                    try:
+                        executor.run_jobs(jobs, on_failure="cancel")
+                    except JobException as error:
+                        assert error.cancelled == 2, (
+                            f"JobException counts {error.cancelled} cancelled jobs, not 2")
+                    else:
+                        raise AssertionError("JobException was not raised")
+            finally:
+                Path(release).touch()  # whatever the backend left running ends now
+        states = [job.state for job in jobs]
+        assert states == [JobState.FAILED] + [JobState.CANCELLED] * 2, (
+            f"expected one failed job and two cancelled ones, got {states}")
+        for job in jobs[1:]:
+            # What close(cancel=True) stops is not reported: it was cancelled, not lost.
+            ended = [event for event in recorder.of(job.name) if event in _ENDINGS]
+            assert not ended, (
+                f"cancelled job {job.name} was reported as {ended}: a backend must report "
+                "nothing for the jobs that close(cancel=True) stops")

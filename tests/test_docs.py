@@ -136,6 +136,7 @@ SAMPLES: dict[str, Any] = {
     "job": SAMPLE_JOB,
     "jobs": [SAMPLE_JOB],
     "heartbeat": {"cpu": 97.5, "memory": 3 * 2**30, "host_name": "node7"},
+    "note": "no queue instance can run it: all.q@node7 is in state E",
     "summary": {
         "name": "sample",
         "backend": "local",
@@ -206,13 +207,32 @@ def runnable_blocks() -> list[Block]:
 
 
 def run_block(block: Block, namespace: dict[str, Any]) -> list[str]:
-    """Run one block; call the test functions it defines; return their names."""
+    """Run one block; call the test functions it defines; return their names. Test
+    classes it defines are left for :func:`run_test_classes`."""
     before = set(namespace)
     exec(compile(block.code, f"{DOC}:{block.line}", "exec"), namespace)
-    tests = [n for n in namespace if n.startswith("test_") and n not in before]
+    tests = [n for n in namespace if n.startswith("test_") and n not in before
+             and callable(namespace[n])]
     for name in tests:
         namespace[name]()
     return tests
+
+
+def classes_in(namespace: dict[str, Any]) -> dict[str, type]:
+    return {name: value for name, value in namespace.items()
+            if name.startswith("Test") and isinstance(value, type)}
+
+
+def run_test_classes(namespace: dict[str, Any]) -> list[str]:
+    """Run each test method of the ``Test*`` classes in ``namespace`` as pytest would
+    (a test set to None is not one); return ``Class.method`` for each."""
+    ran = []
+    for class_name, cls in classes_in(namespace).items():
+        for name in sorted(dir(cls)):
+            if name.startswith("test_") and callable(getattr(cls, name)):
+                getattr(cls(), name)()
+                ran.append(f"{class_name}.{name}")
+    return ran
 
 
 @pytest.fixture
@@ -240,6 +260,8 @@ def test_guide_code_runs(threads_package: Path, monkeypatch: pytest.MonkeyPatch)
     for block in runnable_blocks():
         ran += run_block(block, namespace)
     assert {"test_threads_backend", "test_session_reports_every_claimed_job"} <= set(ran)
+    # The conformance class needs the installed package: it runs in the next test.
+    assert "TestThreads" in classes_in(namespace)
     # The guide wrote a gridmap.toml that chooses and configures its backend.
     assert 'backend = "threads"' in Path("gridmap.toml").read_text()
     # The in-process registration was undone in `finally`.
@@ -285,6 +307,18 @@ def test_guide_package_works_when_installed(
 
     with pytest.raises(ResourceError, match="no GPUs"):
         grid_map(where, [1], gpu=1)
+
+    # The guide's conformance class runs the suite on the installed backend, without
+    # the tests it turns off.
+    namespace: dict[str, Any] = {"__name__": "plugins_md"}
+    for block in runnable_blocks():
+        if "BackendConformance" in block.code:
+            run_block(block, namespace)
+    ran = run_test_classes(namespace)
+    assert "TestThreads.test_results_come_back_in_input_order" in ran, ran
+    assert "TestThreads.test_failure_policy_cancel_stops_the_rest" in ran, ran
+    assert "TestThreads.test_cancelling_stops_running_jobs" not in ran, ran
+    assert len(ran) >= 6, ran
 
 
 def test_monitor_guide_example_runs_through_runner_processes() -> None:
