@@ -10,9 +10,11 @@ import sys
 from collections.abc import Sequence
 
 from . import doctor
-from .config import SETTINGS, ConfigError, load_settings, user_config_path
-from .plugins import get_plugin_manager
-from .selection import probe
+from .config import SETTINGS, ConfigError, Settings, load_settings, user_config_path
+from .executor import GridMapExecutor
+from .plugin_types import PluginLoadError
+from .plugins import UnknownPluginError, get_plugin_manager
+from .selection import BackendUnavailableError, probe
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -32,7 +34,35 @@ def _config(args: argparse.Namespace) -> int:
         for key, (value, source) in sorted(settings.backend_options(backend).items()):
             print(f"{backend}.{key:<{width - len(backend) - 1}} = {value!r:<28} # {source}")
     print(f"\n# user config file: {user_config_path()}")
+    installed = get_plugin_manager().backends()
+    for name in settings.backend_sections():
+        if name not in installed:
+            print(f"# [backends.{name}]: no backend called {name!r} is installed here, so "
+                  "its settings apply to no map")
+    problem = _check_as_a_map_would(settings, args.backend)
+    if problem:
+        print(f"gridmap: configuration error: {problem}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _check_as_a_map_would(settings: Settings, backend: str | None) -> str | None:
+    """What a map with these settings would refuse, or None: the backend is chosen,
+    its options and the notifiers are checked, as by GridMapExecutor (which submits
+    nothing until a job is given). Every other [backends.NAME] section of an
+    installed backend is checked as a map on that backend would check it."""
+    try:
+        with GridMapExecutor(backend):
+            pass
+        manager = get_plugin_manager()
+        installed = manager.backends()
+        for name in settings.backend_sections():
+            if name in installed:
+                settings.for_backend(name).checked_backend_options(name, installed[name].options)
+    except (ConfigError, UnknownPluginError, PluginLoadError, BackendUnavailableError,
+            ValueError) as error:
+        return str(error)
+    return None
 
 
 def _backends(args: argparse.Namespace) -> int:

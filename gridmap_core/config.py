@@ -14,7 +14,7 @@ import getpass
 import os
 import socket
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -396,6 +396,29 @@ class Settings:
                 if _setting_for_key(key) is None:
                     options[key] = (value, f"{layer.label} [backends.{name}]")
         return options
+
+    def checked_backend_options(self, name: str, accepted: Sequence[str],
+                                given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The options of backend ``name``: ``given`` (the argument
+        ``backend_options``) over its ``[backends.NAME]`` sections, each key checked
+        against the keys the backend declares (``accepted``); ConfigError names the
+        first unknown key, where it was given, and what is accepted."""
+        found = self.backend_options(name)
+        found.update({key: (value, "argument backend_options")
+                      for key, value in (given or {}).items()})
+        options = {}
+        for key, (value, source) in found.items():
+            if key not in accepted:
+                raise ConfigError(
+                    f"{source}: unknown key {key!r} for backend {name!r}. "
+                    f"Accepted: general settings, and {', '.join(accepted) or 'no others'}."
+                )
+            options[key] = value
+        return options
+
+    def backend_sections(self) -> list[str]:
+        """The backend names of every ``[backends.NAME]`` section, in the order found."""
+        return list(dict.fromkeys(name for layer in self.layers for name in layer.sections))
 
 
 def _describe(label: str, key: str) -> str:

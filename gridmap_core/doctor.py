@@ -122,6 +122,9 @@ def check_settings(backend: str | None, temp_dir: str | None,
                 name, why = None, str(error)
         if name:
             settings = settings.for_backend(name)
+            spec = manager.backends().get(name)
+            if spec is not None:  # one not installed is the backend check's to report
+                settings.checked_backend_options(name, spec.options)
     except ConfigError as error:
         return Check(SETTINGS, Verdict.FAIL, str(error),
                      "correct the value, key or file named above; `gridmap config` shows every "
@@ -225,7 +228,7 @@ def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: f
     yield check
     if plan is None:
         for name in NAMES[1:]:
-            yield _skip(name, "the settings do not load")
+            yield _skip(name, "the settings are not valid")
         return
     check, spec = check_backend(plan, manager)
     yield check

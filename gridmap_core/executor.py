@@ -12,7 +12,7 @@ from concurrent.futures import CancelledError, Executor, Future, InvalidStateErr
 from typing import TYPE_CHECKING, Any
 
 from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
-from .config import ConfigError, Settings, load_settings
+from .config import Settings, load_settings
 from .job import Job, JobException, JobState, check_function
 from .notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
 from .plugins import PluginManager, get_plugin_manager
@@ -169,18 +169,8 @@ class GridMapExecutor(Executor):
     def _backend_options(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """The chosen backend's options: ``given`` over its ``[backends.NAME]`` config
         sections, each checked against the keys the backend declares."""
-        accepted = self.chosen.spec.options
-        found = self.settings.backend_options(self.backend_name)
-        found.update({key: (value, "argument backend_options") for key, value in given.items()})
-        options = {}
-        for key, (value, source) in found.items():
-            if key not in accepted:
-                raise ConfigError(
-                    f"{source}: unknown key {key!r} for backend {self.backend_name!r}. "
-                    f"Accepted: general settings, and {', '.join(accepted) or 'no others'}."
-                )
-            options[key] = value
-        return options
+        return self.settings.checked_backend_options(self.backend_name,
+                                                     self.chosen.spec.options, given)
 
     def _defaults(self) -> dict[str, Any]:
         return {

@@ -175,7 +175,8 @@ def test_cli_config_shows_value_and_source(in_tmp: Path) -> None:
 
 
 def test_cli_config_never_prints_a_password(in_tmp: Path) -> None:
-    result = run_cli("config", cwd=in_tmp, env={"SMTP_PASSWORD": "hunter2-secret"})
+    result = run_cli("config", cwd=in_tmp,
+                     env={"SMTP_USER": "me", "SMTP_PASSWORD": "hunter2-secret"})
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     [line] = [line for line in result.stdout.splitlines() if line.startswith("SMTP_PASSWORD")]
@@ -198,3 +199,45 @@ def test_cli_backends_lists_local(in_tmp: Path) -> None:
     line = next(line for line in result.stdout.splitlines() if line.startswith("local "))
     assert "gridmap-local" in line
     assert "usable" in line
+
+
+# `gridmap config` checks the settings as a map would, and exits 2 with the error.
+
+
+def test_cli_config_refuses_an_unknown_key_of_the_chosen_backend(in_tmp: Path) -> None:
+    write(in_tmp / "gridmap.toml", "backend = 'local'\n[backends.local]\nmod = 'runner'\n")
+    result = run_cli("config", cwd=in_tmp)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unknown key 'mod' for backend 'local'" in result.stderr
+    assert "gridmap.toml [backends.local]" in result.stderr
+    assert "mode" in result.stderr  # what is accepted instead
+
+
+def test_cli_config_refuses_a_backend_that_is_not_installed(in_tmp: Path) -> None:
+    write(in_tmp / "gridmap.toml", "backend = 'nosuch'\n")
+    result = run_cli("config", cwd=in_tmp)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "'nosuch'" in result.stderr and "gridmap.toml" in result.stderr
+    assert "local" in result.stderr  # the installed backends are named
+
+
+def test_cli_config_checks_the_section_of_every_installed_backend(in_tmp: Path) -> None:
+    # A map on sge would refuse this key, even though this map would run locally.
+    write(in_tmp / "gridmap.toml", "[backends.sge]\nqueu = 'long.q'\n")
+    result = run_cli("config", cwd=in_tmp)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "unknown key 'queu' for backend 'sge'" in result.stderr
+
+
+def test_cli_config_notes_a_section_of_no_installed_backend(in_tmp: Path) -> None:
+    write(in_tmp / "gridmap.toml", "[backends.lcoal]\nnum_resubmits = 1\n")
+    result = run_cli("config", cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert "[backends.lcoal]: no backend called 'lcoal' is installed" in result.stdout
+
+
+def test_cli_config_accepts_good_settings(in_tmp: Path) -> None:
+    write(in_tmp / "gridmap.toml", "backend = 'local'\n[backends.local]\nmode = 'runner'\n")
+    result = run_cli("config", cwd=in_tmp)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""

@@ -234,6 +234,17 @@ def test_setting_that_is_not_valid_exits_2(tmp_path: Path) -> None:
     assert outcome.status == 2
 
 
+def test_unknown_key_of_the_backends_section_is_named(tmp_path: Path) -> None:
+    # A map on this backend refuses the key: the settings check must say so, not pass.
+    (tmp_path / "gridmap.toml").write_text('[backends.local]\nmod = "runner"\n')
+    outcome = doctor("--backend", "local", "--temp-dir", str(tmp_path), cwd=tmp_path)
+    assert verdicts(outcome) == ["FAIL"] + ["SKIP"] * 5, outcome.out
+    detail = outcome.lines["settings"].detail
+    assert "unknown key 'mod' for backend 'local'" in detail, detail
+    assert "gridmap.toml [backends.local]" in detail, detail
+    assert outcome.status == 2
+
+
 # -- the pieces --------------------------------------------------------------------------
 
 
