@@ -1,22 +1,25 @@
 """What a backend runs on a compute node: ``python -m gridmap_core.runner …``.
 
-The runner fetches its task from the monitor, runs it in the task's working
-directory, sends a heartbeat every ``--heartbeat`` seconds while it runs, and sends
-the result (or the exception with its traceback). The monitor may answer a result
-with another task of the same map (REUSE_RUNNERS), which the runner then runs the
-same way, under that task's id. The map's key is read from ``--key-file``; it never
-appears on the command line or in the environment.
+The runner fetches its task from the monitor, decodes it in the task's working
+directory, runs the function in a child process of its own (see
+:mod:`gridmap_core.job_process`), sends a heartbeat every ``--heartbeat`` seconds
+while it runs, and sends the result (or the exception with its traceback). The
+monitor may answer a result with another task of the same map (REUSE_RUNNERS), which
+the runner then runs the same way, under that task's id. The map's key is read from
+``--key-file``; it never appears on the command line or in the environment.
 
 Exit status: 0 when the result was delivered (also when the function raised);
 2 for a bad command line or key file; 3 when the monitor could not be reached;
 4 when the monitor said stop (cancelled, or superseded by a resubmission); 5 when
-the monitor was lost while the job ran or its result could not be delivered.
+the monitor was lost while the job ran or its result could not be delivered; 6 when
+the job's process ended without a result (killed by a signal, or it exited).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -26,9 +29,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from .job_process import JOB_DIED, JobProcessDied, run_forked
 from .messages import (
     Heartbeat,
     decode_next,
@@ -51,20 +55,27 @@ from .transports import Client, TransportError, TransportTimeout, load_transport
 from .usage import UsageSampler, tail
 
 __all__ = [
-    "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE", "describe_exit", "main",
+    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",
+    "describe_exit", "main",
 ]
 
 EXIT_SETUP = 2
 EXIT_UNREACHABLE = 3
 EXIT_STOPPED = 4
 EXIT_LOST = 5
+EXIT_JOB_DIED = 6
 _EXIT_MEANINGS = {
     EXIT_SETUP: "the runner could not start",
     EXIT_UNREACHABLE: "the runner could not reach the monitor",
     EXIT_STOPPED: "stopped by the monitor",
     EXIT_LOST: "the runner lost the monitor",
+    EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
 }
 logger = logging.getLogger("gridmap.runner")
+# Held by a thread while it writes to the log, and by the runner while it forks the
+# job's process: a stream's lock taken by another thread at the moment of the fork
+# would stay taken in the child for ever.
+_QUIET = threading.Lock()
 
 
 def describe_exit(code: int | None, signal_name: str | None = None,
@@ -81,9 +92,14 @@ def describe_exit(code: int | None, signal_name: str | None = None,
         return f"killed by {signal_name}"
     if code is None:
         return "the runner ended without a result"
+    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()] if err_log else []
+    if code == EXIT_JOB_DIED:
+        # The runner logged how its job's process ended, as its last word.
+        told = [line[line.index(JOB_DIED):] for line in lines if JOB_DIED in line]
+        if told:
+            return f"{told[-1].strip()[:300]} (exit status {code})"
     cause = _EXIT_MEANINGS.get(code, "the runner ended without a result")
     cause += f" (exit status {code})"
-    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()] if err_log else []
     if lines:
         cause += f"; its log ends: {lines[-1].strip()[:300]}"
     return cause
@@ -111,7 +127,8 @@ class Link:
         self.task = task
         self.attempt = attempt
 
-    def exchange(self, kind: Kind, payload: bytes | memoryview, timeout: float) -> Message:
+    def exchange(self, kind: Kind, payload: bytes | bytearray | memoryview,
+                 timeout: float) -> Message:
         """Send one request and return its authentic reply; TransportTimeout when none
         came. Encoded afresh on every call, so a retry is never taken for a replay."""
         header = self.codec.header(kind, self.task, self.attempt)
@@ -121,11 +138,13 @@ class Link:
             try:
                 reply = self.codec.decode(reply_frames, expect=FROM_MONITOR)
             except ProtocolError as error:
-                logger.warning("dropped a reply that failed authentication: %s", error)
+                with _QUIET:
+                    logger.warning("dropped a reply that failed authentication: %s", error)
             else:
                 if is_reply_to(reply.header, header):
                     return reply
-                logger.warning("dropped a reply meant for another task")
+                with _QUIET:
+                    logger.warning("dropped a reply meant for another task")
             # Not ours: ask again (as a new message) in the time left.
             left = deadline - time.monotonic()
             if left <= 0:
@@ -133,7 +152,7 @@ class Link:
             header = self.codec.header(kind, self.task, self.attempt)
             reply_frames = self.client.request(self.codec.encode_header(header, payload), left)
 
-    def call(self, kind: Kind, payload: bytes | memoryview, *, give_up: float,
+    def call(self, kind: Kind, payload: bytes | bytearray | memoryview, *, give_up: float,
              timeout: float) -> Message | None:
         """:meth:`exchange` with retries until ``give_up`` seconds have passed; None
         if the monitor never answered."""
@@ -190,7 +209,12 @@ def _log_file() -> str | None:
 
 class HeartbeatThread(threading.Thread):
     """Sends the job's health every ``interval`` seconds; ends the process when the
-    monitor says stop or cannot be reached for ``give_up`` seconds."""
+    monitor says stop or cannot be reached for ``give_up`` seconds.
+
+    The job runs in a child process (``job_pid`` while it lives), so the beats go on
+    whatever the job does with its GIL. CPU and memory are those of the whole
+    process tree; the status is that of the job's process.
+    """
 
     def __init__(self, link: Link, interval: float, give_up: float) -> None:
         super().__init__(name="gridmap-heartbeat", daemon=True)
@@ -200,11 +224,18 @@ class HeartbeatThread(threading.Thread):
         self.finished = threading.Event()
         self.host_name = socket.gethostname()
         self.log_file = _log_file()
-        self.sampler = UsageSampler()
+        # The job's process is forked from this one and shares most of its pages,
+        # which its own RSS counts: this process counts only the pages it alone has.
+        self.sampler = UsageSampler(unique_root=True)
         self.told = ""  # the log tail of the last heartbeat the monitor answered
+        self.job_pid: int | None = None
+
+    def watch(self, pid: int | None) -> None:
+        """The job's process, whose status the heartbeats report (None: it ended)."""
+        self.job_pid = pid
 
     def beat(self, log_tail: str | None = None) -> Heartbeat:
-        usage = self.sampler.sample()
+        usage = self.sampler.sample(status_of=self.job_pid)
         if log_tail is None:
             log_tail = tail(self.log_file, 2048) if self.log_file else ""
         return Heartbeat(
@@ -228,7 +259,8 @@ class HeartbeatThread(threading.Thread):
             reply = self.link.exchange(Kind.HEARTBEAT, encode_heartbeat(self.beat(log_tail)),
                                        timeout)
         except (TransportError, ProtocolError, OSError) as error:
-            logger.warning("the job's last log lines were not sent: %s", error)
+            with _QUIET:
+                logger.warning("the job's last log lines were not sent: %s", error)
             return
         if reply.header.kind is Kind.STOP:
             reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
@@ -253,7 +285,8 @@ class HeartbeatThread(threading.Thread):
                          "the job (the submitting process has probably ended)")
                 continue
             except (TransportError, ProtocolError, OSError) as error:
-                logger.warning("heartbeat not sent: %s", error)
+                with _QUIET:
+                    logger.warning("heartbeat not sent: %s", error)
                 continue
             last_answer = time.monotonic()
             self.told = beat.log_tail
@@ -376,25 +409,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _prepare(payload: memoryview, host: str, max_bytes: int) -> Callable[[], bytes]:
+    """Decode a TASK payload in its working directory: a call that runs the job and
+    returns its RESULT payload."""
+    task = decode_task(payload)
+    os.chdir(task.working_dir)
+    return functools.partial(_run_within, max_bytes, task.function, task.args,
+                             dict(task.kwargs), host)
+
+
+def _run_within(max_bytes: int, function: Any, args: tuple[Any, ...],
+                kwargs: dict[str, Any], host: str) -> bytes:
+    """:func:`_run`, with a payload too large for the transport replaced by an error
+    (before it crosses the pipe to the runner)."""
+    payload = _run(function, args, kwargs, host)
+    if len(payload) > max_bytes:
+        too_big = Oversized(f"the job's result is {len(payload)} bytes once pickled, over "
+                            f"the limit of {max_bytes} bytes (transport max_bytes)")
+        payload = encode_error(too_big, host)
+    return payload
+
+
 def _run_task(link: Link, pending: list[memoryview], host: str,
               args: argparse.Namespace, request_timeout: float) -> Message | None:
     """Run the task whose TASK payload is ``pending``'s only item, and deliver its
     result; the monitor's answer, None if it never came."""
     heartbeats = HeartbeatThread(link, args.heartbeat, args.give_up)
     heartbeats.start()
+    payload: bytes | bytearray
     try:
-        task = decode_task(pending.pop())
-        os.chdir(task.working_dir)
+        job = [_prepare(pending.pop(), host, link.codec.max_bytes)]
     except BaseException as error:
         logger.error("cannot prepare the job: %s", error)
         payload = encode_error(error, host)
     else:
-        payload = _run(task.function, task.args, dict(task.kwargs), host)
-        del task
-    if len(payload) > link.codec.max_bytes:
-        too_big = Oversized(f"the job's result is {len(payload)} bytes once pickled, over "
-                            f"the limit of {link.codec.max_bytes} bytes (transport max_bytes)")
-        payload = encode_error(too_big, host)
+        try:
+            payload = run_forked(job, heartbeats.watch, _QUIET)
+        except JobProcessDied as death:
+            _end(EXIT_JOB_DIED, str(death))
+    if len(payload) > link.codec.max_bytes:  # checked by the job's process already
+        payload = encode_error(Oversized(
+            f"the job's result is {len(payload)} bytes, over the limit of "
+            f"{link.codec.max_bytes} bytes (transport max_bytes)"), host)
     # Heartbeats end before the result goes: once the monitor has it, a heartbeat
     # still under this task's id would be answered STOP ("this job has ended").
     heartbeats.stop()

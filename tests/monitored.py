@@ -38,7 +38,8 @@ def runner_executor(settings: Mapping[str, Any] | None = None, max_processes: in
 
 
 def where(x: int) -> tuple[int, int, list[str], int]:
-    """The value, and where it ran: pid, command line of the process."""
+    """The value, and where it ran: pid, command line of the process, parent's pid
+    (the runner's: the job's process is forked from it)."""
     return x * x, os.getpid(), list(sys.argv), os.getppid()
 
 
@@ -74,8 +75,9 @@ def sleep_then_square(x: int) -> int:
 
 
 def stop_self(_: int) -> None:
-    """Freeze the runner: it neither works nor sends heartbeats."""
-    os.kill(os.getpid(), signal.SIGSTOP)
+    """Freeze the job, runner and all (its process group): it neither works nor sends
+    heartbeats."""
+    os.killpg(os.getpgid(0), signal.SIGSTOP)
 
 
 def big_result(megabytes: int) -> bytes:

@@ -70,7 +70,8 @@ def test_an_observer_hears_every_event_in_order(observer: EventRecorder, tmp_pat
         while not marker.exists() or not marker.read_text():
             assert time.monotonic() < deadline, "the first attempt never started"
             time.sleep(0.05)
-        os.kill(int(marker.read_text()), signal.SIGSTOP)  # silent: it dies of no heartbeat
+        # The job and its runner (its process group): silent, it dies of no heartbeat.
+        os.killpg(os.getpgid(int(marker.read_text())), signal.SIGSTOP)
 
     freezer = threading.Thread(target=freeze_first_attempt)
     freezer.start()

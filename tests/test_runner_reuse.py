@@ -30,12 +30,13 @@ def test_runners_take_on_queued_jobs_and_results_stay_in_order() -> None:
             monitored.runner_executor(max_processes=2) as executor:
         executor.run_jobs(jobs)
     assert [job.ret[0] for job in jobs] == [x * x for x in range(12)]
-    runners = {job.ret[1] for job in jobs}
+    # Each job runs in a process forked from its runner: the runner is its parent.
+    runners = {job.ret[3] for job in jobs}
     assert len(runners) < len(jobs), "no runner took on a second job"
     # A job's id is the scheduler job of the runner that ran it: one id per runner.
     by_runner: dict[int, set[str | int]] = {}
     for job in jobs:
-        by_runner.setdefault(job.ret[1], set()).add(job.id)
+        by_runner.setdefault(job.ret[3], set()).add(job.id)
         assert job.ret[2][0].endswith("gridmap_core/runner.py")
     assert all(len(ids) == 1 for ids in by_runner.values()), by_runner
     assert len({job.id for job in jobs}) == len(runners)
@@ -49,7 +50,7 @@ def test_off_each_job_has_a_runner_of_its_own() -> None:
     jobs = [Job(monitored.where, [x]) for x in range(6)]
     with monitored.runner_executor({"REUSE_RUNNERS": False}, max_processes=2) as executor:
         executor.run_jobs(jobs)
-    assert len({job.ret[1] for job in jobs}) == 6
+    assert len({job.ret[3] for job in jobs}) == 6
     assert len({job.id for job in jobs}) == 6
 
 
@@ -58,7 +59,7 @@ def test_jobs_with_a_runtime_limit_are_never_taken_on() -> None:
     jobs = [Job(monitored.where, [x], h_rt=600) for x in range(6)]
     with monitored.runner_executor(max_processes=2) as executor:
         executor.run_jobs(jobs)
-    assert len({job.ret[1] for job in jobs}) == 6
+    assert len({job.ret[3] for job in jobs}) == 6
 
 
 def test_jobs_of_another_request_are_not_taken_on() -> None:
@@ -66,23 +67,25 @@ def test_jobs_of_another_request_are_not_taken_on() -> None:
     with monitored.runner_executor(max_processes=2) as executor:
         executor.run_jobs(jobs)
     assert [job.ret[0] for job in jobs] == [x * x for x in range(6)]
-    assert len({job.ret[1] for job in jobs}) == 6
+    assert len({job.ret[3] for job in jobs}) == 6
 
 
 def record_pid_then(marker: str, seconds: float, value: int) -> tuple[int, int]:
-    """The value and this process's pid; the first call with ``marker`` writes the pid
-    there and sleeps ``seconds`` first."""
+    """The value and the pid of the runner (the parent of the job's process); the
+    first call with ``marker`` writes the job's pid and its runner's there and sleeps
+    ``seconds`` first."""
     path = Path(marker)
     if not path.exists():
-        path.write_text(str(os.getpid()))
+        path.write_text(f"{os.getpid()} {os.getppid()}")  # job, runner
         time.sleep(seconds)
-    return value, os.getpid()
+    return value, os.getppid()
 
 
 def test_a_taken_job_whose_runner_is_killed_is_resubmitted(tmp_path: Path) -> None:
     # One runner at a time, and one function (a request) for all three jobs: the first
-    # runner, done with "first", takes the last queued job, which records the runner's
-    # pid and sleeps. Killing that runner kills the taken job.
+    # runner, done with "first", takes the last queued job, which records its runner's
+    # pid and sleeps. Killing that runner kills the taken job (its process dies with
+    # the runner).
     done, marker = tmp_path / "done", tmp_path / "taken"
     done.write_text("")
     jobs = [Job(record_pid_then, [str(done), 0, 3], name="first"),
@@ -96,10 +99,11 @@ def test_a_taken_job_whose_runner_is_killed_is_resubmitted(tmp_path: Path) -> No
         while not (marker.exists() and marker.read_text()):
             assert time.monotonic() < deadline, "the taken job never ran"
             time.sleep(0.05)
-        os.kill(int(marker.read_text()), signal.SIGKILL)
+        os.kill(int(marker.read_text().split()[1]), signal.SIGKILL)
         running.join(60)
         assert not running.is_alive()
-    assert int(marker.read_text()) == jobs[0].ret[1], "the job was not taken by first's runner"
+    assert int(marker.read_text().split()[1]) == jobs[0].ret[1], \
+        "the job was not taken by first's runner"
     assert [job.ret[0] for job in jobs] == [3, 4, 7]
     assert jobs[2].num_resubmits == 1 and jobs[2].cause_of_death
     assert recorder.of("taken") == ["submitted", "started", "resubmitted", "started",
@@ -142,5 +146,5 @@ def test_a_runner_whose_job_was_taken_is_told_to_stop_if_it_starts(tmp_path: Pat
         session.close()
     assert run.failures == {}
     assert [value[0] for value in run.values] == [0, 1, 4, 9]
-    assert len({value[1] for value in run.values}) == 1  # all in the first runner
+    assert len({value[3] for value in run.values}) == 1  # all in the first runner
     assert {status.exit_status for status in ends.values()} == {EXIT_STOPPED}, ends

@@ -78,3 +78,60 @@ def test_tail_of_a_log(tmp_path: Path) -> None:
     assert text.startswith("line ")
     assert len(text) <= 100
     assert tail(str(tmp_path / "missing.log")) == ""
+
+
+FORK_AND_HOLD = (
+    "import os, sys, time\n"
+    "block = bytearray(200 * 2**20)\n"
+    "block[::4096] = b'x' * len(block[::4096])\n"
+    "if os.fork() == 0:\n"
+    "    time.sleep(30)\n"
+    "    os._exit(0)\n"
+    "print(flush=True)\n"
+    "time.sleep(30)\n"
+)
+
+
+def test_a_forked_child_shares_its_parents_memory_once_with_unique_root() -> None:
+    # 200 MB written before the fork: both processes map the same pages, and each
+    # one's RSS counts them.
+    parent = subprocess.Popen([sys.executable, "-c", FORK_AND_HOLD], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        parent.stdout.readline()
+        both = UsageSampler(parent.pid).sample()
+        once = UsageSampler(parent.pid, unique_root=True).sample()
+        assert both.processes == once.processes == 2
+        assert both.rss_bytes > 400 * 2**20
+        assert 200 * 2**20 < once.rss_bytes < 300 * 2**20
+    finally:
+        subprocess.run(["pkill", "-P", str(parent.pid)], check=False)
+        parent.kill()
+        parent.wait()
+
+
+def test_a_child_that_ended_is_not_counted_twice(tmp_path: Path) -> None:
+    # A child spins until told to stop; its parent waits for it, then sleeps. The
+    # second sample's interval saw almost no work: the child's CPU time, counted by
+    # the first sample while it ran, shows again in the parent's children_* times.
+    stop = tmp_path / "stop"
+    spinner = f"import os\nwhile not os.path.exists({str(stop)!r}): pass\n"
+    code = (
+        "import subprocess, sys, time\n"
+        f"subprocess.run([sys.executable, '-c', {spinner!r}])\n"
+        "print(flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    try:
+        assert parent.stdout is not None
+        sampler = UsageSampler(parent.pid)
+        time.sleep(1.5)
+        assert sampler.sample().cpu_percent > 30  # the child spins
+        stop.touch()
+        parent.stdout.readline()  # the child has ended and been waited for
+        time.sleep(1.0)
+        assert sampler.sample().cpu_percent < 30
+    finally:
+        parent.kill()
+        parent.wait()
