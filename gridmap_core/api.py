@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -11,6 +13,43 @@ from .job import Job, JobException, JobState, check_function
 from .runs import wait_all
 
 __all__ = ["grid_map", "process_jobs"]
+
+#: Each map says on this logger, at info level, which backend runs it and why.
+logger = logging.getLogger("gridmap.backend")
+# The lines already printed by this process (see say_backend).
+_printed: set[str] = set()
+
+
+def backend_line(executor: GridMapExecutor) -> str:
+    """Which backend runs the executor's jobs, and why, in a few words."""
+    chosen = executor.chosen
+    name = chosen.spec.name
+    if not chosen.reason.startswith("automatic choice"):
+        return f"jobs run on backend {name} ({chosen.reason})"
+    unnamed = "as no backend is named (backend=, GRIDMAP_BACKEND or a config file)"
+    if chosen.spec.is_cluster:
+        return f"jobs run on backend {name}, the usable one of highest priority, {unnamed}"
+    return (f"jobs run on backend {name}, on this machine, {unnamed} and no cluster "
+            "backend is usable here (`gridmap backends` says why)")
+
+
+def say_backend(executor: GridMapExecutor, name: str) -> None:
+    """Say, as a map starts, which backend runs it and why.
+
+    Always as an info record of the logger ``gridmap.backend``. Where the program has
+    not set up logging, and its code did not name the backend itself (the choice came
+    from the environment, a config file or the automatic choice), the line is printed
+    on stderr instead, once per process: a first run says where its jobs went,
+    without a line per map.
+    """
+    line = backend_line(executor)
+    logger.info("%s: %s", name, line)
+    reason = executor.chosen.reason
+    named_in_code = reason == "local=True" or reason.startswith("argument ")
+    if named_in_code or logger.hasHandlers() or line in _printed:
+        return
+    _printed.add(line)
+    print(f"gridmap: {line}", file=sys.stderr, flush=True)
 
 
 def process_jobs(
@@ -51,6 +90,7 @@ def process_jobs(
         quiet=quiet,
         status_page=status_page,
     ) as executor:
+        say_backend(executor, jobs[0].name if jobs else "process_jobs")
         executor.run_jobs(jobs, on_failure=on_failure)
     return results_of(jobs)
 
@@ -143,6 +183,7 @@ def grid_map(
         status_page=status_page,
         **options,
     ) as executor:
+        say_backend(executor, name)
         if executor.observes_every_job():
             # Plugins watch each job: give them real Job objects.
             jobs = [

@@ -179,21 +179,29 @@ def check_backend(plan: Plan, manager: PluginManager) -> tuple[Check, BackendSpe
 
 
 def check_temp_dir(path: str, cluster: bool = True) -> Check:
-    """temp_dir exists or can be made, and a file in it can be written, read back and
-    removed. It is left in place: a map needs it to exist. ``cluster``: whether the
-    backend's nodes need it too, which the advice then says."""
+    """temp_dir exists, and a file in it can be written, read back and removed.
+    Nothing is created: a map does not create temp_dir either, and a directory made
+    here (at the file system's root, as the default /scratch/ would be) is one the
+    compute nodes do not see. ``cluster``: whether the backend's jobs need it; a
+    backend that runs jobs on this machine does without it."""
     root = Path(path).expanduser()
     todo = "set DEFAULT_TEMP_DIR (or pass --temp-dir) to a directory you can write"
     if cluster:
         todo += ", that the compute nodes mount at the same path"
-    if root.exists() and not root.is_dir():
+    if not root.exists():
+        if not cluster:
+            return Check(TEMP_DIR, Verdict.PASS,
+                         f"not needed: {path} does not exist, and a backend that runs jobs "
+                         "on this machine keeps its files in the system's temporary "
+                         "directory instead")
+        return Check(TEMP_DIR, Verdict.FAIL, f"{path} does not exist",
+                     f"create it where the compute nodes mount it at the same path "
+                     f"(mkdir -p {path}), or {todo}")
+    if not root.is_dir():
         return Check(TEMP_DIR, Verdict.FAIL, f"{path} exists but is not a directory", todo)
     started = time.perf_counter()
-    created = not root.exists()
-    step = "create it"
+    step = "write a file in it"
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        step = "write a file in it"
         data = secrets.token_bytes(64)
         descriptor, name = tempfile.mkstemp(prefix=".gridmap-doctor-", dir=root)
         with os.fdopen(descriptor, "wb") as handle:
@@ -209,8 +217,7 @@ def check_temp_dir(path: str, cluster: bool = True) -> Check:
         return Check(TEMP_DIR, Verdict.FAIL, f"{path}: a file read back differs from what "
                      "was written", "check the file system's health, or " + todo)
     took = (time.perf_counter() - started) * 1000
-    made = "created; " if created else ""
-    return Check(TEMP_DIR, Verdict.PASS, f"{path} ({made}write+read+remove {took:.0f} ms)")
+    return Check(TEMP_DIR, Verdict.PASS, f"{path} (write+read+remove {took:.0f} ms)")
 
 
 def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: float = 120.0,

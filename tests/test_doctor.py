@@ -98,10 +98,11 @@ def assert_all_pass(outcome: Outcome) -> None:
 
 
 def test_local_backend_passes_every_check(tmp_path: Path) -> None:
-    temp_dir = tmp_path / "scratch"  # made by the check
+    temp_dir = tmp_path / "scratch"
+    temp_dir.mkdir()
     outcome = doctor("--backend", "local", "--temp-dir", str(temp_dir), cwd=tmp_path)
     assert_all_pass(outcome)
-    assert temp_dir.is_dir()
+    assert outcome.lines["temp_dir writable"].detail.startswith(f"{temp_dir} (write+read")
     assert outcome.lines["settings"].detail.startswith("backend local (--backend)")
     trip = outcome.lines["round trip"].detail
     assert f"from host {socket.gethostname()} (this machine)" in trip
@@ -169,17 +170,37 @@ def test_cluster_backend_that_is_not_usable(tmp_path: Path) -> None:
     assert report["exit_status"] == outcome.status == 1
 
 
-def test_temp_dir_that_cannot_be_made(slurm_cluster: str, tmp_path: Path) -> None:
-    blocker = tmp_path / "a-file"
-    blocker.write_text("")
-    outcome = doctor("--backend", "slurm", "--temp-dir", str(blocker / "scratch"),
-                     cwd=tmp_path)
+def test_missing_temp_dir_of_a_cluster_fails_and_is_not_made(slurm_cluster: str,
+                                                             tmp_path: Path) -> None:
+    missing = tmp_path / "scratch"
+    outcome = doctor("--backend", "slurm", "--temp-dir", str(missing), cwd=tmp_path)
     assert verdicts(outcome) == ["PASS", "PASS", "FAIL", "SKIP", "SKIP", "SKIP"], outcome.out
     temp = outcome.lines["temp_dir writable"]
-    assert temp.detail == f"{blocker / 'scratch'}: cannot create it: Not a directory"
-    assert "DEFAULT_TEMP_DIR" in temp.todo and "compute nodes" in temp.todo
+    assert temp.detail == f"{missing} does not exist"
+    assert f"mkdir -p {missing}" in temp.todo and "DEFAULT_TEMP_DIR" in temp.todo
+    assert "compute nodes" in temp.todo
     assert "keeps its jobs' files in temp_dir" in outcome.lines["round trip"].detail
     assert outcome.status == 1
+    assert not missing.exists()
+
+
+def test_missing_temp_dir_is_not_made_at_the_root(tmp_path: Path) -> None:
+    # As the default /scratch/ would be: the doctor creates no directory anywhere.
+    missing = tmp_path / "root" / "scratch"
+    check = check_temp_dir(str(missing), cluster=True)
+    assert check.verdict is Verdict.FAIL, check
+    assert check.detail == f"{missing} does not exist"
+    assert f"mkdir -p {missing}" in check.todo
+    assert not missing.exists() and not missing.parent.exists()
+
+
+def test_local_backend_runs_without_temp_dir(tmp_path: Path) -> None:
+    missing = tmp_path / "scratch"
+    outcome = doctor("--backend", "local", "--temp-dir", str(missing), cwd=tmp_path)
+    assert_all_pass(outcome)
+    assert outcome.lines["temp_dir writable"].detail.startswith(
+        f"not needed: {missing} does not exist"), outcome.out
+    assert not missing.exists()
 
 
 def assert_monitor_unreachable(backend: str, cwd: Path, shared: str) -> None:

@@ -40,6 +40,11 @@ class EmailNotifier:
     def __init__(self, settings: Any) -> None:
         self.send_errors = bool(settings["SEND_ERROR_MAIL"])
         self.smtp = SmtpConfig.from_settings({key: settings[key] for key in _SMTP_KEYS})
+        # The original's default SMTP_SERVER is a guess from this host's name, wrong on
+        # most machines: a program that set up no mail is not warned that it failed
+        # (the failure is logged at info level), so that a first run stays quiet.
+        sources = getattr(settings, "sources", {})
+        self.server_guessed = sources.get("SMTP_SERVER") == "default"
         self.sender = str(settings["ERROR_MAIL_SENDER"])
         self.recipients = recipients_of(str(settings["ERROR_MAIL_RECIPIENT"]))
         if not self.recipients:
@@ -161,14 +166,19 @@ class EmailNotifier:
         try:
             send(message, self.smtp)
             self.sent += 1
-        except MailError as error:
-            self._warn("send", "mail %r not sent: %s", message["Subject"], error)
         except Exception as error:
-            self._warn("send", "mail %r not sent: %s: %s", message["Subject"],
-                       type(error).__name__, error)
+            why = str(error) if isinstance(error, MailError) else \
+                f"{type(error).__name__}: {error}"
+            if self.server_guessed:
+                why += (f" (SMTP_SERVER is not set: {self.smtp.host} is its default, "
+                        "guessed from this host's name; set SMTP_SERVER to get error "
+                        "mails)")
+            self._warn("send", "mail %r not sent: %s", message["Subject"], why)
 
     def _warn(self, kind: str, text: str, *args: Any) -> None:
-        """Log a kind of failure once as a warning; its repeats at debug level."""
-        level = logging.DEBUG if kind in self._warned else logging.WARNING
+        """Log a kind of failure once as a warning (at info level when no mail server
+        was set up); its repeats at debug level."""
+        first = logging.INFO if self.server_guessed else logging.WARNING
+        level = logging.DEBUG if kind in self._warned else first
         self._warned.add(kind)
         logger.log(level, text, *args)
