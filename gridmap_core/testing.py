@@ -277,6 +277,15 @@ class BackendConformance:
         for result in results:
             self.assert_ran_on_backend(result)
 
+    def test_every_job_has_the_id_of_the_scheduler_job_it_ran_in(self) -> None:
+        # One batch of one request: where runners take on queued jobs, several jobs
+        # run in one scheduler job, and each must carry the id of the one it ran in.
+        jobs = [Job(where, [x], name=f"where{x}") for x in range(6)]
+        with self.executor() as executor:
+            executor.run_jobs(jobs)
+        for job in jobs:
+            self.assert_scheduler_id(job.id, job.ret)
+
     def test_resources_are_honoured(self) -> None:
         job = Job(where, [2], **self.resource_request)
         with self.executor() as executor:
