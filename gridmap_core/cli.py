@@ -9,31 +9,43 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import doctor
+from . import __version__, doctor
 from .config import SETTINGS, ConfigError, Settings, load_settings, user_config_path
 from .executor import GridMapExecutor
 from .plugin_types import PluginLoadError
 from .plugins import UnknownPluginError, get_plugin_manager
 from .selection import BackendUnavailableError, probe
 
+# What ``gridmap --help`` says (the docstring's markup would show as is).
+DESCRIPTION = ("Show gridmap's effective settings and installed backends, and check that "
+               "jobs can run and report back.")
+# A value wider than this pushes its own comment right, not every row's.
+_VALUE_COLUMN = 40
+
+
+def _shown(settings: Settings, name: str) -> str:
+    value = settings[name]
+    if SETTINGS[name].secret:
+        return "(set, not shown)" if value else "(not set)"
+    if name == "BACKEND" and value is None:
+        return "(choose automatically)"
+    return repr(value)
+
 
 def _config(args: argparse.Namespace) -> int:
     settings = load_settings({"BACKEND": args.backend})
-    width = max(len(name) for name in SETTINGS)
-    for name in SETTINGS:
-        value = settings[name]
-        if SETTINGS[name].secret:
-            shown = "(set, not shown)" if value else "(not set)"
-        elif name == "BACKEND" and value is None:
-            shown = "(choose automatically)"
-        else:
-            shown = repr(value)
-        print(f"{name:<{width}} = {shown:<28} # {settings.sources[name]}")
+    rows = [(name, _shown(settings, name), settings.sources[name]) for name in SETTINGS]
     backend = settings.backend
     if backend:
-        for key, (value, source) in sorted(settings.backend_options(backend).items()):
-            print(f"{backend}.{key:<{width - len(backend) - 1}} = {value!r:<28} # {source}")
-    print(f"\n# user config file: {user_config_path()}")
+        rows += [(f"{backend}.{key}", repr(value), source) for key, (value, source)
+                 in sorted(settings.backend_options(backend).items())]
+    width = max(len(key) for key, _, _ in rows)
+    room = min(_VALUE_COLUMN, max(len(shown) for _, shown, _ in rows))
+    for key, shown, source in rows:
+        print(f"{key:<{width}} = {shown:<{room}} # {source}")
+    user = user_config_path()
+    print(f"\n# user config file: {user} "
+          f"({'exists' if user.is_file() else 'does not exist'})")
     installed = get_plugin_manager().backends()
     for name in settings.backend_sections():
         if name not in installed:
@@ -81,10 +93,13 @@ def _backends(args: argparse.Namespace) -> int:
     if not rows:
         print("no backends installed; install gridmap-local or a cluster backend")
         return 1
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for name, package, status, reason, description in rows:
-        print(f"{name:<12} {package:<24} {status:<11} {description}")
+        left = "  ".join(text.ljust(width) for text, width in zip(
+            (name, package, status), widths, strict=True))
+        print(f"{left}  {description}".rstrip())
         if reason:
-            print(f"{'':<12} {'':<24} {'':<11} {reason}")
+            print(f"{'':<{len(left)}}  {reason}")
     return 0
 
 
@@ -121,7 +136,8 @@ def _seconds(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridmap`` console script."""
-    parser = argparse.ArgumentParser(prog="gridmap", description=__doc__)
+    parser = argparse.ArgumentParser(prog="gridmap", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     config = commands.add_parser("config", help="print every setting and where it came from")
     config.add_argument("--backend", help="show settings as they apply to this backend")
