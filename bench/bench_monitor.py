@@ -184,6 +184,9 @@ class BenchSink:
     def job_name(self, index: int) -> str | None:
         return None
 
+    def waiting(self, index: int, note: str) -> None:
+        pass
+
 
 class Recorder(logging.Handler):
     """Keeps the monitor's log records, so 100 death warnings do not flood stderr."""

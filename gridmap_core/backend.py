@@ -112,6 +112,11 @@ class Sink(Protocol):
         know it (the job is then named after the batch's spec and its index)."""
         ...
 
+    def waiting(self, index: int, note: str) -> None:
+        """The job at ``index`` is still queued, and ``note`` says why in the
+        scheduler's words ("" once it gives no reason); told when the note changes."""
+        ...
+
 
 @dataclass(eq=False)
 class Batch:

@@ -208,6 +208,10 @@ class GridMapExecutor(Executor):
         self.plugins.broadcast(hook, **kwargs)
         self.notifiers.call(hook, kwargs)
 
+    def waiting(self, job: Job, note: str) -> None:
+        """The scheduler says why a queued job waits (JobEvents)."""
+        self.notify("gridmap_job_waiting", job=job, note=note)
+
     def started(self, job: Job) -> None:
         """A job began to run (JobEvents)."""
         self.notify("gridmap_job_started", job=job)

@@ -84,6 +84,24 @@ def gridmap_job_submitted(job: Job) -> None:
 
 
 @hookspec
+def gridmap_job_waiting(job: Job, note: str) -> None:
+    """A queued job is still waiting, and the scheduler says why: ``note`` in its
+    words ("no queue instance can run it: all.q@node is in state E"); an empty
+    ``note`` when it no longer gives a reason.
+
+    Called in the submitting process when the note of a queued job changes, by
+    backends that run the monitor protocol and whose scheduler explains waits (Grid
+    Engine, Slurm). Return value ignored.
+
+    Example::
+
+        @hookimpl
+        def gridmap_job_waiting(job, note):
+            print(job.name, "waits:", note)
+    """
+
+
+@hookspec
 def gridmap_job_started(job: Job) -> None:
     """A job began to run (``job.host_name`` says where, when known).
 

@@ -74,6 +74,7 @@ class _Task:
     track_mem: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=MAX_TRACK))
     heart_beat: dict[str, Any] | None = None
+    note: str = ""  # why the scheduler says it waits, as last told to its sink
 
 
 def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str | None:
@@ -467,6 +468,7 @@ class MonitoredSession:
             task.state = _QUEUED
             task.job_id = ""
             task.running_since = None
+            task.note = ""
             task.idle_beats = 0
             logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
                            task.resubmits, self.max_resubmits)
@@ -506,10 +508,13 @@ class MonitoredSession:
                 continue
             if status.status is Status.RUNNING and task.running_since is None:
                 task.running_since = now
-            elif (status.status is Status.QUEUED and status.note
-                  and status.note not in self._notes_told):
-                self._notes_told.add(status.note)
-                logger.warning("jobs are waiting in the queue: %s", status.note)
+            elif status.status is Status.QUEUED:
+                if status.note != task.note and task.state == _QUEUED:
+                    task.note = status.note  # observers (the status page) show it
+                    task.batch.sink.waiting(task.index, status.note)
+                if status.note and status.note not in self._notes_told:
+                    self._notes_told.add(status.note)
+                    logger.warning("jobs are waiting in the queue: %s", status.note)
             verdict = judge_status(status, job_id)
             if verdict is not None:
                 self._died(task, verdict, cancel=status.status is not Status.ENDED)

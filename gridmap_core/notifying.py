@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 # Hooks heard for every job, and hooks heard only for jobs that fail or die: grid_map
 # makes Job objects for every input only when someone listens to the first kind.
-EVERY_JOB_HOOKS = ("gridmap_job_submitted", "gridmap_job_started", "gridmap_job_heartbeat",
-                   "gridmap_job_finished")
+EVERY_JOB_HOOKS = ("gridmap_job_submitted", "gridmap_job_waiting", "gridmap_job_started",
+                   "gridmap_job_heartbeat", "gridmap_job_finished")
 FAILURE_HOOKS = ("gridmap_job_failed", "gridmap_job_died", "gridmap_job_resubmitted")
 
 

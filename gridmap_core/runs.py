@@ -25,6 +25,8 @@ class JobEvents(Protocol):
 
     def resubmitted(self, job: Job) -> None: ...
 
+    def waiting(self, job: Job, note: str) -> None: ...
+
 
 # A Ctrl-C may be delivered to any thread of the process. CPython runs the handler,
 # which raises KeyboardInterrupt, only in the main thread, and a main thread blocked in
@@ -186,6 +188,10 @@ class Run:
         if self.events is not None:
             self.events.resubmitted(job)
 
+    def waiting(self, index: int, note: str) -> None:
+        if self.jobs is not None and self.events is not None:  # only observers need it
+            self.events.waiting(self.jobs[index], note)
+
     def job_name(self, index: int) -> str | None:
         """The job's own name, where this run has its Job object."""
         if self.jobs is not None:
@@ -290,6 +296,10 @@ class FutureSink:
 
     def job_name(self, index: int) -> str | None:
         return self.job.name
+
+    def waiting(self, index: int, note: str) -> None:
+        if self.events is not None:
+            self.events.waiting(self.job, note)
 
     def failed(self, index: int, failure: Failure) -> None:
         job = self.job

@@ -306,3 +306,54 @@ def test_an_ended_job_shows_the_last_lines_of_its_log(tmp_path: Path) -> None:
         for index in (0, 1):
             log = json.loads(held.get(f"/api/job/{index}")[1])["log_tail"]
             assert log.splitlines()[-2:] == [f"job {index} is waiting", f"job {index} ends"], log
+
+
+NOTE = "no queue instance can run it: all.q@node1 is in state E"
+
+
+def _queued_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have the local backend's scheduler explain its queued jobs as Grid Engine does."""
+    from gridmap_local.processes import ProcessScheduler
+
+    from gridmap_core.scheduler import JobStatus, Status
+
+    poll = ProcessScheduler.poll
+
+    def poll_with_notes(self: ProcessScheduler, ids: Any) -> Any:
+        return {job_id: JobStatus(Status.QUEUED, note=NOTE)
+                if status.status is Status.QUEUED else status
+                for job_id, status in poll(self, ids).items()}
+
+    monkeypatch.setattr(ProcessScheduler, "poll", poll_with_notes)
+
+
+def test_a_queued_job_shows_why_it_waits(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _queued_with_a_note(monkeypatch)
+    with HeldMap(tmp_path, count=2, processes=1) as held:
+        rows = held.wait(lambda r: len(r) == 2 and r[1]["waiting"] == NOTE)
+        assert rows[1]["state"] == "submitted"
+        assert json.loads(held.get("/api/job/1")[1])["waiting"] == NOTE
+        assert held.jobs()[0]["waiting"] == ""  # it runs
+        held.release(0)
+        rows = held.wait(lambda r: r[1]["state"] == "running")
+        assert rows[1]["waiting"] == ""  # it no longer waits
+        held.release(1)
+        held.wait(lambda r: r[1]["state"] == "done")
+
+
+def test_waiting_notes_and_warnings_reach_the_rows() -> None:
+    board = Board("m")
+    job = Job(abs, [1], name="j")
+    job.state = JobState.SUBMITTED
+    board.gridmap_job_submitted(job)
+    version = board.snapshot()["version"]
+    board.gridmap_job_waiting(job, NOTE)
+    changed = board.snapshot(version)["jobs"]
+    assert [(row["waiting"], row["warning"]) for row in changed] == [(NOTE, "")]
+    job.state = JobState.RUNNING
+    job.record_heartbeat({"cpu": 0.0, "memory": 2**20, "host_name": "h",
+                          "warning": "idle for 1800 s; it will be killed at 3600 s"})
+    board.gridmap_job_heartbeat(job, {})
+    row = board.snapshot()["jobs"][0]
+    assert row["waiting"] == "" and row["warning"].startswith("idle for 1800 s")

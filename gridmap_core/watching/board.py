@@ -41,12 +41,18 @@ class Board:
         # Per row, the causes of death of its earlier attempts: a resubmitted job's
         # row no longer shows a cause, its page lists them.
         self._history: list[list[str]] = []
+        # Per row, why the scheduler says the job waits in its queue (the monitor's
+        # note); shown while the job is queued.
+        self._waiting: list[str] = []
         self.version = 0
 
     # -- events (the monitor's thread) --------------------------------------------------
 
-    def _touch(self, job: Job) -> int:
-        """Stamp ``job``'s row (made if new) with a new version; its row."""
+    def _touch(self, job: Job, *, waiting: str | None = None,
+               died_of: str | None = None) -> None:
+        """Stamp ``job``'s row (made if new) with a new version, with its new note on
+        why it waits or the cause of an earlier attempt's death: under one lock with
+        the stamp, so that no snapshot has the one without the other."""
         with self._lock:
             self.version += 1
             row = self._rows.get(id(job))
@@ -55,13 +61,20 @@ class Board:
                 self._jobs.append(job)
                 self._stamps.append(self.version)
                 self._history.append([])
+                self._waiting.append("")
             else:
                 self._stamps[row] = self.version
-            return row
+            if waiting is not None:
+                self._waiting[row] = waiting
+            if died_of is not None:
+                self._history[row].append(died_of)
 
     def gridmap_job_submitted(self, job: Job) -> None:
         self.backend = job.backend or self.backend
         self._touch(job)
+
+    def gridmap_job_waiting(self, job: Job, note: str) -> None:
+        self._touch(job, waiting=note)
 
     def gridmap_job_started(self, job: Job) -> None:
         self._touch(job)
@@ -79,9 +92,8 @@ class Board:
         self._touch(job)
 
     def gridmap_job_resubmitted(self, job: Job) -> None:
-        row = self._touch(job)
-        with self._lock:
-            self._history[row].append(job.cause_of_death or "no cause given")
+        # Queued again: what the scheduler said of its earlier wait no longer holds.
+        self._touch(job, waiting="", died_of=job.cause_of_death or "no cause given")
 
     def gridmap_map_finished(self, jobs: Sequence[Job], summary: dict[str, Any]) -> None:
         for job in jobs:  # a cancelled job has no event of its own
@@ -100,6 +112,7 @@ class Board:
             version = self.version
             jobs = list(self._jobs)
             stamps = list(self._stamps)
+            waiting = list(self._waiting)
             finished = self.finished
         counts = dict.fromkeys(STATES, 0)
         changed = []
@@ -107,7 +120,7 @@ class Board:
             state = job.state.value
             counts[state] = counts.get(state, 0) + 1
             if stamp > since:
-                changed.append(row_of(index, job))
+                changed.append(row_of(index, job, waiting[index]))
         return {"version": version, "name": self.name, "backend": self.backend,
                 "started": self.started, "total": len(jobs), "counts": counts,
                 "finished": finished, "jobs": changed}
@@ -124,7 +137,8 @@ class Board:
         beat = job.heart_beat or {}
         with self._lock:
             history = list(self._history[index])
-        return {**row_of(index, job), "version": self.version, "history": history,
+            waiting = self._waiting[index]
+        return {**row_of(index, job, waiting), "version": self.version, "history": history,
                 "track_cpu": thin(list(job.track_cpu)),
                 "track_mem": thin(list(job.track_mem)),
                 "log_tail": str(beat.get("log_tail") or "")[-LOG_TAIL:],
@@ -132,14 +146,20 @@ class Board:
                 "error": _error_of(job)}
 
 
-def row_of(index: int, job: Job) -> dict[str, Any]:
-    """A job's line in the table."""
+def row_of(index: int, job: Job, waiting: str = "") -> dict[str, Any]:
+    """A job's line in the table. ``waiting`` is why the scheduler says it waits
+    (shown while it is queued); ``warning`` what the monitor warns of while it runs
+    (that it has been idle and will be killed)."""
     live = job.state is JobState.RUNNING
+    queued = job.state is JobState.SUBMITTED
+    beat = job.heart_beat or {}
     return {"index": index, "name": job.name, "state": job.state.value,
             "host": job.host_name or "", "id": str(job.id) if job.id not in (None, -1) else "",
             "cpu": job.track_cpu[-1] if live and job.track_cpu else None,
             "memory": round(job.track_mem[-1], 1) if live and job.track_mem else None,
-            "resubmits": job.num_resubmits, "cause": cause_of(job)}
+            "resubmits": job.num_resubmits, "cause": cause_of(job),
+            "waiting": waiting if queued else "",
+            "warning": str(beat.get("warning") or "") if live else ""}
 
 
 def cause_of(job: Job) -> str:

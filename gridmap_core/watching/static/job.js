@@ -46,6 +46,8 @@ async function poll() {
       for (const field of ["state", "host", "id", "cpu", "memory", "resubmits"]) {
         set(field, job[field]);
       }
+      optional("waiting", job.waiting);
+      optional("warning", job.warning);
       optional("cause", job.cause);
       optional("error", job.error);
       optional("history", (job.history || []).map(

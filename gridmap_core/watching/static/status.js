@@ -4,7 +4,8 @@
 
 const token = new URLSearchParams(location.search).get("token") || "";
 const query = "token=" + encodeURIComponent(token);
-const columns = ["index", "name", "state", "host", "id", "cpu", "memory", "resubmits", "cause"];
+const columns = ["index", "name", "state", "host", "id", "cpu", "memory", "resubmits", "cause",
+                 "note"];
 const numeric = new Set(["index", "cpu", "memory", "resubmits"]);
 const rows = new Map();
 let version = 0;
@@ -33,9 +34,11 @@ function show(job) {
     document.querySelector("#jobs tbody").appendChild(tr);
   }
   tr.dataset.state = job.state;
+  // The note: why a queued job waits, or what the monitor warns of a running one.
+  const note = job.waiting || job.warning || "";
   columns.forEach((column, i) => {
     const td = tr.children[i];
-    (td.firstElementChild || td).textContent = text(job[column]);
+    (td.firstElementChild || td).textContent = text(column === "note" ? note : job[column]);
   });
 }
 
