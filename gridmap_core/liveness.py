@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from .messages import Heartbeat
 from .scheduler import JobStatus, Status
 
-__all__ = ["Limits", "Verdict", "judge_heartbeat", "judge_silence", "judge_status"]
+__all__ = [
+    "Limits", "Verdict", "idle_warning", "is_idle", "judge_heartbeat", "judge_silence",
+    "judge_status",
+]
 
 
 @dataclass(frozen=True)
@@ -20,8 +23,16 @@ class Limits:
 
     max_silence: float  # MAX_TIME_BETWEEN_HEARTBEATS
     idle_threshold: float  # IDLE_THRESHOLD, CPU percent
-    max_idle_beats: int  # MAX_IDLE_HEARTBEATS; 0 turns idle detection off
+    max_idle_time: float  # seconds; 0 turns idle detection off
     memory_limit: int | None = None  # bytes (h_vmem), None for none
+    # The settings that gave max_idle_time, as an idle death's cause names them;
+    # empty for MAX_IDLE_TIME.
+    idle_setting: str = ""
+
+    @property
+    def idle_limit(self) -> str:
+        """The idle limit and where it came from, for the user."""
+        return self.idle_setting or f"MAX_IDLE_TIME={self.max_idle_time:g}"
 
 
 @dataclass(frozen=True)
@@ -36,30 +47,53 @@ def _mb(size: int) -> str:
     return f"{size / 2**20:.0f} MB"
 
 
-def judge_heartbeat(beat: Heartbeat, idle_beats: int, limits: Limits
-                    ) -> tuple[int, Verdict | None]:
-    """Judge one heartbeat. Returns the new count of idle beats in a row, and a
-    verdict if the job must be counted dead."""
+# CPU time is counted in clock ticks (10 ms on Linux), and sampling it for a heartbeat
+# costs the runner about one: a beat's interval in which the job's processes used no
+# more than this may show a few percent at short HEARTBEAT_FREQUENCY, yet nothing was
+# done that can be told apart from the measuring itself.
+UNMEASURABLE_CPU = 0.02  # seconds
+
+
+def is_idle(beat: Heartbeat, limits: Limits, interval: float = 0.0) -> bool:
+    """Whether a heartbeat shows the job idle over the ``interval`` seconds it covers.
+
+    Its CPU percent is that of the job's whole process tree (the runner, the job, and
+    every process they started, with those that ended in between), so a job waiting
+    on a busy subprocess is not idle. Idle also means sleeping, not merely slow: a
+    job blocked on disk is in state "disk-sleep" and keeps its place.
+    """
+    if beat.status != "sleeping":
+        return False
+    return (beat.cpu <= limits.idle_threshold
+            or 0 < beat.cpu / 100.0 * interval <= UNMEASURABLE_CPU)
+
+
+def judge_heartbeat(beat: Heartbeat, idle_for: float, limits: Limits) -> Verdict | None:
+    """Judge one heartbeat of a job that has been idle for ``idle_for`` seconds (0 when
+    this beat is not idle); a verdict if the job must be counted dead."""
     if limits.memory_limit is not None and beat.memory > limits.memory_limit:
         # Not resubmitted, as Grid Engine and Slurm do not resubmit a job they kill for
         # its memory: it would only grow past the same limit again.
-        return 0, Verdict(
+        return Verdict(
             f"out of memory: its processes used {_mb(beat.memory)}, over its limit "
             f"h_vmem={_mb(limits.memory_limit)}",
             resubmit=False,
         )
-    # Idle means sleeping, not merely slow: a job blocked on disk is in state
-    # "disk-sleep" and keeps its place.
-    if beat.cpu <= limits.idle_threshold and beat.status == "sleeping":
-        idle_beats += 1
-    else:
-        idle_beats = 0
-    if limits.max_idle_beats > 0 and idle_beats >= limits.max_idle_beats:
-        return idle_beats, Verdict(
-            f"idle: CPU at or below {limits.idle_threshold:g}% while sleeping for "
-            f"{idle_beats} heartbeats in a row (MAX_IDLE_HEARTBEATS={limits.max_idle_beats})"
+    if limits.max_idle_time > 0 and idle_for >= limits.max_idle_time:
+        return Verdict(
+            f"idle: its processes used at most {limits.idle_threshold:g}% CPU, sleeping, "
+            f"for {idle_for:.0f} s ({limits.idle_limit})"
         )
-    return idle_beats, None
+    return None
+
+
+def idle_warning(idle_for: float, limits: Limits) -> str | None:
+    """What to tell the user about a job idle for ``idle_for`` seconds, from half its
+    idle limit on, so that an idle job is never killed unannounced; else None."""
+    if limits.max_idle_time <= 0 or idle_for < limits.max_idle_time / 2:
+        return None
+    return (f"idle for {idle_for:.0f} s; it will be killed at {limits.max_idle_time:g} s "
+            f"({limits.idle_limit})")
 
 
 def judge_silence(silent_for: float, fetched: bool, address: str, limits: Limits

@@ -14,7 +14,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import math
 import os
 import secrets
 import shutil
@@ -26,8 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from .backend import Batch, Failure, JobSpec, SessionOptions
-from .liveness import Limits, Verdict, judge_heartbeat, judge_silence, judge_status
-from .messages import decode_heartbeat, decode_result, encode_next, encode_task
+from .liveness import (
+    Limits,
+    Verdict,
+    idle_warning,
+    is_idle,
+    judge_heartbeat,
+    judge_silence,
+    judge_status,
+)
+from .messages import Heartbeat, decode_heartbeat, decode_result, encode_next, encode_task
 from .plugins import get_plugin_manager
 from .protocol import (
     FROM_RUNNER,
@@ -67,7 +74,8 @@ class _Task:
     last_seen: float = 0.0  # monotonic time of its last message
     running_since: float | None = None  # when the scheduler first said running
     host_name: str = ""
-    idle_beats: int = 0
+    idle_since: float | None = None  # monotonic time from which its beats show it idle
+    idle_warned: bool = False
     resubmits: int = 0
     track_cpu: collections.deque[float] = field(
         default_factory=lambda: collections.deque(maxlen=MAX_TRACK))
@@ -87,12 +95,17 @@ def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str |
     return None
 
 
-def _idle_beats(settings: Any) -> int:
-    """The idle limit in heartbeats: MAX_IDLE_HEARTBEATS where set, else MAX_IDLE_TIME."""
-    if settings["MAX_IDLE_HEARTBEATS"] is not None:
-        return int(settings["MAX_IDLE_HEARTBEATS"])
-    seconds = float(settings["MAX_IDLE_TIME"])
-    return max(1, math.ceil(seconds / float(settings["HEARTBEAT_FREQUENCY"]))) if seconds else 0
+def idle_limits(settings: Any) -> tuple[float, str]:
+    """The idle limit in seconds, and the settings that gave it (empty for
+    MAX_IDLE_TIME): MAX_IDLE_TIME, unless only the original's MAX_IDLE_HEARTBEATS was
+    set, which counts heartbeats of HEARTBEAT_FREQUENCY seconds."""
+    beats = settings["MAX_IDLE_HEARTBEATS"]
+    if beats is not None and settings.sources.get("MAX_IDLE_TIME", "default") == "default":
+        every = float(settings["HEARTBEAT_FREQUENCY"])
+        seconds = max(0, int(beats)) * every
+        return seconds, f"MAX_IDLE_HEARTBEATS={beats} x HEARTBEAT_FREQUENCY={every:g} = " \
+                        f"{seconds:g} s"
+    return float(settings["MAX_IDLE_TIME"]), ""
 
 
 def _zmq_options(settings: Any) -> dict[str, Any]:
@@ -120,10 +133,12 @@ class MonitoredSession:
         self.heartbeat_every = float(settings["HEARTBEAT_FREQUENCY"])
         self.check_every = float(settings["CHECK_FREQUENCY"])
         self.max_resubmits = int(settings["NUM_RESUBMITS"])
+        max_idle_time, idle_setting = idle_limits(settings)
         self.limits = Limits(
             max_silence=float(settings["MAX_TIME_BETWEEN_HEARTBEATS"]),
             idle_threshold=float(settings["IDLE_THRESHOLD"]),
-            max_idle_beats=_idle_beats(settings),
+            max_idle_time=max_idle_time,
+            idle_setting=idle_setting,
         )
         self.directory = self._make_directory(work_dir)
         self.log_dir = str(self.directory / "logs")
@@ -316,14 +331,14 @@ class MonitoredSession:
             self._reply(token, message, Kind.STOP,
                         f"superseded by attempt {task.attempt}".encode())
             return
-        task.last_seen = time.monotonic()
+        previous, task.last_seen = task.last_seen, time.monotonic()
         if header.kind is Kind.FETCH:
             if task.state != _RUNNING:  # not a repeated fetch of the same attempt
                 task.state = _RUNNING
                 task.batch.sink.started(task.index, "", task.job_id)
             self._reply(token, message, Kind.TASK, self._task_payload(task))
         elif header.kind is Kind.HEARTBEAT:
-            self._heartbeat(token, message, task)
+            self._heartbeat(token, message, task, previous)
         else:
             self._result(token, message, task)
 
@@ -339,7 +354,9 @@ class MonitoredSession:
         level = logging.WARNING if self.dropped <= 10 else logging.DEBUG
         logger.log(level, "dropped a message: %s", reason)
 
-    def _heartbeat(self, token: Any, message: Message, task: _Task) -> None:
+    def _heartbeat(self, token: Any, message: Message, task: _Task, previous: float) -> None:
+        """A heartbeat, received at ``task.last_seen``; the task's message before it
+        came at ``previous``."""
         try:
             beat = decode_heartbeat(message.payload)
         except ValueError as error:
@@ -351,14 +368,35 @@ class MonitoredSession:
         task.heart_beat = beat.as_dict()
         task.track_cpu.append(beat.cpu)
         task.track_mem.append(beat.memory / 2**20)
-        task.idle_beats, verdict = judge_heartbeat(beat, task.idle_beats,
-                                                   self._limits_for(task.batch.spec))
+        limits = self._limits_for(task.batch.spec)
+        idle_for = self._idle_for(task, beat, limits, previous)
+        verdict = judge_heartbeat(beat, idle_for, limits)
         if verdict is not None:
             self._reply(token, message, Kind.STOP, verdict.cause.encode())
             self._died(task, verdict)
             return
         self._reply(token, message, Kind.ACK)
+        warning = idle_warning(idle_for, limits)
+        if warning is not None:
+            # Observers (the status page) see it with the heartbeat, as "warning".
+            task.heart_beat["warning"] = warning
+            if not task.idle_warned:
+                task.idle_warned = True
+                logger.warning("%s (job %s) is %s", self._name(task), task.job_id or "?",
+                               warning)
         task.batch.sink.heartbeat(task.index, task.heart_beat)
+
+    @staticmethod
+    def _idle_for(task: _Task, beat: Heartbeat, limits: Limits, previous: float) -> float:
+        """Seconds the task has been idle, in time (not heartbeats): a beat's CPU covers
+        the time since the task's previous message, so an idle run starts there."""
+        if not is_idle(beat, limits, task.last_seen - previous if previous else 0.0):
+            task.idle_since = None
+            task.idle_warned = False
+            return 0.0
+        if task.idle_since is None:
+            task.idle_since = previous or task.last_seen
+        return task.last_seen - task.idle_since
 
     def _limits_for(self, spec: JobSpec) -> Limits:
         limit = spec.resources.h_vmem
@@ -469,7 +507,8 @@ class MonitoredSession:
             task.job_id = ""
             task.running_since = None
             task.note = ""
-            task.idle_beats = 0
+            task.idle_since = None
+            task.idle_warned = False
             logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
                            task.resubmits, self.max_resubmits)
             task.batch.sink.resubmitted(task.index, verdict.cause)

@@ -12,7 +12,15 @@ import traceback
 import pytest
 
 from gridmap_core.job import RemoteError
-from gridmap_core.liveness import Limits, Verdict, judge_heartbeat, judge_silence, judge_status
+from gridmap_core.liveness import (
+    Limits,
+    Verdict,
+    idle_warning,
+    is_idle,
+    judge_heartbeat,
+    judge_silence,
+    judge_status,
+)
 from gridmap_core.messages import (
     MAX_LOG_TAIL,
     Heartbeat,
@@ -27,7 +35,7 @@ from gridmap_core.messages import (
 from gridmap_core.scheduler import JobStatus, Status
 from gridmap_core.serialization import dumps
 
-LIMITS = Limits(max_silence=30.0, idle_threshold=5.0, max_idle_beats=3)
+LIMITS = Limits(max_silence=30.0, idle_threshold=5.0, max_idle_time=60.0)
 
 
 def beat(cpu: float = 50.0, memory: int = 100 * 2**20, status: str = "running") -> Heartbeat:
@@ -38,62 +46,62 @@ def beat(cpu: float = 50.0, memory: int = 100 * 2**20, status: str = "running") 
 
 
 def test_memory_over_the_limit_is_out_of_memory() -> None:
-    limits = Limits(30.0, 5.0, 3, memory_limit=150 * 2**20)
-    count, verdict = judge_heartbeat(beat(memory=300 * 2**20), 2, limits)
+    limits = Limits(30.0, 5.0, 60.0, memory_limit=150 * 2**20)
+    verdict = judge_heartbeat(beat(memory=300 * 2**20), 0.0, limits)
     assert verdict is not None
     assert verdict.cause.startswith("out of memory")
     assert "300 MB" in verdict.cause and "h_vmem=150 MB" in verdict.cause
     assert not verdict.resubmit  # it would grow past its limit again
-    assert count == 0
 
 
 def test_memory_at_or_under_the_limit_or_without_one_is_fine() -> None:
     limit = 150 * 2**20
-    assert judge_heartbeat(beat(memory=limit), 0, Limits(30.0, 5.0, 3, limit)) == (0, None)
-    assert judge_heartbeat(beat(memory=10 * limit), 0, LIMITS) == (0, None)
+    assert judge_heartbeat(beat(memory=limit), 0.0, Limits(30.0, 5.0, 60.0, limit)) is None
+    assert judge_heartbeat(beat(memory=10 * limit), 0.0, LIMITS) is None
 
 
-def test_idle_beats_count_only_while_sleeping_at_low_cpu() -> None:
-    assert judge_heartbeat(beat(cpu=0.0, status="sleeping"), 0, LIMITS) == (1, None)
-    assert judge_heartbeat(beat(cpu=5.0, status="sleeping"), 1, LIMITS) == (2, None)  # <=
-    # busy, or not asleep: the count starts again
-    assert judge_heartbeat(beat(cpu=5.1, status="sleeping"), 2, LIMITS) == (0, None)
-    assert judge_heartbeat(beat(cpu=0.0, status="running"), 2, LIMITS) == (0, None)
-    assert judge_heartbeat(beat(cpu=0.0, status="disk-sleep"), 2, LIMITS) == (0, None)
+def test_idle_means_sleeping_at_low_cpu() -> None:
+    assert is_idle(beat(cpu=0.0, status="sleeping"), LIMITS)
+    assert is_idle(beat(cpu=5.0, status="sleeping"), LIMITS)  # at the threshold
+    assert not is_idle(beat(cpu=5.1, status="sleeping"), LIMITS)  # busy
+    assert not is_idle(beat(cpu=0.0, status="running"), LIMITS)
+    assert not is_idle(beat(cpu=0.0, status="disk-sleep"), LIMITS)  # waiting on a disk
 
 
-def test_enough_idle_beats_in_a_row_make_a_verdict() -> None:
+def test_cpu_below_what_can_be_measured_is_idle_at_short_heartbeat_intervals() -> None:
+    # One clock tick (10 ms) in half a second reads 2 %: the sampling's own cost.
+    assert is_idle(beat(cpu=2.0, status="sleeping"), LIMITS, 0.5)
+    assert not is_idle(beat(cpu=20.0, status="sleeping"), LIMITS, 0.5)
+    assert not is_idle(beat(cpu=6.0, status="sleeping"), LIMITS, 10.0)  # 0.6 s of CPU
+
+
+def test_the_idle_limit_is_in_seconds() -> None:
     idle = beat(cpu=0.5, status="sleeping")
-    count = 0
-    verdicts: list[Verdict | None] = []
-    for _ in range(3):
-        count, verdict = judge_heartbeat(idle, count, LIMITS)
-        verdicts.append(verdict)
-    assert verdicts[:2] == [None, None]
-    final = verdicts[2]
-    assert final is not None and final.cause.startswith("idle")
-    assert "3 heartbeats" in final.cause and "MAX_IDLE_HEARTBEATS=3" in final.cause
+    assert judge_heartbeat(idle, 59.9, LIMITS) is None
+    verdict = judge_heartbeat(idle, 60.0, LIMITS)
+    assert verdict is not None and verdict.cause.startswith("idle")
+    assert "for 60 s" in verdict.cause and "MAX_IDLE_TIME=60" in verdict.cause
+    assert verdict.resubmit
 
 
-def test_a_busy_beat_resets_the_idle_count() -> None:
-    idle = beat(cpu=0.0, status="sleeping")
-    count, _ = judge_heartbeat(idle, 0, LIMITS)
-    count, _ = judge_heartbeat(idle, count, LIMITS)
-    count, verdict = judge_heartbeat(beat(cpu=90.0, status="running"), count, LIMITS)
-    assert (count, verdict) == (0, None)
-    for _ in range(2):
-        count, verdict = judge_heartbeat(idle, count, LIMITS)
-        assert verdict is None  # the two beats before the busy one no longer count
-    assert count == 2
+def test_the_cause_names_the_settings_that_gave_the_limit() -> None:
+    limits = Limits(30.0, 5.0, 30.0,
+                    idle_setting="MAX_IDLE_HEARTBEATS=3 x HEARTBEAT_FREQUENCY=10 = 30 s")
+    verdict = judge_heartbeat(beat(cpu=0.0, status="sleeping"), 31.0, limits)
+    assert verdict is not None and "MAX_IDLE_HEARTBEATS=3 x HEARTBEAT_FREQUENCY=10" in verdict.cause
 
 
-def test_zero_max_idle_beats_turns_idle_detection_off() -> None:
-    limits = Limits(30.0, 5.0, max_idle_beats=0)
-    count = 0
-    for _ in range(50):
-        count, verdict = judge_heartbeat(beat(cpu=0.0, status="sleeping"), count, limits)
-        assert verdict is None
-    assert count == 50
+def test_zero_max_idle_time_turns_idle_detection_off() -> None:
+    limits = Limits(30.0, 5.0, max_idle_time=0)
+    assert judge_heartbeat(beat(cpu=0.0, status="sleeping"), 1e9, limits) is None
+    assert idle_warning(1e9, limits) is None
+
+
+def test_an_idle_job_is_warned_of_from_half_its_limit() -> None:
+    assert idle_warning(0.0, LIMITS) is None
+    assert idle_warning(29.9, LIMITS) is None
+    warning = idle_warning(31.0, LIMITS)
+    assert warning == "idle for 31 s; it will be killed at 60 s (MAX_IDLE_TIME=60)"
 
 
 # -- judge_silence -----------------------------------------------------------------
