@@ -29,6 +29,14 @@ def test_one_heartbeat_is_a_dot_with_its_value() -> None:
     assert labels["50 %"] - 4 < float(dots[0].get("cy", "0")) < labels["0 %"] - 4
 
 
+@pytest.mark.parametrize(("value", "label"), [
+    (31.9, "31.9 MB"), (31.94, "31.9 MB"), (0.25, "0.25 MB"), (1234.56, "1234.6 MB"),
+    (0.0, "0 MB"), (2.5e-5, "0.000025 MB"), (100.0, "100 MB"),
+])
+def test_the_value_of_one_heartbeat_reads_as_written(value: float, label: str) -> None:
+    assert label in _texts(line_chart([value], "Memory", "MB"))
+
+
 def test_two_heartbeats_are_a_line() -> None:
     root = ElementTree.fromstring(line_chart([1.0, 2.0], "Memory", "MB", seconds=10))
     polyline = root.find(f"{SVG}polyline")

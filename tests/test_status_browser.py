@@ -4,8 +4,11 @@ live, a job's page shows its error, log and charts, and no token means no page."
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pytest
 
 from tests.browser import wait_for_text, wait_until
 from tests.watched import HeldMap
@@ -63,9 +66,7 @@ def test_job_rows_change_state_live_and_a_job_page_shows_why_it_failed(
         assert "job 1 is waiting" in browser.find_element(By.ID, "log").text
         assert "raise ValueError" in browser.find_element(By.ID, "traceback").text
         for chart in ("cpu-chart", "memory-chart"):
-            wait_until(browser, lambda d, c=chart: d.execute_script(
-                f"return document.getElementById('{c}').naturalWidth") == 640, 10,
-                f"{chart} did not load")
+            wait_until(browser, _loaded(chart), 10, f"{chart} did not load")
 
         browser.find_element(By.ID, "back").click()
         wait_until(browser, lambda d: _state(d, 1) == "failed", 10, "back to the table")
@@ -91,6 +92,15 @@ def test_without_the_right_token_the_browser_gets_no_page(browser: WebDriver,
         wait_until(browser, lambda d: _state(d, 0) == "running", 10, "no row with the token")
 
 
+def _loaded(image_id: str) -> Callable[[WebDriver], bool]:
+    """Whether the image ``image_id`` has loaded a 640-pixel-wide chart."""
+    def loaded(driver: WebDriver) -> bool:
+        width = driver.execute_script(
+            f"return document.getElementById('{image_id}').naturalWidth")
+        return bool(width == 640)
+    return loaded
+
+
 def _shown(driver: WebDriver, element_id: str) -> bool:
     from selenium.webdriver.common.by import By
 
@@ -107,7 +117,7 @@ def test_a_job_page_shows_only_what_the_job_has(browser: WebDriver, tmp_path: Pa
         wait_for_text(browser, "#resubmits", "1", 20)
         wait_for_text(browser, "#state", "running", 10)
         history = browser.find_element(By.ID, "history").text
-        assert history.startswith("attempt 1 died: killed"), history
+        assert history.startswith("attempt 1 died: ") and "killed" in history, history
         assert not _shown(browser, "cause") and not _shown(browser, "error")
         held.release(0)
         wait_for_text(browser, "#state", "done", 10)
@@ -120,3 +130,33 @@ def test_a_job_page_shows_only_what_the_job_has(browser: WebDriver, tmp_path: Pa
         wait_until(browser, lambda d: _shown(d, "traceback-box"), 10, "no traceback box")
         assert "raise ValueError" in browser.find_element(By.ID, "traceback").text
         assert _shown(browser, "error") and not _shown(browser, "history")
+
+
+def test_a_queued_job_shows_why_it_waits_and_one_heartbeat_is_a_dot(
+        browser: WebDriver, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.test_status_page import NOTE, _queued_with_a_note
+
+    _queued_with_a_note(monkeypatch)
+    # Heartbeats every 30 s: each job sends one, at its end, with its last log lines.
+    with HeldMap(tmp_path, count=2, processes=1, HEARTBEAT_FREQUENCY=30) as held:
+        browser.get(held.url)
+        wait_until(browser, lambda d: _state(d, 1) == "submitted" and d.find_element(
+            By.CSS_SELECTOR, "#job-1 td.note").text == NOTE, 20, "no note on the queued job")
+        assert browser.find_element(By.CSS_SELECTOR, "#job-0 td.note").text == ""
+        browser.set_window_size(1400, 600)
+        browser.save_screenshot(str(tmp_path / "queued.png"))
+        held.release(0)
+        wait_until(browser, lambda d: _state(d, 0) == "done", 20, "job 0 did not end")
+        wait_until(browser, lambda d: d.find_element(By.CSS_SELECTOR, "#job-1 td.note").text
+                   == "", 20, "the note stayed on a job that no longer waits")
+
+        browser.get(f"{held.base}/job/0?token={held.token}")
+        wait_for_text(browser, "#state", "done", 10)
+        assert not _shown(browser, "waiting")
+        assert browser.find_element(By.ID, "log").text.splitlines()[-1] == "job 0 ends"
+        wait_until(browser, _loaded("cpu-chart"), 10, "the chart did not load")
+        browser.save_screenshot(str(tmp_path / "one-heartbeat.png"))
+        status, svg = held.get("/api/job/0/memory.svg")
+        assert status == 200 and b"<circle" in svg and b"1 heartbeat" in svg

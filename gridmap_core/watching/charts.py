@@ -4,6 +4,7 @@ refreshes them every few seconds, and drawing one costs well under a millisecond
 from __future__ import annotations
 
 from collections.abc import Sequence
+from decimal import Decimal
 from xml.sax.saxutils import escape
 
 __all__ = ["line_chart"]
@@ -78,7 +79,8 @@ def line_chart(values: Sequence[float], title: str, unit: str, *,
 def _label(value: float) -> str:
     """Every digit the value has, up to 6 significant ones and none trailing: an axis
     at 0.5 % is labelled 0.25 % halfway, not 0.2 %, and one at 25 MB 12.5 MB."""
-    return f"{float(f'{value:.6g}'):.15f}".rstrip("0").rstrip(".") or "0"
+    text = format(Decimal(f"{value:.6g}"), "f")  # decimal: no binary noise, no exponent
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _value(value: float) -> str:
