@@ -357,3 +357,16 @@ def test_waiting_notes_and_warnings_reach_the_rows() -> None:
     board.gridmap_job_heartbeat(job, {})
     row = board.snapshot()["jobs"][0]
     assert row["waiting"] == "" and row["warning"].startswith("idle for 1800 s")
+
+
+def test_an_idle_job_is_warned_of_before_it_is_killed(tmp_path: Path) -> None:
+    # The held job sleeps: idle. Warned of from half its limit on, killed at the limit.
+    with HeldMap(tmp_path, count=1, processes=1, MAX_IDLE_HEARTBEATS=None, MAX_IDLE_TIME=6,
+                 NUM_RESUBMITS=0) as held:
+        rows = held.wait(lambda r: r and r[0]["warning"] != "")
+        assert rows[0]["state"] == "running"
+        assert rows[0]["warning"].startswith("idle for "), rows
+        assert "MAX_IDLE_TIME=6" in rows[0]["warning"]
+        assert json.loads(held.get("/api/job/0")[1])["warning"].startswith("idle for ")
+        rows = held.wait(lambda r: r[0]["state"] == "dead")
+        assert rows[0]["warning"] == "" and rows[0]["cause"].startswith("idle"), rows
