@@ -83,6 +83,7 @@ class _Task:
         default_factory=lambda: collections.deque(maxlen=MAX_TRACK))
     heart_beat: dict[str, Any] | None = None
     note: str = ""  # why the scheduler says it waits, as last told to its sink
+    suspended_at: float | None = None  # when the scheduler was first seen suspending it
 
 
 def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str | None:
@@ -183,6 +184,7 @@ class MonitoredSession:
         # while (a slow scheduler poll), the heartbeats that queued up meanwhile have not
         # been read yet, and their jobs are not silent.
         self._grace_from = 0.0
+        self._polled_at = 0.0  # when the last scheduler poll began
         self._next_id = 0
         self._functions: dict[int, bytes] = {}  # spec key -> pickled function
         self._spec_limits: dict[int, Limits] = {}  # spec key -> limits with its h_vmem
@@ -331,7 +333,10 @@ class MonitoredSession:
             self._reply(token, message, Kind.STOP,
                         f"superseded by attempt {task.attempt}".encode())
             return
-        previous, task.last_seen = task.last_seen, time.monotonic()
+        now = time.monotonic()
+        if task.suspended_at is not None:  # it speaks: it was resumed
+            self._resume(task, now)
+        previous, task.last_seen = task.last_seen, now
         if header.kind is Kind.FETCH:
             if task.state != _RUNNING:  # not a repeated fetch of the same attempt
                 task.state = _RUNNING
@@ -509,6 +514,7 @@ class MonitoredSession:
             task.note = ""
             task.idle_since = None
             task.idle_warned = False
+            task.suspended_at = None
             logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
                            task.resubmits, self.max_resubmits)
             task.batch.sink.resubmitted(task.index, verdict.cause)
@@ -535,6 +541,7 @@ class MonitoredSession:
             live = {t.job_id: t for t in self._tasks.values() if t.job_id}
         if not live:
             return
+        self._polled_at = time.monotonic()
         try:
             statuses = self.scheduler.poll(list(live))
         except Exception as error:
@@ -545,6 +552,15 @@ class MonitoredSession:
             task = live.get(job_id)
             if task is None or task.job_id != job_id:
                 continue
+            if status.status is Status.SUSPENDED:
+                if task.suspended_at is None:
+                    task.suspended_at = now
+                    logger.info("%s (job %s) is suspended by the scheduler; it is not "
+                                "expected to send heartbeats until it is resumed",
+                                self._name(task), job_id)
+                continue
+            if task.suspended_at is not None:
+                self._resume(task, now)
             if status.status is Status.RUNNING and task.running_since is None:
                 task.running_since = now
             elif status.status is Status.QUEUED:
@@ -558,6 +574,45 @@ class MonitoredSession:
             if verdict is not None:
                 self._died(task, verdict, cancel=status.status is not Status.ENDED)
 
+    def _resume(self, task: _Task, now: float) -> None:
+        """A suspended task runs again: its liveness clocks go on from where they
+        stopped, so the time it spent suspended counts neither as silence nor as idle."""
+        suspended_at, task.suspended_at = task.suspended_at, None
+        if suspended_at is None:
+            return
+        logger.info("%s (job %s) was resumed after %.0f s suspended", self._name(task),
+                    task.job_id or "?", now - suspended_at)
+
+        def shifted(moment: float) -> float:
+            # Silence or idleness before the suspension still counts; a message that
+            # came while it was suspended (it was resumed before a poll said so)
+            # starts the count afresh.
+            return now - max(0.0, suspended_at - moment)
+
+        task.last_seen = shifted(task.last_seen)
+        if task.running_since is not None:
+            task.running_since = shifted(task.running_since)
+        if task.idle_since is not None:
+            task.idle_since = shifted(task.idle_since)
+
+    def _silent(self, tasks: Sequence[_Task], now: float) -> list[tuple[_Task, Verdict, float]]:
+        """The tasks silent for too long: each with its verdict, and when it went over."""
+        found = []
+        for task in tasks:
+            if task.suspended_at is not None or task.state == _ENDED:
+                continue  # a suspended job's clocks stand still
+            if task.state == _RUNNING:
+                since = max(task.last_seen, self._grace_from)
+                verdict = judge_silence(now - since, True, self.address, self.limits)
+            elif task.running_since is not None:
+                since = max(task.running_since, self._grace_from)
+                verdict = judge_silence(now - since, False, self.address, self.limits)
+            else:
+                continue
+            if verdict is not None:
+                found.append((task, verdict, since + self.limits.max_silence))
+        return found
+
     def _sweep(self, now: float) -> None:
         """Find jobs gone silent."""
         with self._lock:
@@ -568,14 +623,14 @@ class MonitoredSession:
                 queue[:] = [task for task in queue if task.state == _QUEUED]
                 if not queue:
                     del self._takeable[key]
-        for task in tasks:
-            if task.state == _RUNNING:
-                since = max(task.last_seen, self._grace_from)
-                verdict = judge_silence(now - since, True, self.address, self.limits)
-            elif task.running_since is not None:
-                since = max(task.running_since, self._grace_from)
-                verdict = judge_silence(now - since, False, self.address, self.limits)
-            else:
-                continue
-            if verdict is not None:
-                self._died(task, verdict)
+        silent = self._silent(tasks, now)
+        if silent and self._polled_at < max(over for _, _, over in silent):
+            # Ask the scheduler before counting a silent job dead: it may have been
+            # suspended (or have ended, with a better cause) since the last poll.
+            self._poll()
+            if time.monotonic() - now > _STALL:  # a slow poll: judge after a grace
+                self._grace_from = time.monotonic()
+                return
+            silent = self._silent([task for task, _, _ in silent], time.monotonic())
+        for task, verdict, _ in silent:
+            self._died(task, verdict)

@@ -27,6 +27,9 @@ class Status(str, enum.Enum):
 
     QUEUED = "queued"  # waiting to start (or held)
     RUNNING = "running"
+    # Stopped by the scheduler or its admin (qmod -sj, scontrol suspend), to go on
+    # later: it sends no heartbeats meanwhile, and that is no sign of death.
+    SUSPENDED = "suspended"
     ENDED = "ended"  # finished, failed, killed: it will not run again by itself
     ERROR = "error"  # stuck in a state it will not leave by itself (SGE's Eqw)
     UNKNOWN = "unknown"  # the scheduler no longer knows the job

@@ -74,6 +74,15 @@ def sleep_then_square(x: int) -> int:
     return x * x
 
 
+def blind_to_suspension(monkeypatch: Any) -> None:
+    """Have the local scheduler report a stopped runner as running, as a cluster does
+    for a job frozen by anything but the scheduler: :func:`stop_self` (or SIGSTOP)
+    then makes a job silent, not suspended."""
+    import gridmap_local.processes
+
+    monkeypatch.setattr(gridmap_local.processes, "stopped", lambda pid: False)
+
+
 def stop_self(_: int) -> None:
     """Freeze the job, runner and all (its process group): it neither works nor sends
     heartbeats."""

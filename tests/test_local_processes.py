@@ -246,6 +246,19 @@ def test_cancelling_an_ended_job_changes_nothing(tmp_path: Path,
     assert scheduler.poll([job_id])[job_id] == before
 
 
+def test_a_stopped_process_is_suspended_until_it_is_continued(
+        tmp_path: Path, scheduler: ProcessScheduler) -> None:
+    (job_id,) = scheduler.launch(make_launch(tmp_path, SLEEP, [0]))
+    pid = pid_of(tmp_path, 0)
+    assert scheduler.poll([job_id])[job_id] == JobStatus(Status.RUNNING)
+    os.kill(pid, signal.SIGSTOP)
+    wait_for("the stop to show", lambda: scheduler.poll([job_id])[job_id].status
+             is Status.SUSPENDED)
+    os.kill(pid, signal.SIGCONT)
+    wait_for("the job to go on", lambda: scheduler.poll([job_id])[job_id].status
+             is Status.RUNNING)
+
+
 # -- closing, failures to start, poll_soon ------------------------------------------
 
 

@@ -121,7 +121,9 @@ def test_an_idle_job_is_found_dead_and_a_busy_one_is_not() -> None:
     assert max(jobs[1].track_cpu) > 50
 
 
-def test_a_silent_job_is_found_dead_by_its_missing_heartbeats() -> None:
+def test_a_silent_job_is_found_dead_by_its_missing_heartbeats(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.blind_to_suspension(monkeypatch)  # frozen, but not by the scheduler
     jobs = [Job(monitored.stop_self, [0])]
     settings = {"NUM_RESUBMITS": 0, "MAX_TIME_BETWEEN_HEARTBEATS": 2}
     with runner_executor(settings) as executor, pytest.raises(JobException):

@@ -170,7 +170,9 @@ class Observer:
         self.events.append(("finished", job.name))
 
 
-def test_observers_hear_heartbeats_resubmissions_and_deaths() -> None:
+def test_observers_hear_heartbeats_resubmissions_and_deaths(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.blind_to_suspension(monkeypatch)
     observer = Observer()
     manager = get_plugin_manager()
     manager.register(observer, name="observer")

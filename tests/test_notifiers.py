@@ -55,7 +55,9 @@ def observer() -> Iterator[EventRecorder]:
         yield recorder
 
 
-def test_an_observer_hears_every_event_in_order(observer: EventRecorder, tmp_path: Path) -> None:
+def test_an_observer_hears_every_event_in_order(observer: EventRecorder, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.blind_to_suspension(monkeypatch)
     marker = tmp_path / "first-attempt"
     job_list = [
         Job(monitored.sleep_for, [1.2], name="fine"),
@@ -87,7 +89,9 @@ def test_an_observer_hears_every_event_in_order(observer: EventRecorder, tmp_pat
     assert observer.events[-1] == ("map_finished", "2/3", None)
 
 
-def test_a_job_that_dies_for_good_is_heard_of_once_as_died(observer: EventRecorder) -> None:
+def test_a_job_that_dies_for_good_is_heard_of_once_as_died(
+        observer: EventRecorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.blind_to_suspension(monkeypatch)
     job_list = [Job(monitored.stop_self, [0], name="frozen")]
     executor = monitored.runner_executor({"MAX_TIME_BETWEEN_HEARTBEATS": 2,
                                           "NUM_RESUBMITS": 1})
@@ -119,7 +123,9 @@ def test_a_failed_job_is_mailed_with_its_traceback_log_and_plots(tmp_path: Path)
     assert png_sizes(mail) == {"cpu.png": PLOT_SIZE, "memory.png": PLOT_SIZE}
 
 
-def test_a_dead_job_is_mailed_with_its_cause_of_death(tmp_path: Path) -> None:
+def test_a_dead_job_is_mailed_with_its_cause_of_death(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monitored.blind_to_suspension(monkeypatch)
     with running_smtp_server(tmp_path) as server:
         job_list = [Job(monitored.stop_self, [0], name="frozen")]
         run_jobs(mail_settings(server, MAX_TIME_BETWEEN_HEARTBEATS=2, NUM_RESUBMITS=0,

@@ -734,6 +734,16 @@ def test_poll_maps_qstat_states(harness: Harness, monkeypatch: pytest.MonkeyPatc
     assert reasons == ["100"]
 
 
+@pytest.mark.parametrize("state", ["s", "S", "T", "Rs"])
+def test_a_suspended_job_is_reported_suspended(harness: Harness, state: str) -> None:
+    # qmod -sj (s), a suspended or subordinated queue (S), a suspend threshold (T).
+    [job_id] = harness.launch([0])
+    harness.qstat.jobs = {("100", None): state}
+    assert harness.poll([job_id])[job_id] == JobStatus(Status.SUSPENDED)
+    harness.qstat.jobs = {("100", None): "r"}  # qmod -usj
+    assert harness.poll([job_id])[job_id] == JobStatus(Status.RUNNING)
+
+
 def test_an_error_without_a_reason_points_to_qstat_j(harness: Harness,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sge_scheduler, "error_reason", lambda number: "")

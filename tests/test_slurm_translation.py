@@ -403,10 +403,16 @@ def test_a_wait_that_never_ends_is_an_error(reason: str, words: str) -> None:
     assert status.cause == f"Slurm will never start job 878_1: {words} ({reason})"
 
 
-@pytest.mark.parametrize("state", ["RUNNING", "COMPLETING", "SUSPENDED", "CONFIGURING"])
+@pytest.mark.parametrize("state", ["RUNNING", "COMPLETING", "CONFIGURING"])
 def test_running_and_starting_states(state: str) -> None:
     expected = Status.QUEUED if state == "CONFIGURING" else Status.RUNNING
     assert describe(record(state), Resources()).status is expected
+
+
+@pytest.mark.parametrize("state", ["SUSPENDED", "STOPPED"])
+def test_suspended_and_stopped_jobs_are_suspended(state: str) -> None:
+    # scontrol suspend, or SIGSTOP through Slurm: the job goes on when resumed.
+    assert describe(record(state), Resources()).status is Status.SUSPENDED
 
 
 def test_out_of_memory_names_the_limit() -> None:

@@ -31,6 +31,19 @@ logger = logging.getLogger(__name__)
 _TERMINATE_GRACE = 2.0  # seconds between SIGTERM and SIGKILL when cancelling
 _REAP_EVERY = 0.02
 _PR_SET_PDEATHSIG = 1
+
+
+def stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (SIGSTOP): locally, what a suspended job is.
+    Read from /proc (Linux); where there is none, no job counts as suspended."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # The state follows the command name, which is in parentheses.
+            return handle.read().rsplit(b")", 1)[1].split()[0] == b"T"
+    except (OSError, IndexError):
+        return False
+
+
 def _die_with_parent() -> Any:
     """A preexec function: the child gets SIGKILL when the thread that started it
     ends (the reaper, which lives as long as the session), so a submitting process
@@ -98,14 +111,17 @@ class ProcessScheduler:
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         with self._lock:
-            running = set(self._running)
+            running = {job_id: p.popen.pid for job_id, p in self._running.items() if p.popen}
             ended = dict(self._ended)
         report = {}
         for job_id in ids:
             if job_id in ended:
                 report[job_id] = ended[job_id]
             elif job_id in running:
-                report[job_id] = JobStatus(Status.RUNNING)
+                # A runner stopped with SIGSTOP is suspended, as a job the scheduler
+                # suspends on a cluster, until SIGCONT.
+                suspended = stopped(running[job_id])
+                report[job_id] = JobStatus(Status.SUSPENDED if suspended else Status.RUNNING)
             else:
                 report[job_id] = JobStatus(Status.QUEUED)
         return report

@@ -44,6 +44,9 @@ _JOB_PREFIXES = ("SGE_TASK_", "SGE_O_", "SGE_STDOUT_PATH", "SGE_STDERR_PATH",
 # Engine only after this long: DRMAA hears of endings a moment after qstat does.
 _ABSENT_FOR = 30.0
 _QUEUE_CHECK_EVERY = 60.0  # seconds between checks of why jobs are still waiting
+# Job state letters of a job stopped to go on later: suspended by qmod -sj (s), with
+# its queue (S, a subordinate queue's), or by a queue's suspend threshold (T).
+_SUSPENDED = "sST"
 
 
 @dataclass
@@ -183,6 +186,8 @@ class SgeScheduler:
             elif snapshot.queues:
                 note = queue_note(snapshot.queues, job.queues)
             return JobStatus(Status.QUEUED, note=note)
+        if any(letter in state for letter in _SUSPENDED):
+            return JobStatus(Status.SUSPENDED)
         return JobStatus(Status.RUNNING)
 
     # -- stopping --------------------------------------------------------------------

@@ -30,8 +30,11 @@ __all__ = [
 
 QUEUED_STATES = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_HOLD",
                            "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"})
-RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING",
-                            "STAGE_OUT", "RESIZING", "UPDATE_DB", "POWER_UP_NODE"})
+RUNNING_STATES = frozenset({"RUNNING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING",
+                            "UPDATE_DB", "POWER_UP_NODE"})
+# Stopped to go on later: scontrol suspend (SUSPENDED), or SIGSTOP sent through Slurm
+# with its allocation kept (STOPPED).
+SUSPENDED_STATES = frozenset({"SUSPENDED", "STOPPED"})
 # Pending reasons that no waiting will clear.
 _HOPELESS = {
     "BadConstraints": "its constraints cannot be satisfied by any node",
@@ -159,6 +162,8 @@ def describe(record: Record, resources: Resources, err_log: str | None = None) -
         return JobStatus(Status.QUEUED, note=pending_note(record))
     if state in RUNNING_STATES:
         return JobStatus(Status.RUNNING)
+    if state in SUSPENDED_STATES:
+        return JobStatus(Status.SUSPENDED)
     if state == "OUT_OF_MEMORY":
         memory = resources.h_vmem or resources.mem_free
         limit = ""
