@@ -1,10 +1,10 @@
 """A map whose jobs the test lets go one by one, watched through its status page.
 
 Each job prints a line, waits until the test creates its release file, and prints
-another line as it ends; job ``fail`` then raises. Job ``die``, on its first attempt, kills its own process before
-it prints anything (the monitor then resubmits it). The map runs in a thread of the
-test process on the local backend in runner mode (or on a cluster), so its jobs send
-real heartbeats (every 0.3 s here).
+another line as it ends; job ``fail`` then raises. Job ``die``, on its first attempt,
+kills its own process before it prints anything (the monitor then resubmits it). The
+map runs in a thread of the test process on the local backend in runner mode (or on a
+cluster), so its jobs send real heartbeats (every 0.3 s here).
 """
 
 from __future__ import annotations
