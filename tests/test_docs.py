@@ -1,8 +1,14 @@
-"""docs/plugins.md and docs/monitor.md stay true: every hook has its own heading, and code runs.
+"""The docs stay true: every Python block of README.md and docs/*.md runs, and every
+hook has its own heading in docs/plugins.md.
 
-Code blocks that start with ``# file: PATH`` are the example package, written to disk;
-every other ``python`` block runs, in order, in one namespace (like a doctest), and
-each ``test_*`` function a block defines is called.
+In docs/plugins.md, code blocks that start with ``# file: PATH`` are the example
+package, written to disk; every other ``python`` block of its guide runs, in order, in
+one namespace (like a doctest), each ``test_*`` function a block defines is called,
+and each block of its hook reference is registered and called as a plugin. In every
+other doc, the ``python`` blocks run in order in one namespace, in a process of their
+own. A block that cannot run here (it needs a cluster, or is a fragment naming
+functions and inputs it does not define) is preceded by an HTML comment saying why:
+``<!-- not run: needs a Grid Engine cluster -->``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ else:  # pragma: no cover - exercised on 3.10 only
 # A map that never ends (a job never reported) fails here, not after minutes.
 pytestmark = pytest.mark.timeout(60)
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "plugins.md"
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "plugins.md"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PYTHON = ("python", "py", "python3")
+NOT_RUN = re.compile(r"^<!--\s*not run:\s*(.*?)\s*-->[ \t]*\n(?=```)", re.M)
 REFERENCE = "## Hook reference"
 FILE_MARK = re.compile(r"^# file: (\S+)\n")
 
@@ -62,9 +72,12 @@ class Block:
 
 
 def code_blocks(text: str, first_line: int = 1) -> list[Block]:
+    """The fenced blocks of ``text``, those marked not to run left out."""
+    marked = {m.end() for m in NOT_RUN.finditer(text)}
     return [
         Block(m.group(1), m.group(2), first_line + text.count("\n", 0, m.start()))
         for m in re.finditer(r"^```(\S*)\n(.*?)^```[ \t]*$", text, re.M | re.S)
+        if m.start() not in marked
     ]
 
 
@@ -321,11 +334,101 @@ def test_guide_package_works_when_installed(
     assert len(ran) >= 6, ran
 
 
-def test_monitor_guide_example_runs_through_runner_processes() -> None:
-    text = (DOC.parent / "monitor.md").read_text()
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 1
-    result = subprocess.run([sys.executable, "-c", blocks[0]], capture_output=True, text=True,
-                            timeout=120, cwd=DOC.parent.parent)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[1, 2, 3]"
+# -- every other doc -----------------------------------------------------------------
+
+# Runs the blocks it reads as JSON ([file:line, code] pairs) in order, in one namespace,
+# and calls the test functions they define.
+BLOCK_RUNNER = """
+import json, sys
+namespace = {"__name__": "__main__"}
+for where, code in json.load(sys.stdin):
+    before = set(namespace)
+    exec(compile(code, where, "exec"), namespace)
+    for name in [n for n in namespace if n.startswith("test_") and n not in before]:
+        if callable(namespace[name]):
+            namespace[name]()
+"""
+# What a doc's blocks print, where that is the point of the example.
+PRINTED = {"docs/monitor.md": "[1, 2, 3]\n"}
+
+
+def relative(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("doc", [d for d in DOCS if d != DOC], ids=relative)
+def test_every_python_block_of_the_doc_runs(doc: Path, tmp_path: Path) -> None:
+    blocks = [b for b in code_blocks(doc.read_text(encoding="utf-8"))
+              if b.language in PYTHON]
+    if not blocks:
+        return  # nothing to run: no Python block, or only ones that cannot run here
+    import json
+
+    payload = json.dumps([[f"{doc}:{b.line}", b.code] for b in blocks])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", BLOCK_RUNNER], input=payload,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, (
+        f"a Python block of {relative(doc)} failed (mark one that cannot run here with "
+        f"<!-- not run: why -->):\n{result.stderr}")
+    if relative(doc) in PRINTED:
+        assert result.stdout == PRINTED[relative(doc)], result.stdout
+
+
+def test_blocks_marked_not_to_run_are_python_and_say_why() -> None:
+    for doc in DOCS:
+        text = doc.read_text(encoding="utf-8")
+        for match in NOT_RUN.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            reason = match.group(1)
+            fence = text[match.end():].split("\n", 1)[0]
+            assert fence.removeprefix("```") in PYTHON, (
+                f"{relative(doc)}:{line}: the mark is for Python blocks, not {fence!r}")
+            # Only what cannot run here: a block that needs a cluster, or a fragment.
+            assert re.search(r"cluster|fragment", reason), (
+                f"{relative(doc)}:{line}: say why the block cannot run (it needs a "
+                f"cluster, or is a fragment), not {reason!r}")
+        # A mark that is not right before a block marks nothing: a typo.
+        assert text.count("<!-- not run") == len(NOT_RUN.findall(text)), (
+            f"{relative(doc)}: a '<!-- not run: ... -->' mark is not on the line right "
+            "before its block")
+
+
+def test_every_python_block_of_the_plugin_guide_is_run() -> None:
+    guide, reference = guide_and_reference()
+    guide_blocks = [b for b in code_blocks(guide) if b.language in PYTHON]
+    assert all(b.file or b in runnable_blocks() for b in guide_blocks)
+    in_sections = sum(len([b for b in code_blocks(body) if b.language in PYTHON])
+                      for body, _ in hook_sections().values())
+    in_reference = len([b for b in code_blocks(reference) if b.language in PYTHON])
+    assert in_sections == in_reference, (
+        f"{DOC}: a Python block of the hook reference is under no hook's heading, so "
+        "nothing runs it")
+
+
+# -- what the hook reference says of the local backend --------------------------------
+
+
+def test_hook_reference_tells_what_the_local_backend_reports(tmp_path: Path) -> None:
+    from gridmap_core.testing import EventRecorder
+    from tests import jobs
+
+    sections = hook_sections()
+    # Its workers resubmit the job of a worker that died.
+    marker = str(tmp_path / "died")
+    with EventRecorder().listening() as recorder, GridMapExecutor(
+            "local", max_processes=2, settings={"NUM_RESUBMITS": 1}) as executor:
+        executor.run_jobs([Job(jobs.die_once, [marker, 0], name="phoenix")])
+    assert "resubmitted" in recorder.of("phoenix"), recorder.events
+    body, line = sections["gridmap_job_resubmitted"]
+    assert "local backend does not" not in body and "local backend" in body, (
+        f"{DOC}:{line}: the local backend resubmits the jobs of dead workers; say so")
+    # Its runner mode sends heartbeats.
+    with EventRecorder().listening() as recorder, GridMapExecutor(
+            "local", settings={"HEARTBEAT_FREQUENCY": 0.2},
+            backend_options={"mode": "runner"}) as executor:
+        executor.run_jobs([Job(jobs.sleep_then, [1.0], name="sleeper")])
+    assert "heartbeat" in recorder.of("sleeper"), recorder.events
+    body, line = sections["gridmap_job_heartbeat"]
+    assert "local backend does not" not in body and "runner" in body, (
+        f"{DOC}:{line}: the local backend's runner mode sends heartbeats; say so")
