@@ -134,6 +134,20 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _clean(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from .sessions import clean
+
+    # The local backend keeps its sessions in the system's temp dir when temp_dir is
+    # missing, so both are looked at.
+    roots = [args.temp_dir] if args.temp_dir else [
+        load_settings()["DEFAULT_TEMP_DIR"], tempfile.gettempdir()]
+    for line in clean(roots, logs=args.logs, dry_run=args.dry_run):
+        print(line)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``gridmap`` console script."""
     parser = argparse.ArgumentParser(prog="gridmap", description=DESCRIPTION)
@@ -155,6 +169,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="seconds the trivial job may take (default: 120)")
     check.add_argument("--json", action="store_true", help="print the checks as JSON")
     check.set_defaults(run=_doctor)
+    tidy = commands.add_parser(
+        "clean", help="remove the session directories (key, logs) of maps whose submitting "
+        "process on this host is gone"
+    )
+    tidy.add_argument("--temp-dir", help="where to look (default: DEFAULT_TEMP_DIR and the "
+                      "system's temp dir)")
+    tidy.add_argument("--logs", action="store_true",
+                      help="also remove the logs that ended maps kept (failed jobs)")
+    tidy.add_argument("--dry-run", action="store_true", help="only say what would go")
+    tidy.set_defaults(run=_clean)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

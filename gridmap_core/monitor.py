@@ -12,6 +12,7 @@ then reported failed with its cause of death; so every job ends.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -48,6 +49,8 @@ from .protocol import (
 )
 from .scheduler import Launch, Scheduler, Status, runner_prefix
 from .serialization import dumps
+from .sessions import PREFIX as SESSION_PREFIX
+from .sessions import mark_ended, record_submitter, remove_abandoned
 from .transports import Endpoint, TransportError, load_transport
 
 __all__ = ["MonitoredSession"]
@@ -141,21 +144,17 @@ class MonitoredSession:
             max_idle_time=max_idle_time,
             idle_setting=idle_setting,
         )
-        self.directory = self._make_directory(work_dir)
-        self.log_dir = str(self.directory / "logs")
-        os.mkdir(self.log_dir, 0o700)
-        key = new_key()
-        self.key_file = str(write_key_file(self.directory / "key", key))
         self.transport_name = str(settings["TRANSPORT"])
         transport = load_transport(self.transport_name, "setting TRANSPORT")
-        if self.transport_name == "filesystem":
-            serve_options: dict[str, Any] = {"directory": str(self.directory)}
-        elif self.transport_name == "zmq":
-            serve_options = _zmq_options(settings)
-        else:
-            serve_options = {}
-        self.endpoint: Endpoint = transport.serve(serve_options)
-        self.address = self.endpoint.address
+        self._remove_abandoned(work_dir)
+        self.directory = self._make_directory(work_dir)
+        try:
+            key = self._open(transport, settings)
+        except BaseException:
+            # Nothing of a session that could not start stays on disk: no key, no
+            # directory.
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
         self.codec = Codec(key, self.map_id)
         self.guard = ReplayGuard()
         # The runner imports the transport from where it was registered, without
@@ -197,7 +196,44 @@ class MonitoredSession:
         self.dropped = 0  # messages refused: forged, malformed, replayed, …
         self._thread = threading.Thread(target=self._serve, name=f"gridmap-{name}",
                                         daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            self.endpoint.close()
+            shutil.rmtree(self.directory, ignore_errors=True)
+            raise
+
+    def _open(self, transport: Any, settings: Any) -> bytes:
+        """Fill the session directory (the submitter's record, logs, the key) and start
+        serving; the map's key."""
+        record_submitter(self.directory)
+        self.log_dir = str(self.directory / "logs")
+        os.mkdir(self.log_dir, 0o700)
+        key = new_key()
+        self.key_file = str(write_key_file(self.directory / "key", key))
+        if self.transport_name == "filesystem":
+            serve_options: dict[str, Any] = {"directory": str(self.directory)}
+        elif self.transport_name == "zmq":
+            serve_options = _zmq_options(settings)
+        else:
+            serve_options = {}
+        self.endpoint: Endpoint = transport.serve(serve_options)
+        self.address = self.endpoint.address
+        return key
+
+    @staticmethod
+    def _remove_abandoned(work_dir: str) -> None:
+        """Remove the session directories of maps whose submitter on this host was
+        killed before it could: they hold a key, and logs no one will read."""
+        try:
+            removed = remove_abandoned(Path(work_dir).expanduser())
+        except Exception as error:  # tidying up must never stop a map
+            logger.debug("could not look for abandoned session directories: %s", error)
+            return
+        if removed:
+            logger.info("removed %d session director%s of maps whose submitting process "
+                        "is gone: %s", len(removed), "y" if len(removed) == 1 else "ies",
+                        ", ".join(str(path) for path in removed))
 
     @staticmethod
     def _make_directory(work_dir: str) -> Path:
@@ -207,7 +243,7 @@ class MonitoredSession:
                 f"temp_dir {str(root)!r} does not exist. Set DEFAULT_TEMP_DIR (or pass "
                 "temp_dir=) to a directory the compute nodes share with this host."
             )
-        path = root / f"gridmap-{secrets.token_hex(6)}"
+        path = root / f"{SESSION_PREFIX}{secrets.token_hex(6)}"
         os.mkdir(path, 0o700)
         return path
 
@@ -271,8 +307,10 @@ class MonitoredSession:
 
     def _clean_up(self) -> None:
         """Remove the key, and the logs unless a job failed or asked to keep them."""
-        os.unlink(self.key_file)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.key_file)
         if self._failures or self._keep_logs:
+            mark_ended(self.directory)  # kept on purpose, not abandoned
             logger.info("job logs are kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.directory, ignore_errors=True)

@@ -399,7 +399,12 @@ class LocalBackend:
         work_dir = options.temp_dir if os.path.isdir(options.temp_dir) else tempfile.gettempdir()
         scheduler = ProcessScheduler(options.max_processes)
         python = options.options.get("python")
-        session = MonitoredSession(scheduler, options, work_dir=work_dir, name="local-monitor",
-                                   python=str(python) if python else None)
+        try:
+            session = MonitoredSession(scheduler, options, work_dir=work_dir,
+                                       name="local-monitor",
+                                       python=str(python) if python else None)
+        except BaseException:
+            scheduler.close()  # its reaper thread must not outlive a session never made
+            raise
         scheduler.poll_soon = session.poll_soon
         return session
