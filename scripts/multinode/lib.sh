@@ -293,7 +293,7 @@ exec sleep infinity'
 # node_up NODE: network namespace, veth, address, route and holder. Idempotent; a
 # holder whose shared paths are not the ones wanted now is replaced (node restarted).
 node_up() {
-  local n=$1 ns=gridmap-$1 veth=v-$1 ip pid paths i plist=()
+  local n=$1 ns=gridmap-$1 veth=v-$1 ip pid paths shown i plist=()
   ip=$(node_ip "$n")
   if [[ ! -e /run/netns/$ns ]]; then
     # ip netns add makes /run/netns a mount point; note it, stop.sh undoes it
@@ -316,7 +316,8 @@ node_up() {
   mkdir -p "$MN_RUN"
   if pid=$(holder_pid "$n"); then
     [[ $(cat "$MN_RUN/$n.paths" 2>/dev/null) == "$paths" ]] && return 0
-    log "node $n: the paths to share under /tmp changed (now: ${paths:-none}), restarting it"
+    shown=${paths//$'\n'/ }
+    log "node $n: the paths to share under /tmp changed (now: ${shown:-none}), restarting it"
     node_kill "$n"
   fi
   [[ -z $paths ]] || mapfile -t plist <<<"$paths"
@@ -352,9 +353,13 @@ node_pids() {
   [[ -e /run/netns/gridmap-$1 ]] && ids+=("$(netns_id "$1")")
   if [[ -s $MN_RUN/$1.ns ]]; then mapfile -t -O "${#ids[@]}" ids <"$MN_RUN/$1.ns"; fi
   ((${#ids[@]})) || return 0
-  for id in "${ids[@]}"; do args+=(-o -lname "$id"); done
+  for id in "${ids[@]}"; do # a glob: the brackets of net:[ID] must be escaped
+    id=${id//\[/\\[}
+    args+=(-o -lname "${id//\]/\\]}")
+  done
   # a zombie's ns links cannot be read: zombies are not listed (nor can they be killed)
-  find /proc/[0-9]*/ns -maxdepth 1 \( "${args[@]:1}" \) -printf '%h\n' 2>/dev/null |
+  # (find fails when a process exits while it looks: not an error here)
+  { find /proc/[0-9]*/ns -maxdepth 1 \( "${args[@]:1}" \) -printf '%h\n' 2>/dev/null || true; } |
     sed 's#^/proc/\([0-9]*\)/ns$#\1#' | sort -un
 }
 
@@ -374,7 +379,8 @@ node_kill() {
   [[ -z ${pids// /} ]] || die "processes of node $1 survive SIGKILL: $pids"
   # the ids die with the last process, and the kernel may hand them out again
   rm -f "$MN_RUN/$1.holder" "$MN_RUN/$1.ns"
-  MN_KILLED=$(tr ' ' '\n' <<<"$all" | sort -un | tr '\n' ' ')
+  # shellcheck disable=SC2086 # a list of pids
+  MN_KILLED=$(printf '%s\n' $all | sort -un | paste -sd ' ')
 }
 
 # node_delete NODE: kill it and remove its veth and network namespace.

@@ -363,8 +363,9 @@ export SGE_EXECD_PORT=$SGE_EXECD_PORT
 export DRMAA_LIBRARY_PATH=$DRMAA_LIB
 # needed by any Python that dlopen()s libdrmaa on Debian 12 (set before Python starts)
 export GLIBC_TUNABLES=$TUNABLES
-# nodes, queue and the directory the nodes share (for tests)
+# nodes, their addresses, the queue and the directory the nodes share (for tests)
 export GRIDMAP_MN_NODES=\"${nodes[*]}\"
+export GRIDMAP_MN_ADDRESSES=\"$(for n in "${nodes[@]}"; do printf '%s=%s ' "$n" "$(node_ip "$n")"; done | sed 's/ $//')\"
 export GRIDMAP_MN_QUEUE=all.q
 export GRIDMAP_MN_SHARED=$MN_SHARED"
 if ((started)); then how="started in $(elapsed) s"; else how="already running ($(elapsed) s)"; fi

@@ -205,8 +205,9 @@ fi
 
 write_env_file "$ENV_FILE" "# Client environment of the multi-node Slurm test cluster (gridmap scripts/multinode/start-slurm.sh)
 export SLURM_CONF=$SLURM_CONF
-# nodes, partition and the directory the nodes share (for tests)
+# nodes, their addresses, the partition and the directory the nodes share (for tests)
 export GRIDMAP_MN_NODES=\"${nodes[*]}\"
+export GRIDMAP_MN_ADDRESSES=\"$(for n in "${nodes[@]}"; do printf '%s=%s ' "$n" "$(node_ip "$n")"; done | sed 's/ $//')\"
 export GRIDMAP_MN_QUEUE=$PARTITION
 export GRIDMAP_MN_SHARED=$MN_SHARED"
 if ((started || changed)); then how="started in $(elapsed) s"; else how="already running ($(elapsed) s)"; fi
