@@ -117,6 +117,10 @@ def grid_map(
     interpreting_shell: str | None = None,
     copy_env: bool = True,
     add_env: Mapping[str, str] | None = None,
+    project: str | None = None,
+    validation_level: str | None = None,
+    os_distribution: str | None = None,
+    os_minor: str | None = None,
     gpu: int = 0,
     h_vmem: str | None = None,
     h_rt: str | int | None = None,
@@ -127,13 +131,11 @@ def grid_map(
     *,
     backend: str | None = None,
     on_failure: str = "raise",
-    project: str | None = None,
-    validation_level: str | None = None,
-    os_distribution: str | None = None,
-    os_minor: str | None = None,
     status_page: bool | None = None,
 ) -> list[Any]:
     """Apply ``f`` to every element of ``args_list`` as jobs; return results in order.
+
+    The parameters up to ``par_env`` are the original GridMap's, in its order.
 
     An element that is a list is spread into positional arguments
     (``f(*element)``); anything else is passed as the one argument, as in the

@@ -15,8 +15,11 @@ __all__ = ["BackendUnavailableError", "ChosenBackend", "choose_backend"]
 logger = logging.getLogger(__name__)
 
 
-class BackendUnavailableError(RuntimeError):
-    """The chosen backend cannot run jobs on this machine."""
+class BackendUnavailableError(RuntimeError, ImportError):
+    """The chosen backend cannot run jobs on this machine.
+
+    Also an ImportError: it is the original GridMap's DRMAANotPresentException
+    (``gridmap.DRMAANotPresentException``), which was one."""
 
 
 @dataclass(frozen=True)
