@@ -228,21 +228,31 @@ EOF
   # kernel and one /proc, and an execd finds its jobs' processes by the extra group id
   # from gid_range: two execds handing out the same id would account or kill each other's
   # jobs. Ranges 30K00-30K99, apart from the global one and the default cell's 20000-20999.
+  # (the lists are read once: each qconf call costs 50-100 ms)
+  admin=$(qconf -sh 2>/dev/null || true)
+  exec_hosts=$(qconf -sel 2>/dev/null || true)
+  host_confs=$(qconf -sconfl 2>/dev/null || true)
+  add=()
+  for n in "${nodes[@]}"; do grep -qx "$n" <<<"$admin" || add+=("$n"); done
+  if ((${#add[@]})); then
+    qconf -ah "$(IFS=,; echo "${add[*]}")" >/dev/null 2>&1 || true
+    admin=$(qconf -sh 2>/dev/null || true)
+    for n in "${add[@]}"; do grep -qx "$n" <<<"$admin" || die "could not make $n an admin host"; done
+  fi
+  exec_mem() { qconf -se "$1" 2>/dev/null | awk '$1 == "complex_values" {print $2}'; }
   k=0
   for n in "${nodes[@]}"; do
     k=$((k + 1))
-    qconf -sh 2>/dev/null | grep -qx "$n" || qconf -ah "$n" >/dev/null 2>&1 || die "could not make $n an admin host"
-    printf 'hostname %s\nload_scaling NONE\ncomplex_values mem_free=%s\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' "$n" "$mem" >"$CONF/exec-$n"
-    if qconf -se "$n" >/dev/null 2>&1; then
-      [[ $(qconf -se "$n" | awk '$1 == "complex_values" {print $2}') == "mem_free=$mem" ]] ||
+    if grep -qx "$n" <<<"$exec_hosts"; then
+      [[ $(exec_mem "$n") == "mem_free=$mem" ]] ||
         qconf -rattr exechost complex_values "mem_free=$mem" "$n" >/dev/null 2>&1 || true
     else
+      printf 'hostname %s\nload_scaling NONE\ncomplex_values mem_free=%s\nuser_lists NONE\nxuser_lists NONE\nprojects NONE\nxprojects NONE\nusage_scaling NONE\nreport_variables NONE\n' "$n" "$mem" >"$CONF/exec-$n"
       qconf -Ae "$CONF/exec-$n" >/dev/null 2>&1 || true
     fi
-    [[ $(qconf -se "$n" | awk '$1 == "complex_values" {print $2}') == "mem_free=$mem" ]] ||
-      die "exec host $n: could not set complex_values mem_free=$mem"
+    [[ $(exec_mem "$n") == "mem_free=$mem" ]] || die "exec host $n: could not set complex_values mem_free=$mem"
     printf 'gid_range %d-%d\n' $((30000 + k * 100)) $((30000 + k * 100 + 99)) >"$CONF/$n"
-    if qconf -sconf "$n" >/dev/null 2>&1; then op=-Mconf; else op=-Aconf; fi
+    if grep -qx "$n" <<<"$host_confs"; then op=-Mconf; else op=-Aconf; fi
     ensure "host configuration $n" "$CONF/$n" "qconf -sconf $n" "$op" "$CONF/$n"
   done
 
@@ -316,13 +326,19 @@ if [[ $(cat "$G/configured" 2>/dev/null) != "$fingerprint" ]]; then
   echo "$fingerprint" >"$G/configured"
 fi
 
-# 5. One execd per node, started inside it (clean environment, our ports). Liveness by
-#    pid file, name and network namespace: a qping to a dead execd costs a second.
+# 5. One execd per node, started inside it (clean environment, our ports), all at once:
+#    each takes about a second before it detaches. Liveness by pid file, name and
+#    network namespace (a qping to a dead execd costs a second).
+starting=()
 for n in "${nodes[@]}"; do
   execd_pid "$n" >/dev/null && continue
-  (cd / && node_exec "$n" "${CLEAN[@]}" /usr/sbin/sge_execd) </dev/null >"$G/execd-$n-start.log" 2>&1 9>&- ||
-    die "sge_execd on $n failed to start" "$G/execd-$n-start.log" "$G/execd/$n/messages"
+  (cd / && node_exec "$n" "${CLEAN[@]}" /usr/sbin/sge_execd) </dev/null >"$G/execd-$n-start.log" 2>&1 9>&- &
+  starting+=("$!:$n")
   started=1
+done
+for p in "${starting[@]}"; do
+  n=${p#*:}
+  wait "${p%%:*}" || die "sge_execd on $n failed to start" "$G/execd-$n-start.log" "$G/execd/$n/messages"
 done
 
 # 6. Wait until each node's queue instance has reported a load and is not in state u

@@ -70,9 +70,13 @@ fi
 
 # Anything left? (zombies are not counted: PID 1 reaps them in its own time)
 left=""
-for f in "$MN_DIR/slurm/run/slurmctld.pid:slurmctld" "$MN_DIR/sge/qmaster/qmaster.pid:sge_qmaster"; do
-  pid=$(daemon_pid "${f%:*}" "${f#*:}") && left+=" ${f#*:} (pid $pid)"
+daemons=()
+[[ $WHAT == sge ]] || daemons+=("$MN_DIR/slurm/run/slurmctld.pid:slurmctld" "$MN_RUN/munge/munged.pid:munged")
+[[ $WHAT == slurm ]] || daemons+=("$MN_DIR/sge/qmaster/qmaster.pid:sge_qmaster")
+for f in "${daemons[@]}"; do
+  if pid=$(daemon_pid "${f%:*}" "${f#*:}"); then left+=" ${f#*:} (pid $pid)"; fi
 done
+for n in $(nodes_of "$([[ $WHAT == all ]] && echo mn- || echo "mn-$WHAT")"); do left+=" node $n"; done
 if [[ $WHAT == all ]]; then
   ! ip link show "$MN_BRIDGE" >/dev/null 2>&1 || left+=" bridge $MN_BRIDGE"
   ! grep -qF " $MN_HOSTS_TAG" /etc/hosts || left+=" /etc/hosts lines"
