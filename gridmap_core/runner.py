@@ -72,10 +72,6 @@ _EXIT_MEANINGS = {
     EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
 }
 logger = logging.getLogger("gridmap.runner")
-# Held by a thread while it writes to the log, and by the runner while it forks the
-# job's process: a stream's lock taken by another thread at the moment of the fork
-# would stay taken in the child for ever.
-_QUIET = threading.Lock()
 
 
 def describe_exit(code: int | None, signal_name: str | None = None,
@@ -138,13 +134,11 @@ class Link:
             try:
                 reply = self.codec.decode(reply_frames, expect=FROM_MONITOR)
             except ProtocolError as error:
-                with _QUIET:
-                    logger.warning("dropped a reply that failed authentication: %s", error)
+                logger.warning("dropped a reply that failed authentication: %s", error)
             else:
                 if is_reply_to(reply.header, header):
                     return reply
-                with _QUIET:
-                    logger.warning("dropped a reply meant for another task")
+                logger.warning("dropped a reply meant for another task")
             # Not ours: ask again (as a new message) in the time left.
             left = deadline - time.monotonic()
             if left <= 0:
@@ -188,8 +182,14 @@ def _kill_children() -> None:
             child.kill()
 
 
+_ENDING = threading.Lock()  # taken by the first thread to end the runner, never released
+
+
 def _end(code: int, message: str) -> NoReturn:
-    """Stop the job from any thread: kill its children and exit at once."""
+    """Stop the job from any thread: kill its children and exit at once. A second
+    caller (the runner seeing the job's process die of the first one's kill) waits
+    for the first, which must finish killing the job's whole tree."""
+    _ENDING.acquire()
     logger.error("%s", message)
     _kill_children()
     for stream in (sys.stdout, sys.stderr):
@@ -229,6 +229,10 @@ class HeartbeatThread(threading.Thread):
         self.sampler = UsageSampler(unique_root=True)
         self.told = ""  # the log tail of the last heartbeat the monitor answered
         self.job_pid: int | None = None
+        # Held for each whole beat, and by the runner while it forks the job's
+        # process: whatever lock a beat takes (a stream's, a module's being imported)
+        # would stay taken for ever in the child if the fork came in the middle.
+        self.busy = threading.Lock()
 
     def watch(self, pid: int | None) -> None:
         """The job's process, whose status the heartbeats report (None: it ended)."""
@@ -259,8 +263,7 @@ class HeartbeatThread(threading.Thread):
             reply = self.link.exchange(Kind.HEARTBEAT, encode_heartbeat(self.beat(log_tail)),
                                        timeout)
         except (TransportError, ProtocolError, OSError) as error:
-            with _QUIET:
-                logger.warning("the job's last log lines were not sent: %s", error)
+            logger.warning("the job's last log lines were not sent: %s", error)
             return
         if reply.header.kind is Kind.STOP:
             reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
@@ -274,25 +277,29 @@ class HeartbeatThread(threading.Thread):
     def run(self) -> None:
         last_answer = time.monotonic()
         while not self.finished.wait(self.interval):
-            beat = self.beat()
-            payload = encode_heartbeat(beat)
-            try:
-                reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
-            except TransportTimeout:
-                silent = time.monotonic() - last_answer
-                if silent > self.give_up and not self.finished.is_set():
-                    _end(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
-                         "the job (the submitting process has probably ended)")
-                continue
-            except (TransportError, ProtocolError, OSError) as error:
-                with _QUIET:
-                    logger.warning("heartbeat not sent: %s", error)
-                continue
-            last_answer = time.monotonic()
-            self.told = beat.log_tail
-            if reply.header.kind is Kind.STOP and not self.finished.is_set():
-                reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
-                _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
+            with self.busy:
+                last_answer = self._beat_once(last_answer)
+
+    def _beat_once(self, last_answer: float) -> float:
+        """Send one heartbeat and obey the answer; when the monitor last answered."""
+        beat = self.beat()
+        payload = encode_heartbeat(beat)
+        try:
+            reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
+        except TransportTimeout:
+            silent = time.monotonic() - last_answer
+            if silent > self.give_up and not self.finished.is_set():
+                _end(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
+                     "the job (the submitting process has probably ended)")
+            return last_answer
+        except (TransportError, ProtocolError, OSError) as error:
+            logger.warning("heartbeat not sent: %s", error)
+            return last_answer
+        self.told = beat.log_tail
+        if reply.header.kind is Kind.STOP and not self.finished.is_set():
+            reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
+            _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
+        return time.monotonic()
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -444,7 +451,7 @@ def _run_task(link: Link, pending: list[memoryview], host: str,
         payload = encode_error(error, host)
     else:
         try:
-            payload = run_forked(job, heartbeats.watch, _QUIET)
+            payload = run_forked(job, heartbeats.watch, heartbeats.busy)
         except JobProcessDied as death:
             _end(EXIT_JOB_DIED, str(death))
     if len(payload) > link.codec.max_bytes:  # checked by the job's process already
