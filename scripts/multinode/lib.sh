@@ -144,6 +144,17 @@ stop_daemon() {
   kill -KILL "$pid" 2>/dev/null || true
 }
 
+# kill_daemon PIDFILE COMM: SIGKILL at once (for a daemon whose state is deleted next).
+kill_daemon() {
+  local pid i
+  pid=$(daemon_pid "$1" "$2") || return 0
+  kill -KILL "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    pid_alive "$pid" "$2" || return 0
+    sleep 0.1
+  done
+}
+
 # wait_until SECONDS COMMAND...: poll COMMAND every 0.1 s until it succeeds.
 wait_until() {
   local deadline=$((SECONDS + $1))

@@ -9,6 +9,8 @@
 #   --purge: also the cluster's configuration, state and logs (/srv/gridmap-mn/slurm or
 #            .../sge and the cell link /var/lib/gridengine/multinode); with "all", all of
 #            /srv/gridmap-mn, including the shared directory.
+# With --purge the controllers are SIGKILLed (their state is deleted anyway: no need to
+# wait 5-20 s for sge_qmaster's shutdown); otherwise they get SIGTERM and time to save it.
 # Daemons are stopped by the pid in their pid file, checked against their name, never by
 # process name: the single-node clusters (and any other) are not touched.
 # Idempotent: stopping what is not running does nothing. Exits 1 if anything is left.
@@ -25,6 +27,8 @@ for a in "$@"; do
   esac
 done
 mn_lock
+# stop_controller PIDFILE COMM
+stop_controller() { if ((PURGE)); then kill_daemon "$@"; else stop_daemon "$@"; fi; }
 
 delete_nodes() { # delete_nodes PREFIX
   local n
@@ -35,7 +39,7 @@ delete_nodes() { # delete_nodes PREFIX
 }
 
 if [[ $WHAT == slurm || $WHAT == all ]]; then
-  stop_daemon "$MN_DIR/slurm/run/slurmctld.pid" slurmctld
+  stop_controller "$MN_DIR/slurm/run/slurmctld.pid" slurmctld
   delete_nodes mn-slurm # slurmd, slurmstepd and the jobs die with their node
   stop_daemon "$MN_RUN/munge/munged.pid" munged
   rm -rf "$MN_RUN/munge" "$MN_DIR"/slurm/run/*.pid
@@ -46,7 +50,7 @@ fi
 
 if [[ $WHAT == sge || $WHAT == all ]]; then
   # The qmaster first: with its execds gone it takes much longer to shut down.
-  stop_daemon "$MN_DIR/sge/qmaster/qmaster.pid" sge_qmaster
+  stop_controller "$MN_DIR/sge/qmaster/qmaster.pid" sge_qmaster
   delete_nodes mn-sge # sge_execd, the shepherds and the jobs die with their node
   rm -f "${GRIDMAP_MN_SGE_ENV_FILE:-/etc/gridmap-mn-sge.env}"
   if ((PURGE)); then
