@@ -3,8 +3,10 @@
 The codec (:mod:`gridmap_core.protocol`) authenticates a payload before anyone reads
 it; this module only says what the bytes mean:
 
-* a TASK carries the pickled function (pickled once per batch, then reused), the
-  arguments and the working directory;
+* a TASK carries, in JSON, the working directory and the submitting process's own
+  ``sys.path`` entries (read before anything is unpickled, so the node can import
+  the modules the pickles name), then the pickled function (pickled once per batch,
+  then reused) and the arguments;
 * a HEARTBEAT carries JSON, never pickle: CPU, memory, host, process status and the
   tail of the job's log;
 * a RESULT carries the pickled value, or the exception with its formatted traceback.
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from .node_imports import search_path
 from .protocol import parse_json
 from .serialization import PROTOCOL, dumps
 
@@ -35,6 +38,7 @@ __all__ = [
     "encode_heartbeat",
     "encode_task",
     "encode_value",
+    "open_task",
 ]
 
 MAX_LOG_TAIL = 4096  # characters of log a heartbeat carries
@@ -42,19 +46,64 @@ MAX_LOG_TAIL = 4096  # characters of log a heartbeat carries
 
 @dataclass(frozen=True)
 class Task:
-    """One call to run: ``function(*args, **kwargs)`` in ``working_dir``."""
+    """One call to run: ``function(*args, **kwargs)`` in ``working_dir``, with the
+    submitting process's ``search_path`` (its own ``sys.path`` entries)."""
 
     function: Any
     args: tuple[Any, ...]
     kwargs: Mapping[str, Any]
     working_dir: str
+    search_path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskSetting:
+    """What a TASK says before its pickles: where to run, where modules are."""
+
+    working_dir: str
+    search_path: tuple[str, ...]
+
+
+_TASK_MAGIC = b"GMT1"
+_TASK_HEAD = struct.Struct("!4sI")  # magic, then the length of the JSON setting
 
 
 def encode_task(function_bytes: bytes, args: tuple[Any, ...],
                 kwargs: Mapping[str, Any] | None, working_dir: str) -> bytes:
     """The TASK payload; ``function_bytes`` is :func:`~.serialization.dumps` of the
-    function, made once per batch."""
-    return dumps((function_bytes, tuple(args), dict(kwargs or {}), working_dir))
+    function, made once per batch. The submitting process's ``sys.path`` entries go
+    with it (see :mod:`~.node_imports`)."""
+    setting = json.dumps({"working_dir": working_dir, "search_path": search_path()},
+                         separators=(",", ":")).encode()
+    body = dumps((function_bytes, tuple(args), dict(kwargs or {})))
+    return b"".join((_TASK_HEAD.pack(_TASK_MAGIC, len(setting)), setting, body))
+
+
+def open_task(payload: bytes | memoryview) -> tuple[TaskSetting, memoryview]:
+    """A TASK payload's setting, and its pickled part, not yet unpickled (for
+    :func:`load_task` once the search path is in place). ValueError if it is not a
+    TASK payload."""
+    view = memoryview(payload)
+    if len(view) < _TASK_HEAD.size:
+        raise ValueError(f"a TASK payload of {len(view)} bytes is too short")
+    magic, size = _TASK_HEAD.unpack_from(view)
+    if magic != _TASK_MAGIC:
+        raise ValueError("not a TASK payload of this version of gridmap (the submitting "
+                         "host and the node must run the same gridmap)")
+    fields = parse_json(str(view[_TASK_HEAD.size:_TASK_HEAD.size + size], "utf-8"))
+    if not isinstance(fields, dict) or not isinstance(fields.get("working_dir"), str):
+        raise ValueError("a TASK payload's setting lacks its working directory")
+    entries = fields.get("search_path", [])
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ValueError("a TASK payload's search path is not a list of strings")
+    return TaskSetting(fields["working_dir"], tuple(entries)), view[_TASK_HEAD.size + size:]
+
+
+def load_task(setting: TaskSetting, body: memoryview) -> Task:
+    """Unpickle the function and arguments of a TASK opened by :func:`open_task`."""
+    function_bytes, args, kwargs = pickle.loads(body)
+    return Task(pickle.loads(function_bytes), args, kwargs, setting.working_dir,
+                setting.search_path)
 
 
 _NEXT = struct.Struct("!QI")  # the next task's id and attempt, before its TASK payload
@@ -75,9 +124,9 @@ def decode_next(payload: bytes | memoryview) -> tuple[int, int, memoryview]:
 
 
 def decode_task(payload: bytes | memoryview) -> Task:
-    """Open a TASK payload (authenticated by the caller)."""
-    function_bytes, args, kwargs, working_dir = pickle.loads(payload)
-    return Task(pickle.loads(function_bytes), args, kwargs, working_dir)
+    """Open a TASK payload (authenticated by the caller), here as it is: the runner
+    puts its search path in place before it unpickles (:func:`open_task`)."""
+    return load_task(*open_task(payload))
 
 
 class Heartbeat(NamedTuple):

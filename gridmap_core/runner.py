@@ -36,11 +36,13 @@ from .job_process import JOB_DIED, JobProcessDied, run_forked
 from .messages import (
     Heartbeat,
     decode_next,
-    decode_task,
     encode_error,
     encode_heartbeat,
     encode_value,
+    load_task,
+    open_task,
 )
+from .node_imports import add_search_path, explain_missing_module
 from .protocol import (
     FROM_MONITOR,
     Codec,
@@ -417,10 +419,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _prepare(payload: memoryview, host: str, max_bytes: int) -> Callable[[], bytes]:
-    """Decode a TASK payload in its working directory: a call that runs the job and
-    returns its RESULT payload."""
-    task = decode_task(payload)
-    os.chdir(task.working_dir)
+    """Decode a TASK payload in its working directory, with the submitting process's
+    ``sys.path`` entries in front of this one's: a call that runs the job and returns
+    its RESULT payload."""
+    setting, body = open_task(payload)
+    os.chdir(setting.working_dir)
+    add_search_path(setting.search_path)
+    try:
+        task = load_task(setting, body)
+    except ModuleNotFoundError as error:
+        raise explain_missing_module(error, setting.search_path, host) from error
     return functools.partial(_run_within, max_bytes, task.function, task.args,
                              dict(task.kwargs), host)
 

@@ -9,11 +9,15 @@ GB/s on incompressible bytes, where the original's bz2 manages 14-33 MB/s.
 from __future__ import annotations
 
 import bz2
+import io
 import pickle
+import types
 from typing import Any
 
 import cloudpickle
 import zstandard
+
+from .node_imports import send_by_value_if_needed
 
 __all__ = ["SerializationError", "dumps", "loads", "zdumps", "zloads"]
 
@@ -30,10 +34,24 @@ class SerializationError(TypeError):
     """An object that cannot be turned into bytes, or bytes that are not a gridmap frame."""
 
 
+class Pickler(cloudpickle.Pickler):  # type: ignore[misc]
+    """cloudpickle's pickler, which also sends by value the modules a node could not
+    import by name (see :mod:`~.node_imports`)."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, (types.FunctionType, type)):
+            send_by_value_if_needed(getattr(obj, "__module__", None))
+        elif isinstance(obj, types.ModuleType):
+            send_by_value_if_needed(obj.__name__)
+        return super().reducer_override(obj)
+
+
 def dumps(obj: Any) -> bytes:
     """Pickle ``obj`` with cloudpickle; raise :class:`SerializationError` naming why not."""
     try:
-        return cloudpickle.dumps(obj, protocol=PROTOCOL)  # type: ignore[no-any-return]
+        with io.BytesIO() as file:
+            Pickler(file, protocol=PROTOCOL).dump(obj)
+            return file.getvalue()
     except Exception as error:
         raise SerializationError(
             f"cannot pickle {type(obj).__name__} object: {error}. Pass values that "
