@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import bz2
+import linecache
 import os
+import pickle
 import socket
 import threading
+import traceback
+from pathlib import Path
 
 import cloudpickle
 import pytest
 
 from gridmap_core import SerializationError, zdumps, zloads
-from gridmap_core.serialization import check_picklable
+from gridmap_core.serialization import check_picklable, dumps
 
 
 def test_roundtrip_of_objects_and_lambdas() -> None:
@@ -48,3 +52,33 @@ def test_check_picklable_names_the_culprit() -> None:
     with pytest.raises(SerializationError, match="lock"):
         check_picklable([(threading.Lock(),)], "args_list")
     check_picklable([(lambda: 1,)], "args_list")  # cloudpickle takes lambdas
+
+
+SCRIPT_SOURCE = '''
+def outer(x):
+    def inner(y):
+        raise ValueError(f"inner {y}")  # inner's line
+    return inner(x + 1)  # outer's line
+'''
+
+
+def test_code_pickled_by_value_keeps_its_file_and_source_lines(tmp_path: Path) -> None:
+    # A function of a script run as __main__ travels by value. Its traceback on
+    # another host names its file and shows its lines, even where that host cannot
+    # read the file (gone here once pickled).
+    script = tmp_path / "job_script.py"
+    script.write_text(SCRIPT_SOURCE)
+    namespace: dict[str, object] = {"__name__": "__main__"}
+    exec(compile(SCRIPT_SOURCE, str(script), "exec"), namespace)
+    data = dumps(namespace["outer"])
+    script.unlink()
+    linecache.clearcache()
+    function = pickle.loads(data)
+    with pytest.raises(ValueError) as info:
+        function(1)
+    text = "".join(traceback.format_exception(info.value))
+    assert "<dynamic-code>" not in text
+    assert f'File "{script}", line 5, in outer' in text
+    assert "return inner(x + 1)  # outer's line" in text
+    assert f'File "{script}", line 4, in inner' in text
+    assert 'raise ValueError(f"inner {y}")  # inner\'s line' in text

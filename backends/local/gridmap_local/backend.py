@@ -30,8 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import cloudpickle
-
 from gridmap_core.backend import (
     Availability,
     Batch,
@@ -40,6 +38,7 @@ from gridmap_core.backend import (
     SessionOptions,
 )
 from gridmap_core.monitor import MonitoredSession
+from gridmap_core.serialization import dumps as dumps_spec
 
 from . import worker as worker_module
 from .processes import ProcessScheduler
@@ -272,7 +271,7 @@ class LocalSession:
         for batch, batch_id, indices in segments:
             spec = batch.spec
             if spec.key not in worker.specs_sent:
-                new_specs.append((spec.key, cloudpickle.dumps(spec, protocol=5)))
+                new_specs.append((spec.key, dumps_spec(spec)))
                 worker.specs_sent.add(spec.key)
             if isinstance(indices, range):
                 args = batch.args[indices.start : indices.stop]
