@@ -311,7 +311,11 @@ class MonitoredSession:
             os.unlink(self.key_file)
         if self._failures or self._keep_logs:
             mark_ended(self.directory)  # kept on purpose, not abandoned
-            logger.info("job logs are kept in %s", self.log_dir)
+            if self._failures:  # the place to look for why they failed
+                logger.warning("%d %s failed; the jobs' logs are kept in %s", self._failures,
+                               "job" if self._failures == 1 else "jobs", self.log_dir)
+            else:
+                logger.info("job logs are kept in %s", self.log_dir)
         else:
             shutil.rmtree(self.directory, ignore_errors=True)
 
