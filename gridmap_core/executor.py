@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 import weakref
@@ -291,7 +292,8 @@ class GridMapExecutor(Executor):
                 if not run.wait_for(index, remaining):
                     raise TimeoutError(f"job {index} did not finish within {timeout} s")
                 if index in run.failures:
-                    raise JobException([self.job_of(run, index, fn, args)])
+                    raise JobException([self.job_of(run, index, fn, args)],
+                                       log_dir=self.kept_log_dir())
                 yield run.values[index]
 
         return results()
@@ -392,6 +394,12 @@ class GridMapExecutor(Executor):
         if args:
             self._open().submit(Batch(spec, args, None, run))
         return run
+
+    def kept_log_dir(self) -> str | None:
+        """Where the session keeps the jobs' logs (a monitored session keeps them when
+        a job failed), for messages; None if it keeps none."""
+        log_dir = getattr(self._session, "log_dir", None)
+        return log_dir if isinstance(log_dir, str) and os.path.isdir(log_dir) else None
 
     def job_of(
         self,
@@ -525,7 +533,8 @@ class GridMapExecutor(Executor):
             },
         )
         if failed and on_failure != "return":
-            raise JobException(failed, total=total, cancelled=cancelled)
+            raise JobException(failed, total=total, cancelled=cancelled,
+                               log_dir=self.kept_log_dir())
 
 
 FAILURE_POLICIES = ("raise", "return", "cancel")

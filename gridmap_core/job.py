@@ -308,13 +308,16 @@ class JobException(Exception):
     """One or more jobs failed or died; ``jobs`` lists them all.
 
     The message names every failed job with its cause of death or its remote
-    traceback.
+    traceback, and ``log_dir``, where the jobs' logs were kept (stdout and stderr of
+    each), when the backend keeps them.
     """
 
-    def __init__(self, jobs: Sequence[Job], total: int | None = None, cancelled: int = 0) -> None:
+    def __init__(self, jobs: Sequence[Job], total: int | None = None, cancelled: int = 0,
+                 log_dir: str | None = None) -> None:
         self.jobs = list(jobs)
         self.total = total
         self.cancelled = cancelled
+        self.log_dir = log_dir
         super().__init__(self._message())
 
     def _message(self) -> str:
@@ -335,7 +338,9 @@ class JobException(Exception):
                 if job.traceback:
                     lines.append("  Remote traceback:")
                     lines.extend("    " + line for line in job.traceback.rstrip().splitlines())
+        if self.log_dir:
+            lines.append(f"The jobs' logs (stdout and stderr of each) are kept in {self.log_dir}")
         return "\n".join(lines)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (self.__class__, (self.jobs, self.total, self.cancelled))
+        return (self.__class__, (self.jobs, self.total, self.cancelled, self.log_dir))

@@ -24,6 +24,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -79,8 +80,10 @@ logger = logging.getLogger("gridmap.runner")
 def describe_exit(code: int | None, signal_name: str | None = None,
                   err_log: str | None = None) -> str:
     """A cause of death for a runner that ended without a result: killed by
-    ``signal_name`` (or by signal ``-code``), or exited with status ``code``. The last
-    line of its stderr log is added to an exit, where the reason usually is."""
+    ``signal_name`` (or by signal ``-code``), or exited with status ``code``. For an
+    exit, the end of its stderr log says why: the runner's own last line for the
+    statuses it gives itself, else the last lines of what Python or the job wrote
+    (a Python that could not start, a crash)."""
     if signal_name is None and code is not None and code < 0:
         try:
             signal_name = signal.Signals(-code).name
@@ -90,17 +93,48 @@ def describe_exit(code: int | None, signal_name: str | None = None,
         return f"killed by {signal_name}"
     if code is None:
         return "the runner ended without a result"
-    lines = [line for line in tail(err_log, 2048).splitlines() if line.strip()] if err_log else []
+    lines = _log_lines(err_log)
     if code == EXIT_JOB_DIED:
         # The runner logged how its job's process ended, as its last word.
         told = [line[line.index(JOB_DIED):] for line in lines if JOB_DIED in line]
         if told:
-            return f"{told[-1].strip()[:300]} (exit status {code})"
+            return f"{told[-1][:300]} (exit status {code})"
     cause = _EXIT_MEANINGS.get(code, "the runner ended without a result")
     cause += f" (exit status {code})"
-    if lines:
-        cause += f"; its log ends: {lines[-1].strip()[:300]}"
+    if lines and code in _EXIT_MEANINGS:
+        cause += f"; its log ends: {lines[-1][:300]}"
+    elif lines:
+        cause += f"; its stderr ends: {_last_words(lines)}"
     return cause
+
+
+_RUNNER_PREFIX = re.compile(r"^gridmap runner \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
+# Lines of a fatal Python error that say nothing about its cause.
+_NOISE = re.compile(r"^(<no Python frame>|Python runtime state: .*|"
+                    r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):)$")
+_PATH_SETTING = re.compile(r"^(PYTHONHOME|PYTHONPATH) = (?!\(not set\)).*")
+
+
+def _log_lines(err_log: str | None) -> list[str]:
+    """The non-blank lines at the end of a stderr log, without the runner's logging
+    prefix (its level stays)."""
+    if not err_log:
+        return []
+    return [_RUNNER_PREFIX.sub("", line.strip())
+            for line in tail(err_log, 4096).splitlines() if line.strip()]
+
+
+def _last_words(lines: list[str]) -> str:
+    """What a log's last lines say, on one line: a fatal Python error from its first
+    line on (with the PYTHONHOME or PYTHONPATH it reported), else the last three."""
+    fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error:")]
+    if fatal:
+        setting = [line for line in lines[:fatal[-1]] if _PATH_SETTING.match(line)]
+        chosen = [line for line in lines[fatal[-1]:] if not _NOISE.match(line)] + setting
+    else:
+        chosen = [line for line in lines if not _NOISE.match(line)][-3:]
+    text = " | ".join(chosen)
+    return text if len(text) <= 600 else "…" + text[-599:]
 
 
 def _import_factory(path: str) -> Any:

@@ -146,17 +146,18 @@ def test_a_process_that_exits_0_ends_with_status_0(tmp_path: Path,
     assert status.resubmit
 
 
-def test_a_process_that_exits_1_reports_the_last_line_of_its_log(
+def test_a_process_that_exits_1_reports_the_last_lines_of_its_log(
         tmp_path: Path, scheduler: ProcessScheduler) -> None:
-    code = ("sys.stderr.write('first line\\nTraceback: boom at the end\\n\\n')\n"
+    code = ("sys.stderr.write('zeroth line\\nfirst line\\nsecond line\\n"
+            "Traceback: boom at the end\\n\\n')\n"
             "sys.exit(1)\n")
     launch = make_launch(tmp_path, code, [0])
     (job_id,) = scheduler.launch(launch)
     status = wait_ended(scheduler, job_id)
     assert status.exit_status == 1
     assert "exit status 1" in status.cause
-    assert "Traceback: boom at the end" in status.cause
-    assert "first line" not in status.cause
+    assert status.cause.endswith("first line | second line | Traceback: boom at the end")
+    assert "zeroth line" not in status.cause
     assert status.resubmit
     assert "boom at the end" in Path(launch.log_path(0, "err")).read_text()
 
