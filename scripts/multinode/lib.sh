@@ -317,9 +317,14 @@ node_up() {
   # captured, not piped to grep -q: under pipefail grep's early exit fails the pipe
   [[ $(ip -n "$ns" -4 -o addr show dev eth0) == *" $ip/16 "* ]] || ip -n "$ns" addr add "$ip/16" dev eth0
   ip -n "$ns" link set eth0 up
-  # The host's other addresses (e.g. its eth0, which a job's callback may advertise)
-  # are reached through the controller's bridge address; no forwarding beyond it.
-  ip -n "$ns" route replace default via "$MN_CTL_IP" dev eth0
+  # As on a real cluster, a node reaches the submit host only on the cluster network:
+  # the host's other addresses (its eth0, which a monitor may wrongly advertise) are
+  # unreachable unless GRIDMAP_MN_DEFAULT_ROUTE=1 routes them through the bridge.
+  if [[ ${GRIDMAP_MN_DEFAULT_ROUTE:-0} == 1 ]]; then
+    ip -n "$ns" route replace default via "$MN_CTL_IP" dev eth0
+  else
+    ip -n "$ns" route del default 2>/dev/null || true
+  fi
 
   # once per script: python3 can be a slow shim (pyenv)
   [[ -n ${MN_PATHS+set} ]] || MN_PATHS=$(shared_paths)
