@@ -2,7 +2,8 @@
 # Installs gridmap editable: the core, every backend package under backends/, and the
 # development tools; as root, also installs and starts the single-node Grid Engine and
 # Slurm test clusters (scripts/sge/start.sh, scripts/slurm/start.sh), builds the
-# slurm-drmaa library (scripts/slurm/drmaa.sh) and installs the headless Chromium the
+# slurm-drmaa library (scripts/slurm/drmaa.sh), starts the three-node clusters
+# (scripts/multinode/) and installs the headless Chromium the
 # status-page tests drive (scripts/browser/install.sh). Then runs the quick-start
 # example, and each cluster's example when that cluster is up, to show it works.
 set -euo pipefail
@@ -23,6 +24,9 @@ if [ "$(id -u)" -eq 0 ]; then
     bash scripts/sge/start.sh >/dev/null
     bash scripts/slurm/start.sh >/dev/null
     bash scripts/slurm/drmaa.sh >/dev/null
+    # Three-node Slurm and Grid Engine clusters in namespaces (scripts/multinode/).
+    bash scripts/multinode/start-slurm.sh >/dev/null
+    bash scripts/multinode/start-sge.sh >/dev/null
     bash scripts/browser/install.sh
 else
     echo "not root: the test clusters and browser are not installed (run scripts/sge/start.sh, scripts/slurm/start.sh and scripts/browser/install.sh as root)" >&2
