@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import GridMapError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -27,7 +29,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 __all__ = ["SETTINGS", "ConfigError", "Setting", "Settings", "load_settings"]
 
 
-class ConfigError(ValueError):
+class ConfigError(GridMapError, ValueError):
     """A setting whose value, file or key is not understood."""
 
 

@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .errors import GridMapError
+
 if TYPE_CHECKING:
     from .scheduler import Launch
 
@@ -43,7 +45,7 @@ _TLS_HINT = (
 )
 
 
-class DrmaaError(RuntimeError):
+class DrmaaError(GridMapError, RuntimeError):
     """The DRMAA library refused a request or could not be used."""
 
 

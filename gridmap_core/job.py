@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .backend import Failure, JobSpec
+from .errors import GridMapError
 from .resources import ResourceError, Resources
 
 __all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
@@ -304,7 +305,7 @@ class RemoteError(Exception):
     (it could not be pickled or unpickled); its message names the original type."""
 
 
-class JobException(Exception):
+class JobException(GridMapError):
     """One or more jobs failed or died; ``jobs`` lists them all.
 
     The message names every failed job with its cause of death or its remote

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
+from .errors import GridMapError
+
 __all__ = ["JOB_DIED", "JobProcessDied", "run_forked"]
 
 # Every cause this module gives starts so; describe_exit finds it in the runner's log.
@@ -40,7 +42,7 @@ _EXIT_GRACE = 10.0  # seconds the child gets to exit once its payload has arrive
 _PR_SET_PDEATHSIG = 1
 
 
-class JobProcessDied(Exception):
+class JobProcessDied(GridMapError):
     """The job's process ended without handing over its payload; the message says how."""
 
 

@@ -13,13 +13,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import GridMapError
+
 __all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
-class PluginLoadError(ImportError):
+class PluginLoadError(GridMapError, ImportError):
     """A plugin's implementation could not be imported or created."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from . import hookspecs
+from .errors import GridMapError
 from .plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
 
 __all__ = [
@@ -33,7 +34,7 @@ logger = logging.getLogger(__name__)
 _Spec = TypeVar("_Spec", BackendSpec, TransportSpec, NotifierSpec)
 
 
-class UnknownPluginError(LookupError):
+class UnknownPluginError(GridMapError, LookupError):
     """A plugin name that no installed plugin registered."""
 
 

@@ -43,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .errors import GridMapError
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "FROM_MONITOR",
@@ -81,7 +83,7 @@ _HEADER_KEYS = frozenset({"v", "kind", "map", "task", "attempt", "seq", "sent"})
 _KEY_FILE_MAX = 256
 
 
-class ProtocolError(Exception):
+class ProtocolError(GridMapError):
     """A message that must be dropped (and may be logged): the text says why, briefly."""
 
 
@@ -101,7 +103,7 @@ class Oversized(ProtocolError):
     """A header or payload larger than allowed; rejected from its length alone."""
 
 
-class KeyFileError(Exception):
+class KeyFileError(GridMapError):
     """A key file that cannot be created or read, or that others could read."""
 
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from .errors import GridMapError
+
 __all__ = ["ResourceError", "Resources", "parse_memory", "parse_runtime"]
 
 
-class ResourceError(ValueError):
+class ResourceError(GridMapError, ValueError):
     """A resource request that is malformed, or that a backend cannot honour."""
 
 

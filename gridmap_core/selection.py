@@ -8,6 +8,7 @@ from typing import Any
 
 from .backend import Availability
 from .config import Settings
+from .errors import GridMapError
 from .plugin_types import BackendSpec
 from .plugins import PluginManager
 
@@ -15,7 +16,7 @@ __all__ = ["BackendUnavailableError", "ChosenBackend", "choose_backend"]
 logger = logging.getLogger(__name__)
 
 
-class BackendUnavailableError(RuntimeError, ImportError):
+class BackendUnavailableError(GridMapError, RuntimeError, ImportError):
     """The chosen backend cannot run jobs on this machine.
 
     Also an ImportError: it is the original GridMap's DRMAANotPresentException

@@ -24,6 +24,7 @@ from typing import Any
 import cloudpickle
 import zstandard
 
+from .errors import GridMapError
 from .node_imports import send_by_value_if_needed
 
 __all__ = ["SerializationError", "dumps", "loads", "zdumps", "zloads"]
@@ -37,7 +38,7 @@ _ZSTD = b"\x01"
 _COMPRESS_FROM = 512
 
 
-class SerializationError(TypeError):
+class SerializationError(GridMapError, TypeError):
     """An object that cannot be turned into bytes, or bytes that are not a gridmap frame."""
 
 

@@ -17,13 +17,15 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ..errors import GridMapError
+
 __all__ = ["PLOT_SIZE", "PlotError", "usage_plots"]
 
 PLOT_SIZE = (800, 400)  # pixels: width, height
 _DPI = 100
 
 
-class PlotError(RuntimeError):
+class PlotError(GridMapError, RuntimeError):
     """The plots could not be drawn (matplotlib missing or failing)."""
 
 

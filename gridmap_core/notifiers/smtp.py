@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
+from ..errors import GridMapError
+
 __all__ = ["DEFAULT_PORTS", "SECURITY_MODES", "MailError", "SmtpConfig", "send"]
 
 logger = logging.getLogger(__name__)
@@ -45,7 +47,7 @@ _STOP_HINT = "or set SEND_ERROR_MAIL=False to stop mailing"
 _MIN_MASKED_PASSWORD = 4
 
 
-class MailError(RuntimeError):
+class MailError(GridMapError, RuntimeError):
     """A mail could not be sent; the message says which server, why, and what to do."""
 
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import GridMapError
+
 __all__ = [
     "DEFAULT_TRANSPORT",
     "Client",
@@ -40,7 +42,7 @@ Frames = Sequence[bytes | bytearray | memoryview]
 ReplyToken = Any
 
 
-class TransportError(Exception):
+class TransportError(GridMapError):
     """A transport that cannot work: unusable options, a closed endpoint, a lost directory."""
 
 

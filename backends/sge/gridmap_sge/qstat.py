@@ -15,6 +15,8 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gridmap_core.errors import GridMapError
+
 __all__ = [
     "QstatError",
     "Snapshot",
@@ -43,7 +45,7 @@ _QUEUE_STATES = {
 }
 
 
-class QstatError(RuntimeError):
+class QstatError(GridMapError, RuntimeError):
     """qstat failed or printed something unreadable."""
 
 

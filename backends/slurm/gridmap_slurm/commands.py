@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gridmap_core.errors import GridMapError
+
 __all__ = ["Commands", "SlurmError", "is_transient", "one_line"]
 logger = logging.getLogger(__name__)
 
@@ -27,7 +29,7 @@ _TRANSIENT = re.compile(
 )
 
 
-class SlurmError(RuntimeError):
+class SlurmError(GridMapError, RuntimeError):
     """A Slurm command failed (and retrying did not help, or could not)."""
 
 
