@@ -14,25 +14,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .api import grid_map, process_jobs
-    from .backend import (
-        Availability,
-        Backend,
-        BackendSession,
-        Batch,
-        Failure,
-        JobSpec,
-        SessionOptions,
-        Sink,
-    )
-    from .config import ConfigError, Settings, load_settings
-    from .executor import GridMapExecutor
-    from .job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
-    from .plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
-    from .plugins import UnknownPluginError, get_plugin_manager, hookimpl
-    from .resources import ResourceError, Resources, parse_memory, parse_runtime
-    from .selection import BackendUnavailableError
-    from .serialization import SerializationError, zdumps, zloads
+    from gridmap_core.api import grid_map, process_jobs
+    from gridmap_core.backend import Availability, Backend, BackendSession, Batch, Failure, JobSpec, SessionOptions, Sink
+    from gridmap_core.config import ConfigError, Settings, load_settings
+    from gridmap_core.executor import GridMapExecutor
+    from gridmap_core.job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
+    from gridmap_core.plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
+    from gridmap_core.plugins import UnknownPluginError, get_plugin_manager, hookimpl
+    from gridmap_core.resources import ResourceError, Resources, parse_memory, parse_runtime
+    from gridmap_core.selection import BackendUnavailableError
+    from gridmap_core.serialization import SerializationError, zdumps, zloads
 
 __version__ = "0.1.0"
 

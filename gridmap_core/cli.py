@@ -9,12 +9,12 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from . import __version__, doctor
-from .config import SETTINGS, ConfigError, Settings, load_settings, user_config_path
-from .executor import GridMapExecutor
-from .plugin_types import PluginLoadError
-from .plugins import UnknownPluginError, get_plugin_manager
-from .selection import BackendUnavailableError, probe
+from gridmap_core import __version__, doctor
+from gridmap_core.config import SETTINGS, ConfigError, Settings, load_settings, user_config_path
+from gridmap_core.executor import GridMapExecutor
+from gridmap_core.plugin_types import PluginLoadError
+from gridmap_core.plugins import UnknownPluginError, get_plugin_manager
+from gridmap_core.selection import BackendUnavailableError, probe
 
 # What ``gridmap --help`` says (the docstring's markup would show as is).
 DESCRIPTION = ("Show gridmap's effective settings and installed backends, and check that "
@@ -137,7 +137,7 @@ def _seconds(text: str) -> float:
 def _clean(args: argparse.Namespace) -> int:
     import tempfile
 
-    from .sessions import clean
+    from gridmap_core.sessions import clean
 
     # The local backend keeps its sessions in the system's temp dir when temp_dir is
     # missing, so both are looked at.

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 if sys.version_info >= (3, 11):
     import tomllib

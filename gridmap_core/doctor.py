@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Settings, load_settings
-from .plugin_types import BackendSpec, PluginLoadError
-from .plugins import PluginManager, UnknownPluginError, get_plugin_manager
-from .selection import BackendUnavailableError, choose_backend, probe
+from gridmap_core.config import ConfigError, Settings, load_settings
+from gridmap_core.plugin_types import BackendSpec, PluginLoadError
+from gridmap_core.plugins import PluginManager, UnknownPluginError, get_plugin_manager
+from gridmap_core.selection import BackendUnavailableError, choose_backend, probe
 
 __all__ = [
     "NAMES",
@@ -228,7 +228,7 @@ def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: f
     ``timeout`` bounds the round trip's job, in seconds.
     """
     # Imported here: the round trip's module imports this one's Check and Plan.
-    from .doctor_trip import check_monitor, check_round_trip, check_shared, run_round_trip
+    from gridmap_core.doctor_trip import check_monitor, check_round_trip, check_shared, run_round_trip
 
     manager = manager or get_plugin_manager()
     check, plan = check_settings(backend, temp_dir, manager)

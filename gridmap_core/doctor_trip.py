@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, Settings
-from .doctor import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
-from .executor import GridMapExecutor
-from .job import Job, JobState
-from .plugin_types import BackendSpec
-from .runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
-from .transports import TransportError
+from gridmap_core.config import ConfigError, Settings
+from gridmap_core.doctor import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
+from gridmap_core.executor import GridMapExecutor
+from gridmap_core.job import Job, JobState
+from gridmap_core.plugin_types import BackendSpec
+from gridmap_core.runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
+from gridmap_core.transports import TransportError
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
            "run_round_trip"]
@@ -337,7 +337,7 @@ def _dialled(plan: Plan) -> str:
 def _unreachable(trip: Trip, plan: Plan) -> Check:
     transport = plan.transport
     if transport == "zmq":
-        from .transports.zmq import default_host  # imports ZeroMQ: only for zmq
+        from gridmap_core.transports.zmq import default_host  # imports ZeroMQ: only for zmq
 
         hosts = ", ".join(_this_host_addresses()) or "none found"
         set_it = ("unset GRIDMAP_MONITOR_ADDRESS for the automatic choice "

@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 if TYPE_CHECKING:
-    from .scheduler import Launch
+    from gridmap_core.scheduler import Launch
 
 __all__ = [
     "INCREMENT_PLACEHOLDER",

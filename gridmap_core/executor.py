@@ -12,19 +12,19 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
-from .backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
-from .config import Settings, load_settings
-from .job import Job, JobException, JobState, check_function
-from .notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
-from .plugins import PluginManager, get_plugin_manager
-from .resources import check_names
-from .runs import FutureSink, Run, wait_all
-from .selection import ChosenBackend, choose_backend
-from .serialization import check_picklable
-from .watching.progress import Progress
+from gridmap_core.backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
+from gridmap_core.config import Settings, load_settings
+from gridmap_core.job import Job, JobException, JobState, check_function
+from gridmap_core.notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
+from gridmap_core.plugins import PluginManager, get_plugin_manager
+from gridmap_core.resources import check_names
+from gridmap_core.runs import FutureSink, Run, wait_all
+from gridmap_core.selection import ChosenBackend, choose_backend
+from gridmap_core.serialization import check_picklable
+from gridmap_core.watching.progress import Progress
 
 if TYPE_CHECKING:
-    from .watching.page import StatusPage
+    from gridmap_core.watching.page import StatusPage
 
 __all__ = ["GridMapExecutor"]
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class GridMapExecutor(Executor):
         self.notifiers = Notifiers.load(self.settings, self.plugins)
         self.status: StatusPage | None = None
         if self.settings["STATUS_PAGE"]:
-            from .watching.page import StatusPage  # a web server's imports: only if asked
+            from gridmap_core.watching.page import StatusPage  # a web server's imports: only if asked
 
             self.status = StatusPage.from_settings(self.settings)
         if self.status is not None:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from .job import Job
-    from .plugin_types import BackendSpec, NotifierSpec, TransportSpec
+    from gridmap_core.job import Job
+    from gridmap_core.plugin_types import BackendSpec, NotifierSpec, TransportSpec
 
 hookspec = pluggy.HookspecMarker("gridmap")
 

@@ -10,9 +10,9 @@ import traceback as traceback_module
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from .backend import Failure, JobSpec
-from .errors import GridMapError
-from .resources import ResourceError, Resources
+from gridmap_core.backend import Failure, JobSpec
+from gridmap_core.errors import GridMapError
+from gridmap_core.resources import ResourceError, Resources
 
 __all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
 

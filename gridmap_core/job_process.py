@@ -29,7 +29,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = ["JOB_DIED", "JobProcessDied", "run_forked"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .messages import Heartbeat
-from .scheduler import JobStatus, Status
+from gridmap_core.messages import Heartbeat
+from gridmap_core.scheduler import JobStatus, Status
 
 __all__ = [
     "Limits", "Verdict", "idle_warning", "is_idle", "judge_heartbeat", "judge_silence",

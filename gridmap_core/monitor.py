@@ -25,33 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .backend import Batch, Failure, JobSpec, SessionOptions
-from .liveness import (
-    Limits,
-    Verdict,
-    idle_warning,
-    is_idle,
-    judge_heartbeat,
-    judge_silence,
-    judge_status,
-)
-from .messages import Heartbeat, decode_heartbeat, decode_result, encode_next, encode_task
-from .plugins import get_plugin_manager
-from .protocol import (
-    FROM_RUNNER,
-    Codec,
-    Kind,
-    Message,
-    ProtocolError,
-    ReplayGuard,
-    new_key,
-    write_key_file,
-)
-from .scheduler import Launch, Scheduler, Status, runner_prefix
-from .serialization import dumps
-from .sessions import PREFIX as SESSION_PREFIX
-from .sessions import mark_ended, record_submitter, remove_abandoned
-from .transports import Endpoint, TransportError, load_transport
+from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
+from gridmap_core.liveness import Limits, Verdict, idle_warning, is_idle, judge_heartbeat, judge_silence, judge_status
+from gridmap_core.messages import Heartbeat, decode_heartbeat, decode_result, encode_next, encode_task
+from gridmap_core.plugins import get_plugin_manager
+from gridmap_core.protocol import FROM_RUNNER, Codec, Kind, Message, ProtocolError, ReplayGuard, new_key, write_key_file
+from gridmap_core.scheduler import Launch, Scheduler, Status, runner_prefix
+from gridmap_core.serialization import dumps
+from gridmap_core.sessions import PREFIX as SESSION_PREFIX
+from gridmap_core.sessions import mark_ended, record_submitter, remove_abandoned
+from gridmap_core.transports import Endpoint, TransportError, load_transport
 
 __all__ = ["MonitoredSession"]
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec"]
 

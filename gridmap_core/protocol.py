@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from .errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = ["ResourceError", "Resources", "parse_memory", "parse_runtime"]
 

@@ -33,29 +33,12 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from .job_process import JOB_DIED, JobProcessDied, run_forked
-from .messages import (
-    Heartbeat,
-    decode_next,
-    encode_error,
-    encode_heartbeat,
-    encode_value,
-    load_task,
-    open_task,
-)
-from .node_imports import add_search_path, explain_missing_module
-from .protocol import (
-    FROM_MONITOR,
-    Codec,
-    Kind,
-    Message,
-    Oversized,
-    ProtocolError,
-    is_reply_to,
-    read_key_file,
-)
-from .transports import Client, TransportError, TransportTimeout, load_transport
-from .usage import UsageSampler, tail
+from gridmap_core.job_process import JOB_DIED, JobProcessDied, run_forked
+from gridmap_core.messages import Heartbeat, decode_next, encode_error, encode_heartbeat, encode_value, load_task, open_task
+from gridmap_core.node_imports import add_search_path, explain_missing_module
+from gridmap_core.protocol import FROM_MONITOR, Codec, Kind, Message, Oversized, ProtocolError, is_reply_to, read_key_file
+from gridmap_core.transports import Client, TransportError, TransportTimeout, load_transport
+from gridmap_core.usage import UsageSampler, tail
 
 __all__ = [
     "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",

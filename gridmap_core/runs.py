@@ -8,8 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
-from .backend import Failure
-from .job import JOB_NOT_FINISHED, Job, JobException, JobState
+from gridmap_core.backend import Failure
+from gridmap_core.job import JOB_NOT_FINISHED, Job, JobException, JobState
 
 __all__ = ["FutureSink", "JobEvents", "Run", "wait_all"]
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from .backend import JobSpec
+from gridmap_core.backend import JobSpec
 
 __all__ = ["JobStatus", "Launch", "PollSoon", "Scheduler", "Status", "runner_prefix"]
 

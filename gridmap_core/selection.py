@@ -6,11 +6,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from .backend import Availability
-from .config import Settings
-from .errors import GridMapError
-from .plugin_types import BackendSpec
-from .plugins import PluginManager
+from gridmap_core.backend import Availability
+from gridmap_core.config import Settings
+from gridmap_core.errors import GridMapError
+from gridmap_core.plugin_types import BackendSpec
+from gridmap_core.plugins import PluginManager
 
 __all__ = ["BackendUnavailableError", "ChosenBackend", "choose_backend"]
 logger = logging.getLogger(__name__)

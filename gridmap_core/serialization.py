@@ -24,8 +24,8 @@ from typing import Any
 import cloudpickle
 import zstandard
 
-from .errors import GridMapError
-from .node_imports import send_by_value_if_needed
+from gridmap_core.errors import GridMapError
+from gridmap_core.node_imports import send_by_value_if_needed
 
 __all__ = ["SerializationError", "dumps", "loads", "zdumps", "zloads"]
 

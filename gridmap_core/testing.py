@@ -41,9 +41,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .executor import GridMapExecutor
-from .job import Job, JobException, JobState
-from .plugins import get_plugin_manager, hookimpl
+from gridmap_core.executor import GridMapExecutor
+from gridmap_core.job import Job, JobException, JobState
+from gridmap_core.plugins import get_plugin_manager, hookimpl
 
 # The events that end a job; a cancelled job must hear none of them.
 _ENDINGS = ("finished", "failed", "died", "resubmitted")

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
-from ..job import Job
-from .mails import Report, completion_mail, digest_mail, error_mail, report_of
-from .plots import PlotError, usage_plots
-from .smtp import MailError, SmtpConfig, send
+from gridmap_core.job import Job
+from gridmap_core.notifiers.mails import Report, completion_mail, digest_mail, error_mail, report_of
+from gridmap_core.notifiers.plots import PlotError, usage_plots
+from gridmap_core.notifiers.smtp import MailError, SmtpConfig, send
 
 __all__ = ["EmailNotifier"]
 logger = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = ["PLOT_SIZE", "PlotError", "usage_plots"]
 

@@ -6,8 +6,8 @@ smtplib, matplotlib) are loaded only when a map uses them.
 
 from __future__ import annotations
 
-from ..plugin_types import NotifierSpec
-from ..plugins import hookimpl
+from gridmap_core.plugin_types import NotifierSpec
+from gridmap_core.plugins import hookimpl
 
 
 @hookimpl

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
 
-from ..errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = ["DEFAULT_PORTS", "SECURITY_MODES", "MailError", "SmtpConfig", "send"]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ..errors import GridMapError
+from gridmap_core.errors import GridMapError
 
 __all__ = [
     "DEFAULT_TRANSPORT",
@@ -106,8 +106,8 @@ def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transpo
     """The transport registered as ``name``, imported now (its heavy imports wait until
     here); ``where`` says who asked, for the error if nobody registered it."""
     # Imported here: the plugin manager imports every plugin, and plugins import us.
-    from ..plugin_types import load_factory
-    from ..plugins import UnknownPluginError, get_plugin_manager
+    from gridmap_core.plugin_types import load_factory
+    from gridmap_core.plugins import UnknownPluginError, get_plugin_manager
 
     specs = get_plugin_manager().transports()
     if name not in specs:
@@ -142,7 +142,7 @@ def check_options(transport: str, options: Mapping[str, Any] | None,
 
 def max_bytes_option(options: Mapping[str, Any], default: int) -> int:
     """The ``max_bytes`` option: bytes, or a size such as ``"512M"``."""
-    from ..resources import parse_memory
+    from gridmap_core.resources import parse_memory
 
     value = options.get("max_bytes")
     if value is None:

@@ -8,9 +8,9 @@ import threading
 import time
 from typing import Any
 
-from ..config import ConfigError
-from .board import Board
-from .server import StatusServer, parse_address
+from gridmap_core.config import ConfigError
+from gridmap_core.watching.board import Board
+from gridmap_core.watching.server import StatusServer, parse_address
 
 __all__ = ["StatusPage"]
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
-from ..runs import Run
-from .around import route_around_bars, stop_routing
+from gridmap_core.runs import Run
+from gridmap_core.watching.around import route_around_bars, stop_routing
 
 __all__ = ["Counts", "Progress", "counts_of"]
 logger = logging.getLogger("gridmap.progress")

@@ -25,8 +25,8 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-from .board import Board, thin
-from .charts import line_chart
+from gridmap_core.watching.board import Board, thin
+from gridmap_core.watching.charts import line_chart
 
 __all__ = ["StatusServer", "parse_address"]
 logger = logging.getLogger(__name__)
