@@ -1,4 +1,4 @@
-"""Benchmark the monitor itself: ``gridmap_core.monitor.MonitoredSession``.
+"""Benchmark the monitor itself: ``gridmap_core.map.monitor.MonitoredSession``.
 
 ``bench_transport.py`` measures a bare loop (receive, decode, replay guard, signed
 ACK). This script drives the real monitor: its thread, its task table, heartbeat
@@ -66,10 +66,13 @@ import psutil
 import zmq
 
 from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
-from gridmap_core.config import load_settings
-from gridmap_core.messages import Heartbeat, encode_heartbeat, encode_value
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.protocol import (
+from gridmap_core.backend.scheduler import JobStatus, Launch, Scheduler, Status
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.model.config import load_settings
+from gridmap_core.transports import load_transport
+from gridmap_core.transports.zmq import ZmqClient
+from gridmap_core.wire.messages import Heartbeat, encode_heartbeat, encode_value
+from gridmap_core.wire.protocol import (
     FROM_MONITOR,
     Codec,
     Kind,
@@ -78,9 +81,6 @@ from gridmap_core.protocol import (
     is_reply_to,
     read_key_file,
 )
-from gridmap_core.scheduler import JobStatus, Launch, Scheduler, Status
-from gridmap_core.transports import load_transport
-from gridmap_core.transports.zmq import ZmqClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_transport import fill_defaults, monitor_window  # a sibling script

@@ -49,7 +49,8 @@ from typing import Any
 
 import zmq
 
-from gridmap_core.protocol import (
+from gridmap_core.transports import Endpoint, load_transport
+from gridmap_core.wire.protocol import (
     FROM_RUNNER,
     Codec,
     Kind,
@@ -59,7 +60,6 @@ from gridmap_core.protocol import (
     read_key_file,
     write_key_file,
 )
-from gridmap_core.transports import Endpoint, load_transport
 
 MAP_ID = "bench"
 TARGET_MESSAGES = 20_000

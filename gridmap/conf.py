@@ -13,7 +13,7 @@ import math
 from importlib.util import find_spec
 from typing import Any
 
-from gridmap_core.config import load_settings
+from gridmap_core.model.config import load_settings
 
 _settings = load_settings()
 
@@ -37,7 +37,7 @@ HEARTBEAT_FREQUENCY: int | float = _settings["HEARTBEAT_FREQUENCY"]
 def _idle_heartbeats() -> int:
     """Idle heartbeats in a row after which a job counts as dead (0: never), as the
     original counted them. The limit is held in seconds (MAX_IDLE_TIME) unless only
-    MAX_IDLE_HEARTBEATS was set, the rule of gridmap_core.monitor.idle_limits."""
+    MAX_IDLE_HEARTBEATS was set, the rule of gridmap_core.map.monitor.idle_limits."""
     beats = _settings["MAX_IDLE_HEARTBEATS"]
     if beats is not None and _settings.sources.get("MAX_IDLE_TIME") == "default":
         return max(0, int(beats))
@@ -50,7 +50,7 @@ MAX_IDLE_HEARTBEATS: int = _idle_heartbeats()
 def __getattr__(name: str) -> Any:
     # PEP 562: DRMAA_PRESENT loads libdrmaa to find out, so only when asked for.
     if name == "DRMAA_PRESENT":
-        from gridmap_core.drmaa_session import library_problem
+        from gridmap_core.backend.drmaa import library_problem
 
         value = library_problem() is None
         globals()[name] = value

@@ -1,5 +1,5 @@
 """The original GridMap's ``gridmap.data`` module: compressed pickles."""
 
-from gridmap_core.serialization import zdumps, zloads
+from gridmap_core.model.serialization import zdumps, zloads
 
 __all__ = ["zdumps", "zloads"]

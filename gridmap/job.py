@@ -3,9 +3,9 @@ with the settings it imported from ``gridmap.conf``."""
 
 from typing import Any
 
-from gridmap_core.api import grid_map, process_jobs
-from gridmap_core.job import JOB_NOT_FINISHED, Job, JobException
-from gridmap_core.selection import BackendUnavailableError as DRMAANotPresentException
+from gridmap_core.face.api import grid_map, process_jobs
+from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException
+from gridmap_core.plugins.selection import BackendUnavailableError as DRMAANotPresentException
 
 from . import conf
 from .conf import (

@@ -6,7 +6,7 @@
 """
 
 # Names are imported on first use (PEP 562), so that a job's runner, which imports
-# gridmap_core.runner, does not pay for the executor, the plugin manager and pluggy
+# gridmap_core.node.runner, does not pay for the executor, the plugin manager and pluggy
 # at every start: on a cluster that start-up is paid once per job.
 from __future__ import annotations
 
@@ -14,22 +14,31 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gridmap_core.api import grid_map, process_jobs
-    from gridmap_core.backend import Availability, Backend, BackendSession, Batch, Failure, JobSpec, SessionOptions, Sink
-    from gridmap_core.config import ConfigError, Settings, load_settings
-    from gridmap_core.executor import GridMapExecutor
-    from gridmap_core.job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
-    from gridmap_core.plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
-    from gridmap_core.plugins import UnknownPluginError, get_plugin_manager, hookimpl
-    from gridmap_core.resources import ResourceError, Resources, parse_memory, parse_runtime
-    from gridmap_core.selection import BackendUnavailableError
-    from gridmap_core.serialization import SerializationError, zdumps, zloads
+    from gridmap_core.backend import (
+        Availability,
+        Backend,
+        BackendSession,
+        Batch,
+        Failure,
+        JobSpec,
+        SessionOptions,
+        Sink,
+    )
+    from gridmap_core.face.api import grid_map, process_jobs
+    from gridmap_core.face.executor import GridMapExecutor
+    from gridmap_core.model.config import ConfigError, Settings, load_settings
+    from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
+    from gridmap_core.model.resources import ResourceError, Resources, parse_memory, parse_runtime
+    from gridmap_core.model.serialization import SerializationError, zdumps, zloads
+    from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager, hookimpl
+    from gridmap_core.plugins.selection import BackendUnavailableError
+    from gridmap_core.plugins.types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
 
 __version__ = "0.1.0"
 
 _WHERE = {
-    "grid_map": "api",
-    "process_jobs": "api",
+    "grid_map": "face.api",
+    "process_jobs": "face.api",
     "Availability": "backend",
     "Backend": "backend",
     "BackendSession": "backend",
@@ -38,31 +47,31 @@ _WHERE = {
     "JobSpec": "backend",
     "SessionOptions": "backend",
     "Sink": "backend",
-    "ConfigError": "config",
-    "Settings": "config",
-    "load_settings": "config",
-    "GridMapExecutor": "executor",
-    "JOB_NOT_FINISHED": "job",
-    "Job": "job",
-    "JobException": "job",
-    "JobState": "job",
-    "RemoteError": "job",
-    "BackendSpec": "plugin_types",
-    "NotifierSpec": "plugin_types",
-    "PluginLoadError": "plugin_types",
-    "TransportSpec": "plugin_types",
-    "UnknownPluginError": "plugins",
+    "ConfigError": "model.config",
+    "Settings": "model.config",
+    "load_settings": "model.config",
+    "GridMapExecutor": "face.executor",
+    "JOB_NOT_FINISHED": "model.job",
+    "Job": "model.job",
+    "JobException": "model.job",
+    "JobState": "model.job",
+    "RemoteError": "model.job",
+    "BackendSpec": "plugins.types",
+    "NotifierSpec": "plugins.types",
+    "PluginLoadError": "plugins.types",
+    "TransportSpec": "plugins.types",
+    "UnknownPluginError": "plugins.manager",
     "GridMapError": "errors",
-    "get_plugin_manager": "plugins",
-    "hookimpl": "plugins",
-    "ResourceError": "resources",
-    "Resources": "resources",
-    "parse_memory": "resources",
-    "parse_runtime": "resources",
-    "BackendUnavailableError": "selection",
-    "SerializationError": "serialization",
-    "zdumps": "serialization",
-    "zloads": "serialization",
+    "get_plugin_manager": "plugins.manager",
+    "hookimpl": "plugins.manager",
+    "ResourceError": "model.resources",
+    "Resources": "model.resources",
+    "parse_memory": "model.resources",
+    "parse_runtime": "model.resources",
+    "BackendUnavailableError": "plugins.selection",
+    "SerializationError": "model.serialization",
+    "zdumps": "model.serialization",
+    "zloads": "model.serialization",
 }
 
 __all__ = [
@@ -109,7 +118,7 @@ def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'gridmap_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(importlib.import_module(f"gridmap_core.{module}"), name)
     globals()[name] = value
     return value
 

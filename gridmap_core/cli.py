@@ -9,12 +9,19 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from gridmap_core import __version__, doctor
-from gridmap_core.config import SETTINGS, ConfigError, Settings, load_settings, user_config_path
-from gridmap_core.executor import GridMapExecutor
-from gridmap_core.plugin_types import PluginLoadError
-from gridmap_core.plugins import UnknownPluginError, get_plugin_manager
-from gridmap_core.selection import BackendUnavailableError, probe
+from gridmap_core import __version__
+from gridmap_core.doctor import checks as doctor
+from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.model.config import (
+    SETTINGS,
+    ConfigError,
+    Settings,
+    load_settings,
+    user_config_path,
+)
+from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager
+from gridmap_core.plugins.selection import BackendUnavailableError, probe
+from gridmap_core.plugins.types import PluginLoadError
 
 # What ``gridmap --help`` says (the docstring's markup would show as is).
 DESCRIPTION = ("Show gridmap's effective settings and installed backends, and check that "
@@ -137,7 +144,7 @@ def _seconds(text: str) -> float:
 def _clean(args: argparse.Namespace) -> int:
     import tempfile
 
-    from gridmap_core.sessions import clean
+    from gridmap_core.map.sessions import clean
 
     # The local backend keeps its sessions in the system's temp dir when temp_dir is
     # missing, so both are looked at.

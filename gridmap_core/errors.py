@@ -12,4 +12,4 @@ __all__ = ["GridMapError"]
 
 class GridMapError(Exception):
     """Base of gridmap's errors: bad input, settings, plugins, transports, schedulers,
-    and failed jobs (:class:`~gridmap_core.job.JobException`)."""
+    and failed jobs (:class:`~gridmap_core.model.job.JobException`)."""

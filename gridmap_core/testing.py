@@ -11,8 +11,8 @@ Subclass :class:`BackendConformance` in a pytest module and name the backend::
         def assert_ran_on_backend(self, where):
             assert "MY_SCHEDULER_JOB_ID" in where["environment"]
 
-Every test runs real jobs through :class:`~gridmap_core.executor.GridMapExecutor`,
-with ``require_cluster`` as the backend's :class:`~gridmap_core.plugin_types.BackendSpec`
+Every test runs real jobs through :class:`~gridmap_core.face.executor.GridMapExecutor`,
+with ``require_cluster`` as the backend's :class:`~gridmap_core.plugins.types.BackendSpec`
 says (``is_cluster``): a cluster backend that cannot run here fails instead of falling
 back to the local one, and a backend that runs jobs on this machine is tested as it is.
 Jobs write their marker files in ``shared_dir``, which must be visible to the nodes.
@@ -41,9 +41,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.executor import GridMapExecutor
-from gridmap_core.job import Job, JobException, JobState
-from gridmap_core.plugins import get_plugin_manager, hookimpl
+from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.model.job import Job, JobException, JobState
+from gridmap_core.plugins.manager import get_plugin_manager, hookimpl
 
 # The events that end a job; a cancelled job must hear none of them.
 _ENDINGS = ("finished", "failed", "died", "resubmitted")

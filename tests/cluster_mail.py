@@ -16,7 +16,7 @@ import cloudpickle
 import pytest
 
 from gridmap_core import Job
-from gridmap_core.config import SETTINGS
+from gridmap_core.model.config import SETTINGS
 from gridmap_core.notifiers.plots import PLOT_SIZE
 from tests.smtp_server import Received, Server, png_sizes, running_smtp_server
 

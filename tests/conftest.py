@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridmap_core.config import SETTINGS
+from gridmap_core.model.config import SETTINGS
 from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
 from tests.needs import unavailable
 
@@ -72,7 +72,7 @@ def sge_cluster() -> str:
     import socket
     import subprocess
 
-    from gridmap_core.drmaa_session import library_problem
+    from gridmap_core.backend.drmaa import library_problem
 
     problem = library_problem(["SGE_ROOT"])
     if problem:

@@ -15,7 +15,7 @@ from typing import Any
 
 import cloudpickle
 
-from gridmap_core.executor import GridMapExecutor
+from gridmap_core.face.executor import GridMapExecutor
 
 FAST = {
     "CHECK_FREQUENCY": 0.5,

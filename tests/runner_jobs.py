@@ -1,4 +1,4 @@
-"""Jobs that tests/test_runner.py hands to ``python -m gridmap_core.runner``.
+"""Jobs that tests/test_runner.py hands to ``python -m gridmap_core.node.runner``.
 
 This module travels to the runner by value, so the runner need not import ``tests``.
 """

@@ -16,7 +16,7 @@ from gridmap_core import (
     grid_map,
     process_jobs,
 )
-from gridmap_core.job import JOB_NOT_FINISHED
+from gridmap_core.model.job import JOB_NOT_FINISHED
 from tests import jobs
 
 

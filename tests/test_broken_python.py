@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core import Job, JobException, JobState
-from gridmap_core.runner import describe_exit
+from gridmap_core.node.runner import describe_exit
 from tests import monitored
 
 pytestmark = pytest.mark.timeout(120)
@@ -21,7 +21,7 @@ BROKEN_HOME = "/nonexistent/gridmap-test-python-home"
 
 def test_a_job_whose_python_cannot_start_says_why(caplog: pytest.LogCaptureFixture) -> None:
     jobs = [Job(monitored.sleep_for, [0], name="nohome", add_env={"PYTHONHOME": BROKEN_HOME})]
-    with caplog.at_level(logging.WARNING, logger="gridmap_core.monitor"), \
+    with caplog.at_level(logging.WARNING, logger="gridmap_core.map.monitor"), \
             monitored.runner_executor({"NUM_RESUBMITS": 0}) as executor:
         with pytest.raises(JobException) as info:
             executor.run_jobs(jobs)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core import BackendSpec, __version__, cli, get_plugin_manager, hookimpl
-from gridmap_core.config import user_config_path
+from gridmap_core.model.config import user_config_path
 
 ROOT = Path(__file__).resolve().parent.parent
 

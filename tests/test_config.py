@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core import ConfigError, GridMapExecutor, load_settings
-from gridmap_core.config import user_config_path
+from gridmap_core.model.config import user_config_path
 
 
 def write(path: Path, text: str) -> Path:

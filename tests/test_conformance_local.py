@@ -25,7 +25,7 @@ class TestLocalRunners(BackendConformance):
 
     def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
         super().assert_ran_on_backend(where)
-        assert where["argv"][0].endswith("gridmap_core/runner.py")  # a runner, not a worker
+        assert where["argv"][0].endswith("gridmap_core/node/runner.py")  # a runner, not a worker
 
     def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
         assert isinstance(job_id, str) and job_id.startswith("local."), job_id

@@ -22,7 +22,7 @@ class TestSgeConformance(BackendConformance):
         environment = where["environment"]
         assert environment.get("JOB_ID", "").isdigit(), environment.get("JOB_ID")
         assert environment.get("QUEUE") == "all.q"
-        assert "gridmap_core/runner.py" in where["argv"][0]
+        assert "gridmap_core/node/runner.py" in where["argv"][0]
 
     def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
         environment = where["environment"]

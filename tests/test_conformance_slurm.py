@@ -23,7 +23,7 @@ class TestSlurmConformance(BackendConformance):
         assert environment.get("SLURM_ARRAY_JOB_ID", "").isdigit(), environment.get(
             "SLURM_ARRAY_JOB_ID")
         assert environment.get("SLURM_JOB_PARTITION") == "debug"
-        assert "gridmap_core/runner.py" in where["argv"][0]
+        assert "gridmap_core/node/runner.py" in where["argv"][0]
 
     def assert_scheduler_id(self, job_id: str | int, where: Mapping[str, Any]) -> None:
         environment = where["environment"]

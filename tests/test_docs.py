@@ -36,10 +36,10 @@ from gridmap_core import (
     cli,
     get_plugin_manager,
     grid_map,
-    hookspecs,
-    plugins,
 )
-from gridmap_core.plugins import PluginManager
+from gridmap_core.plugins import hookspecs
+from gridmap_core.plugins import manager as plugins
+from gridmap_core.plugins.manager import PluginManager
 from tests.distributions import install
 
 if sys.version_info >= (3, 11):
@@ -93,7 +93,7 @@ def guide_and_reference() -> tuple[str, str]:
 
 
 def hookspec_names() -> list[str]:
-    """Every function of gridmap_core/hookspecs.py marked as a hook specification."""
+    """Every function of gridmap_core/plugins/hookspecs.py marked as a hook specification."""
     return sorted(
         name
         for name, value in vars(hookspecs).items()
@@ -127,7 +127,7 @@ def test_every_hook_is_documented_under_its_own_heading(hook: str) -> None:
     _, reference = guide_and_reference()
     heading = re.compile(rf"^#{{2,4}}\s.*(?<!\w){hook}(?!\w)", re.M)
     assert heading.search(reference), (
-        f"hook {hook} (gridmap_core/hookspecs.py) has no heading in {DOC} under "
+        f"hook {hook} (gridmap_core/plugins/hookspecs.py) has no heading in {DOC} under "
         f"{REFERENCE!r}: add '### {hook}' with its parameters, when it is called and "
         "an example"
     )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from gridmap_core.doctor import NAMES, Check, Verdict, check_temp_dir, exit_status, render
-from gridmap_core.doctor_trip import scheduler_evidence
+from gridmap_core.doctor.checks import NAMES, Check, Verdict, check_temp_dir, exit_status, render
+from gridmap_core.doctor.trip import scheduler_evidence
 
 pytestmark = pytest.mark.timeout(120)
 

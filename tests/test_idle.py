@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from gridmap_core import Job, JobException, hookimpl
-from gridmap_core.config import load_settings
-from gridmap_core.monitor import idle_limits
-from gridmap_core.plugins import get_plugin_manager
+from gridmap_core.map.monitor import idle_limits
+from gridmap_core.model.config import load_settings
+from gridmap_core.plugins.manager import get_plugin_manager
 from tests import idle_jobs, monitored
 from tests.monitored import runner_executor
 
@@ -48,7 +48,7 @@ def test_the_idle_limit_is_seconds_whatever_the_heartbeat_frequency(
     # idle for good is, and is warned of first, by name, in the log and its heartbeat.
     jobs = [Job(monitored.sleep_for, [60], name="stuck"),
             Job(monitored.sleep_for, [2], name="napper")]
-    caplog.set_level(logging.WARNING, logger="gridmap_core.monitor")
+    caplog.set_level(logging.WARNING, logger="gridmap_core.map.monitor")
     observer = Warnings()
     get_plugin_manager().register(observer, name="idle warnings")
     try:

@@ -62,7 +62,7 @@ def _run(body: str, timeout: float = 30) -> tuple[int, str, float]:
 @pytest.mark.parametrize("wait", WAITS)
 def test_a_wait_for_results_ends_on_a_ctrl_c_received_by_another_thread(wait: str) -> None:
     code, output, _ = _run(f"""
-        from gridmap_core.runs import Run, wait_all
+        from gridmap_core.map.runs import Run, wait_all
         run = Run(1)  # a job that never ends
         sleeper = threading.Thread(target=time.sleep, args=(60,), name="sleeper", daemon=True)
         sleeper.start()

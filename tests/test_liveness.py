@@ -1,5 +1,5 @@
-"""The rules that find a job dead (gridmap_core/liveness.py), and the payloads of
-protocol messages (gridmap_core/messages.py)."""
+"""The rules that find a job dead (gridmap_core/map/liveness.py), and the payloads of
+protocol messages (gridmap_core/wire/messages.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import traceback
 
 import pytest
 
-from gridmap_core.job import RemoteError
-from gridmap_core.liveness import (
+from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.map.liveness import (
     Limits,
     Verdict,
     idle_warning,
@@ -21,7 +21,9 @@ from gridmap_core.liveness import (
     judge_silence,
     judge_status,
 )
-from gridmap_core.messages import (
+from gridmap_core.model.job import RemoteError
+from gridmap_core.model.serialization import dumps
+from gridmap_core.wire.messages import (
     MAX_LOG_TAIL,
     Heartbeat,
     decode_heartbeat,
@@ -32,8 +34,6 @@ from gridmap_core.messages import (
     encode_task,
     encode_value,
 )
-from gridmap_core.scheduler import JobStatus, Status
-from gridmap_core.serialization import dumps
 
 LIMITS = Limits(max_silence=30.0, idle_threshold=5.0, max_idle_time=60.0)
 

@@ -18,7 +18,7 @@ import pytest
 from gridmap_local.processes import ProcessScheduler
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
 from tests.conftest import children_of
 
 pytestmark = pytest.mark.timeout(120)

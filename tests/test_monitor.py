@@ -16,10 +16,10 @@ from gridmap_local.processes import ProcessScheduler
 
 from gridmap_core import Job, JobException, JobState
 from gridmap_core.backend import Batch, JobSpec, SessionOptions
-from gridmap_core.config import load_settings
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.runs import Run
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.runs import Run
+from gridmap_core.model.config import load_settings
 from tests import monitored
 from tests.monitored import runner_executor
 
@@ -30,7 +30,7 @@ def test_results_come_back_in_order_from_runner_processes() -> None:
     assert [r[0] for r in results] == [x * x for x in range(6)]
     for _, pid, argv, _ in results:
         assert pid != os.getpid()
-        assert argv[0].endswith("gridmap_core/runner.py")
+        assert argv[0].endswith("gridmap_core/node/runner.py")
     assert len({pid for _, pid, _, _ in results}) == 6  # one runner per job
 
 
@@ -278,7 +278,7 @@ def test_death_and_resubmit_warnings_name_each_job_by_its_own_name(
     session = MonitoredSession(VanishingScheduler(), SessionOptions(settings=settings),
                                work_dir=str(tmp_path))
     run = Run(len(jobs), jobs)
-    caplog.set_level(logging.WARNING, logger="gridmap_core.monitor")
+    caplog.set_level(logging.WARNING, logger="gridmap_core.map.monitor")
     try:
         # One batch under the first job's spec, as run_jobs sends jobs that share one.
         session.submit(Batch(JobSpec(monitored.sleep_for, name=names[0]),

@@ -18,12 +18,12 @@ from gridmap_local.backend import LocalBackend
 
 from gridmap_core import Job, JobException, hookimpl
 from gridmap_core.backend import Batch, JobSpec, SessionOptions
-from gridmap_core.config import load_settings
-from gridmap_core.executor import GridMapExecutor
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.plugins import get_plugin_manager
-from gridmap_core.protocol import Codec, Kind, new_key, read_key_file
-from gridmap_core.runs import Run
+from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.runs import Run
+from gridmap_core.model.config import load_settings
+from gridmap_core.plugins.manager import get_plugin_manager
+from gridmap_core.wire.protocol import Codec, Kind, new_key, read_key_file
 from tests import monitored
 
 REPO = Path(__file__).resolve().parent.parent
@@ -115,7 +115,8 @@ def _runners_under(temp: Path) -> list[int]:
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if str(temp).encode() in cmdline and b"gridmap_core.runner" in cmdline and state != "Z":
+        runner = b"gridmap_core.node.runner"
+        if str(temp).encode() in cmdline and runner in cmdline and state != "Z":
             found.append(int(entry))
     return found
 

@@ -19,10 +19,10 @@ from types import ModuleType
 import pytest
 
 from gridmap_core import GridMapExecutor, Job, JobException, JobState, process_jobs
-from gridmap_core.config import SETTINGS
-from gridmap_core.messages import decode_result
-from gridmap_core.node_imports import search_path
-from gridmap_core.protocol import Kind
+from gridmap_core.model.config import SETTINGS
+from gridmap_core.model.node_imports import search_path
+from gridmap_core.wire.messages import decode_result
+from gridmap_core.wire.protocol import Kind
 from tests import monitored
 from tests.test_runner import Monitor, key, key_file, run_runner, serving, task_of  # noqa: F401
 

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from gridmap_core import GridMapExecutor, Job, JobException, NotifierSpec, grid_map, hookimpl
-from gridmap_core.config import ConfigError
+from gridmap_core.model.config import ConfigError
 from gridmap_core.notifiers.plots import PLOT_SIZE
-from gridmap_core.plugins import get_plugin_manager
+from gridmap_core.plugins.manager import get_plugin_manager
 from gridmap_core.testing import EventRecorder
 from tests import jobs, monitored
 from tests.smtp_server import Server, closed_port, hanging_server, png_sizes, running_smtp_server

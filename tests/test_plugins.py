@@ -29,10 +29,10 @@ from gridmap_core import (
     get_plugin_manager,
     grid_map,
     hookimpl,
-    plugins,
     process_jobs,
 )
-from gridmap_core.plugins import PluginManager
+from gridmap_core.plugins import manager as plugins
+from gridmap_core.plugins.manager import PluginManager
 from tests.distributions import install
 from tests.jobs import double, fail_on
 

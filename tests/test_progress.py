@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core.backend import Failure
-from gridmap_core.runs import Run
+from gridmap_core.map.runs import Run
 from gridmap_core.watching.progress import Counts, Progress, counts_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ AROUND = textwrap.dedent("""
     import sys
     import time
     import warnings
-    from gridmap_core.runs import Run
+    from gridmap_core.map.runs import Run
     from gridmap_core.watching.progress import Progress
 
     {setup}

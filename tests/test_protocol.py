@@ -1,4 +1,4 @@
-"""The message codec, the replay guard and key files (gridmap_core/protocol.py)."""
+"""The message codec, the replay guard and key files (gridmap_core/wire/protocol.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import zmq
 
-from gridmap_core import protocol
-from gridmap_core.protocol import (
+from gridmap_core.wire import protocol
+from gridmap_core.wire.protocol import (
     DEFAULT_MAX_BYTES,
     FROM_MONITOR,
     FROM_RUNNER,

@@ -1,4 +1,4 @@
-"""The runner (``python -m gridmap_core.runner``) as a subprocess, against a stand-in
+"""The runner (``python -m gridmap_core.node.runner``) as a subprocess, against a stand-in
 monitor served by a thread of the test."""
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from typing import Any
 import psutil
 import pytest
 
-from gridmap_core.messages import decode_heartbeat, decode_result, encode_task
-from gridmap_core.protocol import (
+from gridmap_core.model.serialization import SerializationError, dumps
+from gridmap_core.node.runner import EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+from gridmap_core.transports import load_transport
+from gridmap_core.wire.messages import decode_heartbeat, decode_result, encode_task
+from gridmap_core.wire.protocol import (
     FROM_RUNNER,
     Codec,
     Header,
@@ -27,9 +30,6 @@ from gridmap_core.protocol import (
     new_key,
     write_key_file,
 )
-from gridmap_core.runner import EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
-from gridmap_core.serialization import SerializationError, dumps
-from gridmap_core.transports import load_transport
 from tests import runner_jobs
 
 pytestmark = pytest.mark.timeout(120)
@@ -159,7 +159,7 @@ def run_runner(address: str, key_file: Path, log_dir: Path, *extra: str,
                cwd: Path | None = None) -> Finished:
     """Run the runner to its end; its stdout goes to a file (the job's log)."""
     argv = [
-        sys.executable, "-m", "gridmap_core.runner",
+        sys.executable, "-m", "gridmap_core.node.runner",
         "--address", address, "--map", MAP, "--key-file", str(key_file),
         "--task", str(task), *extra,
     ]

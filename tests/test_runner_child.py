@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from gridmap_core import Job, JobException, JobState
-from gridmap_core.protocol import Kind
-from gridmap_core.runner import EXIT_JOB_DIED, describe_exit
+from gridmap_core.node.runner import EXIT_JOB_DIED, describe_exit
+from gridmap_core.wire.protocol import Kind
 from tests import monitored
 from tests.test_runner import WAIT, Monitor, key, key_file, serving, task_of  # noqa: F401
 
@@ -107,7 +107,7 @@ def test_the_job_process_dies_with_its_runner(tmp_path: Path, key: bytes,  # noq
     payload = task_of(record_and_sleep, [str(pid_file)])
     with Monitor(key, serving(payload)) as monitor:
         runner = subprocess.Popen(
-            [sys.executable, "-m", "gridmap_core.runner", "--address", monitor.address,
+            [sys.executable, "-m", "gridmap_core.node.runner", "--address", monitor.address,
              "--map", "map-runner-test", "--key-file", str(key_file), "--task", "7",
              "--heartbeat", "0.2", "--give-up", "20"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

@@ -15,11 +15,11 @@ from gridmap_local.processes import ProcessScheduler
 
 from gridmap_core import Job
 from gridmap_core.backend import Batch, JobSpec, SessionOptions
-from gridmap_core.config import load_settings
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.runner import EXIT_STOPPED
-from gridmap_core.runs import Run
-from gridmap_core.scheduler import Status
+from gridmap_core.backend.scheduler import Status
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.runs import Run
+from gridmap_core.model.config import load_settings
+from gridmap_core.node.runner import EXIT_STOPPED
 from gridmap_core.testing import EventRecorder
 from tests import monitored
 
@@ -37,7 +37,7 @@ def test_runners_take_on_queued_jobs_and_results_stay_in_order() -> None:
     by_runner: dict[int, set[str | int]] = {}
     for job in jobs:
         by_runner.setdefault(job.ret[3], set()).add(job.id)
-        assert job.ret[2][0].endswith("gridmap_core/runner.py")
+        assert job.ret[2][0].endswith("gridmap_core/node/runner.py")
     assert all(len(ids) == 1 for ids in by_runner.values()), by_runner
     assert len({job.id for job in jobs}) == len(runners)
     for job in jobs:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gridmap_core import GridMapExecutor, grid_map
-from gridmap_core.selection import BackendUnavailableError
+from gridmap_core.plugins.selection import BackendUnavailableError
 
 
 def touch(path: str) -> str:

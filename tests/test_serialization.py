@@ -15,7 +15,7 @@ import cloudpickle
 import pytest
 
 from gridmap_core import SerializationError, zdumps, zloads
-from gridmap_core.serialization import check_picklable, dumps
+from gridmap_core.model.serialization import check_picklable, dumps
 
 
 def test_roundtrip_of_objects_and_lambdas() -> None:

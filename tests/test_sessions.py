@@ -19,7 +19,7 @@ import pytest
 
 from gridmap_core import Job
 from gridmap_core.cli import main as gridmap
-from gridmap_core.sessions import SUBMITTER, mark_ended, record_submitter
+from gridmap_core.map.sessions import SUBMITTER, mark_ended, record_submitter
 from tests import monitored
 from tests.monitored import runner_executor
 

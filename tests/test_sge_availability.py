@@ -9,7 +9,7 @@ import pytest
 from gridmap_sge.backend import SgeBackend
 
 from gridmap_core import grid_map
-from gridmap_core.selection import BackendUnavailableError
+from gridmap_core.plugins.selection import BackendUnavailableError
 
 
 def test_missing_sge_root_names_the_variable_and_the_settings_file() -> None:

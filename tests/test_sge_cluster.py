@@ -20,10 +20,10 @@ import pytest
 
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.backend import JobSpec
-from gridmap_core.config import SETTINGS
-from gridmap_core.drmaa_session import DrmaaConnection, DrmaaError
-from gridmap_core.resources import Resources
-from gridmap_core.scheduler import Launch, Status, runner_prefix
+from gridmap_core.backend.drmaa import DrmaaConnection, DrmaaError
+from gridmap_core.backend.scheduler import Launch, Status, runner_prefix
+from gridmap_core.model.config import SETTINGS
+from gridmap_core.model.resources import Resources
 from tests.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
 from tests.interrupted import interrupt_a_running_map
 

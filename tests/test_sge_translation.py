@@ -39,9 +39,9 @@ from gridmap_sge.scheduler import (
 )
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaConnection, DrmaaError, Ending
-from gridmap_core.resources import ResourceError, Resources
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.drmaa import INCREMENT_PLACEHOLDER, DrmaaConnection, DrmaaError, Ending
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.resources import ResourceError, Resources
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -619,7 +619,7 @@ class Harness:
                        add_env=dict(add_env or {}))
         return Launch(spec=spec, tasks=list(tasks), attempt=attempt,
                       log_dir=str(self.tmp_path),
-                      runner=["python3", "-m", "gridmap_core.runner", "--address",
+                      runner=["python3", "-m", "gridmap_core.node.runner", "--address",
                               "tcp://head:5555"],
                       name=name)
 
@@ -652,7 +652,7 @@ def test_a_launch_of_three_tasks_is_one_array_job(harness: Harness, tmp_path: Pa
     assert request["name"] == "my_batch"
     assert request["working_dir"] == str(tmp_path)
     command = request["command"]
-    assert command[:5] == ["python3", "-m", "gridmap_core.runner", "--address",
+    assert command[:5] == ["python3", "-m", "gridmap_core.node.runner", "--address",
                            "tcp://head:5555"]
     assert command[5:] == ["--task", "4", "--attempt", "0", "--index-var", "SGE_TASK_ID",
                            "--first-index", "1"]

@@ -17,8 +17,8 @@ import cloudpickle
 import pytest
 
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
-from gridmap_core.config import SETTINGS
-from gridmap_core.resources import ResourceError
+from gridmap_core.model.config import SETTINGS
+from gridmap_core.model.resources import ResourceError
 from tests.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
 from tests.interrupted import interrupt_a_running_map
 from tests.watched import HeldMap

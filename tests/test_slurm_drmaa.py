@@ -47,16 +47,16 @@ from gridmap_slurm_drmaa.scheduler import SlurmDrmaaScheduler
 
 from gridmap_core import get_plugin_manager
 from gridmap_core.backend import JobSpec
-from gridmap_core.drmaa_session import INCREMENT_PLACEHOLDER, DrmaaError, Ending
-from gridmap_core.resources import ResourceError, Resources
-from gridmap_core.scheduler import Launch, Status
+from gridmap_core.backend.drmaa import INCREMENT_PLACEHOLDER, DrmaaError, Ending
+from gridmap_core.backend.scheduler import Launch, Status
+from gridmap_core.model.resources import ResourceError, Resources
 from gridmap_core.testing import BackendConformance
 from tests.needs import unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
 ROOT = Path(__file__).resolve().parents[1]
-RUNNER = ["/usr/bin/python3", "-m", "gridmap_core.runner", "--address", "tcp://head:5555"]
+RUNNER = ["/usr/bin/python3", "-m", "gridmap_core.node.runner", "--address", "tcp://head:5555"]
 NODES = SlurmOptions(nodes=("n1", "n2", "n3"), partitions=("debug", "short"))
 SGE_ENV_FILE = Path(os.environ.get("GRIDMAP_SGE_ENV_FILE", "/etc/gridmap-sge.env"))
 # Set (to "1") in the process that runs the conformance suite on slurm-drmaa.
@@ -185,7 +185,7 @@ def test_shells_and_environments_slurm_drmaa_cannot_give_are_refused() -> None:
 
 
 class FakeConnection:
-    """Stands in for :class:`~gridmap_core.drmaa_session.DrmaaConnection`: records every
+    """Stands in for :class:`~gridmap_core.backend.drmaa.DrmaaConnection`: records every
     request, and numbers jobs 500, 600, … with ids as current slurm-drmaa gives them
     (``answer`` may give others)."""
 
@@ -394,7 +394,7 @@ def test_options_slurm_drmaa_cannot_read_are_refused_before_submission(tmp_path:
 
 def test_an_interpreter_slurm_drmaa_would_misquote_is_refused(harness: Harness) -> None:
     with pytest.raises(DrmaaError, match=r"cannot run '/opt/my python/bin/python'.*'python'"):
-        harness.launch([1], runner=["/opt/my python/bin/python", "-m", "gridmap_core.runner"])
+        harness.launch([1], runner=["/opt/my python/bin/python", "-m", "gridmap_core.node.runner"])
     assert harness.connection.submits == []
 
 
@@ -647,7 +647,7 @@ def test_a_map_runs_through_slurm_drmaa_s_way_of_submitting(
     import gridmap_slurm_drmaa.backend as backend_module
 
     from gridmap_core import Job, process_jobs
-    from gridmap_core.config import SETTINGS
+    from gridmap_core.model.config import SETTINGS
 
     connection = SbatchAsSlurmDrmaa(tmp_path)
     monkeypatch.setattr(backend_module, "slurm_library_problem", lambda: None)
@@ -699,7 +699,7 @@ class SlurmDrmaaConformance(BackendConformance):
         environment = where["environment"]
         assert environment.get("SLURM_JOB_ID", "").isdigit(), environment.get("SLURM_JOB_ID")
         assert environment.get("SLURM_JOB_PARTITION") == "debug"
-        assert "gridmap_core/runner.py" in where["argv"][0]
+        assert "gridmap_core/node/runner.py" in where["argv"][0]
 
     def assert_resources_honoured(self, where: Mapping[str, Any],
                                   request: Mapping[str, Any]) -> None:
@@ -742,7 +742,7 @@ class SlurmDrmaaLibrary:
 
     def run(self, jobs: list[Any], tmp_path: Path) -> None:
         from gridmap_core import process_jobs
-        from gridmap_core.config import SETTINGS
+        from gridmap_core.model.config import SETTINGS
 
         settings = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1,
                     "REUSE_RUNNERS": False}  # so that element i runs job i

@@ -46,13 +46,13 @@ from gridmap_slurm.states import (
 )
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.resources import ResourceError, Resources
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.resources import ResourceError, Resources
 
 pytestmark = pytest.mark.timeout(30)
 
 MB = 2**20
-RUNNER = ["python3", "-m", "gridmap_core.runner", "--address", "tcp://head:5555"]
+RUNNER = ["python3", "-m", "gridmap_core.node.runner", "--address", "tcp://head:5555"]
 SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
 CONTROLLER_DOWN = "squeue: error: Unable to contact slurm controller (connect failure)"
 

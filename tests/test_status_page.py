@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from gridmap_core import GridMapExecutor, grid_map
-from gridmap_core.config import ConfigError
-from gridmap_core.job import Job, JobState
+from gridmap_core.model.config import ConfigError
+from gridmap_core.model.job import Job, JobState
 from gridmap_core.watching.board import Board, thin
 from gridmap_core.watching.charts import line_chart
 from tests.watched import HeldMap
@@ -315,7 +315,7 @@ def _queued_with_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
     """Have the local backend's scheduler explain its queued jobs as Grid Engine does."""
     from gridmap_local.processes import ProcessScheduler
 
-    from gridmap_core.scheduler import JobStatus, Status
+    from gridmap_core.backend.scheduler import JobStatus, Status
 
     poll = ProcessScheduler.poll
 

@@ -18,10 +18,10 @@ from gridmap_local.processes import stopped
 
 from gridmap_core import Job
 from gridmap_core.backend import Batch, JobSpec, SessionOptions
-from gridmap_core.config import load_settings
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.runs import Run
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.runs import Run
+from gridmap_core.model.config import load_settings
 from tests import monitored, suspension_jobs
 from tests.monitored import runner_executor
 
@@ -64,7 +64,7 @@ def test_a_suspended_job_is_not_dead_and_its_clock_goes_on_when_resumed(
     session = MonitoredSession(scheduler, SessionOptions(settings=settings),
                                work_dir=str(tmp_path))
     run = Run(1)
-    caplog.set_level(logging.INFO, logger="gridmap_core.monitor")
+    caplog.set_level(logging.INFO, logger="gridmap_core.map.monitor")
     try:
         session.submit(Batch(JobSpec(monitored.sleep_for), [(1,)], None, run))
         _polls_after(scheduler, 1)  # seen running: its clock started

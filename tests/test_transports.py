@@ -21,19 +21,7 @@ from typing import Any
 import pytest
 import zmq
 
-from gridmap_core import protocol
-from gridmap_core.plugins import UnknownPluginError
-from gridmap_core.protocol import (
-    FROM_RUNNER,
-    Codec,
-    Header,
-    Kind,
-    Message,
-    ProtocolError,
-    ReplayGuard,
-    is_reply_to,
-    new_key,
-)
+from gridmap_core.plugins.manager import UnknownPluginError
 from gridmap_core.transports import (
     Client,
     Endpoint,
@@ -44,6 +32,18 @@ from gridmap_core.transports import (
 )
 from gridmap_core.transports import zmq as zmq_transport
 from gridmap_core.transports.filesystem import FilesystemEndpoint
+from gridmap_core.wire import protocol
+from gridmap_core.wire.protocol import (
+    FROM_RUNNER,
+    Codec,
+    Header,
+    Kind,
+    Message,
+    ProtocolError,
+    ReplayGuard,
+    is_reply_to,
+    new_key,
+)
 
 pytestmark = pytest.mark.timeout(60)
 

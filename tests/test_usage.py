@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from gridmap_core.usage import UsageSampler, tail
+from gridmap_core.node.usage import UsageSampler, tail
 
 BUSY = "import time\nend = time.time() + {s}\nwhile time.time() < end: pass\n"
 ALLOCATE = (

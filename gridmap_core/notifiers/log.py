@@ -13,7 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from gridmap_core.job import Job
+from gridmap_core.model.job import Job
 
 __all__ = ["LogNotifier", "format_event"]
 logger = logging.getLogger("gridmap.events")

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from typing import Any
 
-from gridmap_core.job import Job
+from gridmap_core.model.job import Job
 from gridmap_core.notifiers.mails import Report, completion_mail, digest_mail, error_mail, report_of
 from gridmap_core.notifiers.plots import PlotError, usage_plots
 from gridmap_core.notifiers.smtp import MailError, SmtpConfig, send

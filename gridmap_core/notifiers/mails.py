@@ -11,7 +11,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from gridmap_core.job import Job
+from gridmap_core.model.job import Job
 
 __all__ = ["Report", "completion_mail", "digest_mail", "error_mail", "report_of"]
 

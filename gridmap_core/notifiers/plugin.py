@@ -6,8 +6,8 @@ smtplib, matplotlib) are loaded only when a map uses them.
 
 from __future__ import annotations
 
-from gridmap_core.plugin_types import NotifierSpec
-from gridmap_core.plugins import hookimpl
+from gridmap_core.plugins.manager import hookimpl
+from gridmap_core.plugins.types import NotifierSpec
 
 
 @hookimpl

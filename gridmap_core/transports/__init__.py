@@ -1,6 +1,6 @@
 """Transports: how runners on compute nodes reach the monitor, the submitting process.
 
-A transport moves opaque messages (lists of frames, see :mod:`gridmap_core.protocol`)
+A transport moves opaque messages (lists of frames, see :mod:`gridmap_core.wire.protocol`)
 and knows nothing of their meaning or authentication. Every exchange is a request from
 a runner and one reply from the monitor:
 
@@ -106,8 +106,8 @@ def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transpo
     """The transport registered as ``name``, imported now (its heavy imports wait until
     here); ``where`` says who asked, for the error if nobody registered it."""
     # Imported here: the plugin manager imports every plugin, and plugins import us.
-    from gridmap_core.plugin_types import load_factory
-    from gridmap_core.plugins import UnknownPluginError, get_plugin_manager
+    from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager
+    from gridmap_core.plugins.types import load_factory
 
     specs = get_plugin_manager().transports()
     if name not in specs:
@@ -142,7 +142,7 @@ def check_options(transport: str, options: Mapping[str, Any] | None,
 
 def max_bytes_option(options: Mapping[str, Any], default: int) -> int:
     """The ``max_bytes`` option: bytes, or a size such as ``"512M"``."""
-    from gridmap_core.resources import parse_memory
+    from gridmap_core.model.resources import parse_memory
 
     value = options.get("max_bytes")
     if value is None:

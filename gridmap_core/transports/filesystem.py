@@ -38,8 +38,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from gridmap_core.protocol import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES
-from gridmap_core.transports import Frames, TransportError, TransportTimeout, check_options, max_bytes_option
+from gridmap_core.transports import (
+    Frames,
+    TransportError,
+    TransportTimeout,
+    check_options,
+    max_bytes_option,
+)
+from gridmap_core.wire.protocol import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES
 
 __all__ = ["OPTIONS", "FilesystemClient", "FilesystemEndpoint", "FilesystemTransport"]
 

@@ -6,8 +6,8 @@ the transports themselves: each factory is a dotted path, loaded when used.
 
 from __future__ import annotations
 
-from gridmap_core.plugin_types import TransportSpec
-from gridmap_core.plugins import hookimpl
+from gridmap_core.plugins.manager import hookimpl
+from gridmap_core.plugins.types import TransportSpec
 
 
 @hookimpl

@@ -27,8 +27,14 @@ from typing import Any, NoReturn
 import psutil
 import zmq
 
-from gridmap_core.protocol import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES
-from gridmap_core.transports import Frames, TransportError, TransportTimeout, check_options, max_bytes_option
+from gridmap_core.transports import (
+    Frames,
+    TransportError,
+    TransportTimeout,
+    check_options,
+    max_bytes_option,
+)
+from gridmap_core.wire.protocol import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES
 
 __all__ = ["OPTIONS", "ZmqClient", "ZmqEndpoint", "ZmqTransport", "default_host"]
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from gridmap_core.job import Job, JobState
+from gridmap_core.model.job import Job, JobState
 
 __all__ = ["TRACK_POINTS", "Board"]
 

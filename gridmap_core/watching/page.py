@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from gridmap_core.config import ConfigError
+from gridmap_core.model.config import ConfigError
 from gridmap_core.watching.board import Board
 from gridmap_core.watching.server import StatusServer, parse_address
 

@@ -1,7 +1,7 @@
 """What a map shows while it runs with ``quiet=False``: a progress bar (tqdm) when its
 output is a terminal, a plain line every PROGRESS_INTERVAL seconds when it is not.
 
-Both read the counters that a :class:`~gridmap_core.runs.Run` keeps anyway, from a
+Both read the counters that a :class:`~gridmap_core.map.runs.Run` keeps anyway, from a
 thread of their own: showing progress costs the jobs nothing.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
-from gridmap_core.runs import Run
+from gridmap_core.map.runs import Run
 from gridmap_core.watching.around import route_around_bars, stop_routing
 
 __all__ = ["Counts", "Progress", "counts_of"]

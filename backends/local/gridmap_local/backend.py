@@ -37,8 +37,8 @@ from gridmap_core.backend import (
     JobSpec,
     SessionOptions,
 )
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.serialization import dumps as dumps_spec
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.model.serialization import dumps as dumps_spec
 
 from . import worker as worker_module
 from .processes import ProcessScheduler

@@ -1,6 +1,6 @@
 """A scheduler of local processes, so the runner and monitor path runs on any machine.
 
-Each task's runner is a process of its own (``python -m gridmap_core.runner``), in
+Each task's runner is a process of its own (``python -m gridmap_core.node.runner``), in
 its own session, with stdout and stderr in log files as on a cluster. At most
 ``max_processes`` run at once; the rest wait in a queue, as jobs wait for slots.
 """
@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
-from gridmap_core.runner import describe_exit
-from gridmap_core.scheduler import JobStatus, Launch, PollSoon, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, PollSoon, Status
+from gridmap_core.node.runner import describe_exit
 
 __all__ = ["ProcessScheduler"]
 logger = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from gridmap_core.job import RemoteError
+from gridmap_core.model.job import RemoteError
 
 PROTOCOL = 5
 # A partial reply goes back at least this often (seconds) while a chunk runs, so a

@@ -1,5 +1,5 @@
 """The Grid Engine backend: each job runs as a runner that Grid Engine starts, watched
-by the monitor (:class:`~gridmap_core.monitor.MonitoredSession`)."""
+by the monitor (:class:`~gridmap_core.map.monitor.MonitoredSession`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import subprocess
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
-from gridmap_core.drmaa_session import DrmaaConnection, library_problem
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.resources import ResourceError
+from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.model.resources import ResourceError
 
 from .native import NativeOptions, native_specification
 from .scheduler import SgeScheduler

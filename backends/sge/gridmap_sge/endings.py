@@ -18,10 +18,10 @@ one node (a full disk); not with a deletion or a limit the job will reach again.
 
 from __future__ import annotations
 
-from gridmap_core.drmaa_session import Ending
-from gridmap_core.resources import Resources
-from gridmap_core.runner import describe_exit
-from gridmap_core.scheduler import JobStatus, Status
+from gridmap_core.backend.drmaa import Ending
+from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.resources import Resources
+from gridmap_core.node.runner import describe_exit
 
 __all__ = ["describe_ending"]
 

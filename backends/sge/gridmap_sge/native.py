@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.resources import ResourceError, Resources
+from gridmap_core.model.resources import ResourceError, Resources
 
 __all__ = ["NativeOptions", "job_name", "native_specification"]
 

@@ -1,4 +1,4 @@
-"""The Grid Engine :class:`~gridmap_core.scheduler.Scheduler`: DRMAA to submit and
+"""The Grid Engine :class:`~gridmap_core.backend.scheduler.Scheduler`: DRMAA to submit and
 cancel, DRMAA's reaped endings and one ``qstat -xml`` per poll to watch.
 
 A launch of several tasks is one array job (``runBulkJobs``), so submitting 10,000
@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from gridmap_core.drmaa_session import (
+from gridmap_core.backend.drmaa import (
     INCREMENT_PLACEHOLDER,
     DrmaaConnection,
     DrmaaError,
     submission,
 )
-from gridmap_core.resources import Resources
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.resources import Resources
 
 from .endings import describe_ending
 from .native import NativeOptions, job_name, native_specification

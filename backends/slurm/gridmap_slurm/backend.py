@@ -1,5 +1,5 @@
 """The Slurm backend: each job runs as a runner that sbatch submits, watched by the
-monitor (:class:`~gridmap_core.monitor.MonitoredSession`)."""
+monitor (:class:`~gridmap_core.map.monitor.MonitoredSession`)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import subprocess
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
-from gridmap_core.monitor import MonitoredSession
-from gridmap_core.resources import ResourceError
+from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.model.resources import ResourceError
 
 from .cluster import Cluster, read_cluster
 from .commands import Commands

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.resources import ResourceError
+from gridmap_core.model.resources import ResourceError
 
 __all__ = ["GRID_ENGINE_DEFAULT_QUEUE", "SlurmOptions", "job_name", "job_options", "memory_mb",
            "partition", "time_limit"]

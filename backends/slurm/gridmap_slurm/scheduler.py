@@ -1,4 +1,4 @@
-"""The Slurm :class:`~gridmap_core.scheduler.Scheduler` over the command-line tools.
+"""The Slurm :class:`~gridmap_core.backend.scheduler.Scheduler` over the command-line tools.
 
 A launch is one ``sbatch --array`` (split when it is longer than MaxArraySize allows);
 a poll is one ``squeue`` for every job of the session, with ``sacct`` (or the job
@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from gridmap_core.resources import Resources
-from gridmap_core.scheduler import JobStatus, Launch, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.resources import Resources
 
 from .cluster import Cluster
 from .commands import Commands, SlurmError, is_transient

@@ -1,5 +1,5 @@
 """What Slurm says about a job, read from squeue, sacct and the job completion log,
-and what it means for the monitor (:class:`~gridmap_core.scheduler.JobStatus`).
+and what it means for the monitor (:class:`~gridmap_core.backend.scheduler.JobStatus`).
 
 Pure parsing, so every state and exit code is unit-tested without a cluster.
 Decisions rest on the job's state, not on the exit code of a killed job: sacct fills
@@ -13,9 +13,9 @@ import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from gridmap_core.resources import Resources
-from gridmap_core.runner import describe_exit
-from gridmap_core.scheduler import JobStatus, Status
+from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.resources import Resources
+from gridmap_core.node.runner import describe_exit
 
 from .options import memory_mb
 

@@ -1,5 +1,5 @@
 """The slurm-drmaa backend: each job runs as a runner that Slurm starts through a DRMAA
-library, watched by the monitor (:class:`~gridmap_core.monitor.MonitoredSession`)."""
+library, watched by the monitor (:class:`~gridmap_core.map.monitor.MonitoredSession`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from gridmap_slurm.commands import Commands
 from gridmap_slurm.options import SlurmOptions
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
-from gridmap_core.drmaa_session import DrmaaConnection, library_problem
-from gridmap_core.monitor import MonitoredSession
+from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
+from gridmap_core.map.monitor import MonitoredSession
 
 from .native import check_job, check_options, native_specification
 from .scheduler import SlurmDrmaaScheduler

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from gridmap_slurm.options import SlurmOptions, job_options
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.resources import ResourceError
+from gridmap_core.model.resources import ResourceError
 
 __all__ = ["FLAGS", "SHORT_OPTIONS", "VALUED", "check_job", "check_options",
            "native_specification"]

@@ -1,4 +1,4 @@
-"""The slurm-drmaa :class:`~gridmap_core.scheduler.Scheduler`: DRMAA to submit and
+"""The slurm-drmaa :class:`~gridmap_core.backend.scheduler.Scheduler`: DRMAA to submit and
 cancel, the sbatch backend's watching (one ``squeue`` per poll, ``sacct`` or the job
 completion log for jobs squeue forgot).
 
@@ -33,13 +33,13 @@ from gridmap_slurm.commands import Commands, is_transient
 from gridmap_slurm.options import SlurmOptions, job_name
 from gridmap_slurm.scheduler import SlurmScheduler, job_environment
 
-from gridmap_core.drmaa_session import (
+from gridmap_core.backend.drmaa import (
     INCREMENT_PLACEHOLDER,
     DrmaaConnection,
     DrmaaError,
     submission,
 )
-from gridmap_core.scheduler import JobStatus, Launch
+from gridmap_core.backend.scheduler import JobStatus, Launch
 
 from .native import check_job, native_specification
 

@@ -9,7 +9,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
 from gridmap_core.backend import Failure
-from gridmap_core.job import JOB_NOT_FINISHED, Job, JobException, JobState
+from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException, JobState
 
 __all__ = ["FutureSink", "JobEvents", "Run", "wait_all"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridmap_core.messages import Heartbeat
-from gridmap_core.scheduler import JobStatus, Status
+from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.wire.messages import Heartbeat
 
 __all__ = [
     "Limits", "Verdict", "idle_warning", "is_idle", "judge_heartbeat", "judge_silence",
@@ -19,7 +19,7 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Limits:
-    """The settings that decide death (see :mod:`gridmap_core.config`)."""
+    """The settings that decide death (see :mod:`gridmap_core.model.config`)."""
 
     max_silence: float  # MAX_TIME_BETWEEN_HEARTBEATS
     idle_threshold: float  # IDLE_THRESHOLD, CPU percent

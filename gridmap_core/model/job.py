@@ -12,7 +12,7 @@ from typing import Any
 
 from gridmap_core.backend import Failure, JobSpec
 from gridmap_core.errors import GridMapError
-from gridmap_core.resources import ResourceError, Resources
+from gridmap_core.model.resources import ResourceError, Resources
 
 __all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
 

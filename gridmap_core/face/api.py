@@ -8,9 +8,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from gridmap_core.executor import GridMapExecutor, check_on_failure
-from gridmap_core.job import Job, JobException, JobState, check_function
-from gridmap_core.runs import wait_all
+from gridmap_core.face.executor import GridMapExecutor, check_on_failure
+from gridmap_core.map.runs import wait_all
+from gridmap_core.model.job import Job, JobException, JobState, check_function
 
 __all__ = ["grid_map", "process_jobs"]
 

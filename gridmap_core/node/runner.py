@@ -1,8 +1,8 @@
-"""What a backend runs on a compute node: ``python -m gridmap_core.runner …``.
+"""What a backend runs on a compute node: ``python -m gridmap_core.node.runner …``.
 
 The runner fetches its task from the monitor, decodes it in the task's working
 directory, runs the function in a child process of its own (see
-:mod:`gridmap_core.job_process`), sends a heartbeat every ``--heartbeat`` seconds
+:mod:`gridmap_core.node.job_process`), sends a heartbeat every ``--heartbeat`` seconds
 while it runs, and sends the result (or the exception with its traceback). The
 monitor may answer a result with another task of the same map (REUSE_RUNNERS), which
 the runner then runs the same way, under that task's id. The map's key is read from
@@ -33,12 +33,29 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from gridmap_core.job_process import JOB_DIED, JobProcessDied, run_forked
-from gridmap_core.messages import Heartbeat, decode_next, encode_error, encode_heartbeat, encode_value, load_task, open_task
-from gridmap_core.node_imports import add_search_path, explain_missing_module
-from gridmap_core.protocol import FROM_MONITOR, Codec, Kind, Message, Oversized, ProtocolError, is_reply_to, read_key_file
+from gridmap_core.model.node_imports import add_search_path, explain_missing_module
+from gridmap_core.node.job_process import JOB_DIED, JobProcessDied, run_forked
+from gridmap_core.node.usage import UsageSampler, tail
 from gridmap_core.transports import Client, TransportError, TransportTimeout, load_transport
-from gridmap_core.usage import UsageSampler, tail
+from gridmap_core.wire.messages import (
+    Heartbeat,
+    decode_next,
+    encode_error,
+    encode_heartbeat,
+    encode_value,
+    load_task,
+    open_task,
+)
+from gridmap_core.wire.protocol import (
+    FROM_MONITOR,
+    Codec,
+    Kind,
+    Message,
+    Oversized,
+    ProtocolError,
+    is_reply_to,
+    read_key_file,
+)
 
 __all__ = [
     "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",
@@ -323,7 +340,7 @@ class HeartbeatThread(threading.Thread):
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m gridmap_core.runner",
+        prog="python -m gridmap_core.node.runner",
         description="Run one gridmap job: fetch it from the monitor, run it, send the result.",
     )
     parser.add_argument("--transport", default="zmq")

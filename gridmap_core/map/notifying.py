@@ -13,9 +13,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from gridmap_core.config import ConfigError
-from gridmap_core.plugin_types import load_factory
-from gridmap_core.plugins import PluginManager
+from gridmap_core.model.config import ConfigError
+from gridmap_core.plugins.manager import PluginManager
+from gridmap_core.plugins.types import load_factory
 
 __all__ = ["EVERY_JOB_HOOKS", "FAILURE_HOOKS", "Notifiers"]
 logger = logging.getLogger(__name__)

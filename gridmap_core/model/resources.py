@@ -1,6 +1,6 @@
 """One resource vocabulary for every backend: parsing and validating what a job asks for.
 
-Values are checked when a :class:`~gridmap_core.job.Job` is created, so a typo in
+Values are checked when a :class:`~gridmap_core.model.job.Job` is created, so a typo in
 ``mem_free`` fails on the submitting host, before anything reaches a scheduler.
 """
 

@@ -3,7 +3,7 @@
 A backend that runs jobs through the monitor protocol implements
 :class:`Scheduler`: it launches the runner command for a group of tasks (one array
 job where the scheduler has arrays), reports on many of its jobs in one call, and
-cancels. :class:`~gridmap_core.monitor.MonitoredSession` does the rest (serving
+cancels. :class:`~gridmap_core.map.monitor.MonitoredSession` does the rest (serving
 tasks, heartbeats, death detection, resubmission) and is the backend's session.
 """
 
@@ -101,12 +101,12 @@ class Launch:
 
 def runner_prefix(python: str | None = None) -> list[str]:
     """The start of a runner command line: the interpreter and the runner module."""
-    return [python or sys.executable, "-m", "gridmap_core.runner"]
+    return [python or sys.executable, "-m", "gridmap_core.node.runner"]
 
 
 @runtime_checkable
 class Scheduler(Protocol):
-    """What a backend gives :class:`~gridmap_core.monitor.MonitoredSession`.
+    """What a backend gives :class:`~gridmap_core.map.monitor.MonitoredSession`.
 
     Calls come from the submitting thread (the first launch of a batch) and from the
     monitor's thread (polls, resubmissions, cancels), so implementations must be

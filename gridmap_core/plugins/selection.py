@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridmap_core.backend import Availability
-from gridmap_core.config import Settings
 from gridmap_core.errors import GridMapError
-from gridmap_core.plugin_types import BackendSpec
-from gridmap_core.plugins import PluginManager
+from gridmap_core.model.config import Settings
+from gridmap_core.plugins.manager import PluginManager
+from gridmap_core.plugins.types import BackendSpec
 
 __all__ = ["BackendUnavailableError", "ChosenBackend", "choose_backend"]
 logger = logging.getLogger(__name__)

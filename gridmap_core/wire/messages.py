@@ -1,6 +1,6 @@
 """What the runner and the monitor put in the payloads of protocol messages.
 
-The codec (:mod:`gridmap_core.protocol`) authenticates a payload before anyone reads
+The codec (:mod:`gridmap_core.wire.protocol`) authenticates a payload before anyone reads
 it; this module only says what the bytes mean:
 
 * a TASK carries, in JSON, the working directory and the submitting process's own
@@ -23,9 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from gridmap_core.node_imports import search_path
-from gridmap_core.protocol import parse_json
-from gridmap_core.serialization import PROTOCOL, dumps
+from gridmap_core.model.node_imports import search_path
+from gridmap_core.model.serialization import PROTOCOL, dumps
+from gridmap_core.wire.protocol import parse_json
 
 __all__ = [
     "Heartbeat",
@@ -202,7 +202,9 @@ def encode_error(error: BaseException, host_name: str) -> bytes:
         pickle.loads(payload)  # some exceptions pickle but cannot be rebuilt
         return payload
     except Exception:
-        from gridmap_core.job import RemoteError  # here: a runner need not import the Job machinery
+        from gridmap_core.model.job import (
+            RemoteError,  # here: a runner need not import the Job machinery
+        )
 
         stand_in = RemoteError(f"{type(error).__module__}.{type(error).__qualname__}: {error}")
         return pickle.dumps((False, stand_in, text, host_name), protocol=PROTOCOL)
@@ -214,7 +216,7 @@ def decode_result(payload: bytes | memoryview) -> Outcome:
     try:
         ok, value, text, host_name = pickle.loads(payload)
     except Exception as error:
-        from gridmap_core.job import RemoteError
+        from gridmap_core.model.job import RemoteError
 
         stand_in = RemoteError(
             f"the job's result could not be unpickled on the submitting host: "

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.config import ConfigError, Settings
-from gridmap_core.doctor import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
-from gridmap_core.executor import GridMapExecutor
-from gridmap_core.job import Job, JobState
-from gridmap_core.plugin_types import BackendSpec
-from gridmap_core.runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
+from gridmap_core.doctor.checks import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
+from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.model.config import ConfigError, Settings
+from gridmap_core.model.job import Job, JobState
+from gridmap_core.node.runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
+from gridmap_core.plugins.types import BackendSpec
 from gridmap_core.transports import TransportError
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
@@ -183,7 +183,7 @@ def run_round_trip(plan: Plan, spec: BackendSpec, timeout: float) -> Trip:
     # A submission that hangs (a scheduler that never answers) must not hang the doctor.
     thread = threading.Thread(target=travel, name="gridmap-doctor", daemon=True)
     notes = _QueueNotes(trip)
-    monitor_log = logging.getLogger("gridmap_core.monitor")
+    monitor_log = logging.getLogger("gridmap_core.map.monitor")
     monitor_log.addHandler(notes)
     try:
         thread.start()

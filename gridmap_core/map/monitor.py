@@ -1,11 +1,11 @@
 """The monitor: serves jobs to runners, watches them, resubmits the dead.
 
 :class:`MonitoredSession` is the :class:`~gridmap_core.backend.BackendSession` of
-every backend that launches runners through a :class:`~gridmap_core.scheduler.Scheduler`.
+every backend that launches runners through a :class:`~gridmap_core.backend.scheduler.Scheduler`.
 One thread owns the transport endpoint and all decisions: it answers FETCH with the
 task, records heartbeats, takes results, polls the scheduler for all live jobs in
 one call every CHECK_FREQUENCY seconds, and applies the rules of
-:mod:`gridmap_core.liveness`. A dead job is resubmitted up to NUM_RESUBMITS times,
+:mod:`gridmap_core.map.liveness`. A dead job is resubmitted up to NUM_RESUBMITS times,
 then reported failed with its cause of death; so every job ends.
 """
 
@@ -26,15 +26,38 @@ from pathlib import Path
 from typing import Any
 
 from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
-from gridmap_core.liveness import Limits, Verdict, idle_warning, is_idle, judge_heartbeat, judge_silence, judge_status
-from gridmap_core.messages import Heartbeat, decode_heartbeat, decode_result, encode_next, encode_task
-from gridmap_core.plugins import get_plugin_manager
-from gridmap_core.protocol import FROM_RUNNER, Codec, Kind, Message, ProtocolError, ReplayGuard, new_key, write_key_file
-from gridmap_core.scheduler import Launch, Scheduler, Status, runner_prefix
-from gridmap_core.serialization import dumps
-from gridmap_core.sessions import PREFIX as SESSION_PREFIX
-from gridmap_core.sessions import mark_ended, record_submitter, remove_abandoned
+from gridmap_core.backend.scheduler import Launch, Scheduler, Status, runner_prefix
+from gridmap_core.map.liveness import (
+    Limits,
+    Verdict,
+    idle_warning,
+    is_idle,
+    judge_heartbeat,
+    judge_silence,
+    judge_status,
+)
+from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
+from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
+from gridmap_core.model.serialization import dumps
+from gridmap_core.plugins.manager import get_plugin_manager
 from gridmap_core.transports import Endpoint, TransportError, load_transport
+from gridmap_core.wire.messages import (
+    Heartbeat,
+    decode_heartbeat,
+    decode_result,
+    encode_next,
+    encode_task,
+)
+from gridmap_core.wire.protocol import (
+    FROM_RUNNER,
+    Codec,
+    Kind,
+    Message,
+    ProtocolError,
+    ReplayGuard,
+    new_key,
+    write_key_file,
+)
 
 __all__ = ["MonitoredSession"]
 logger = logging.getLogger(__name__)

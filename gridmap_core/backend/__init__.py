@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from gridmap_core.resources import Resources
+from gridmap_core.model.resources import Resources
 
 if TYPE_CHECKING:
-    from gridmap_core.config import Settings
+    from gridmap_core.model.config import Settings
 
 __all__ = [
     "Availability",

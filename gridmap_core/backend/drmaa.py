@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from gridmap_core.errors import GridMapError
 
 if TYPE_CHECKING:
-    from gridmap_core.scheduler import Launch
+    from gridmap_core.backend.scheduler import Launch
 
 __all__ = [
     "INCREMENT_PLACEHOLDER",

@@ -5,7 +5,7 @@ one trivial job makes the round trip, its runner reached the monitor, and it saw
 temp_dir as this host does. Each is a :class:`Check` (PASS, FAIL or SKIP, with what
 to do after a FAIL); :func:`diagnose` yields them one by one and skips a check when
 one it depends on failed. :func:`render` and :func:`summary` turn them into text.
-The round trip itself is in :mod:`gridmap_core.doctor_trip`.
+The round trip itself is in :mod:`gridmap_core.doctor.trip`.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.config import ConfigError, Settings, load_settings
-from gridmap_core.plugin_types import BackendSpec, PluginLoadError
-from gridmap_core.plugins import PluginManager, UnknownPluginError, get_plugin_manager
-from gridmap_core.selection import BackendUnavailableError, choose_backend, probe
+from gridmap_core.model.config import ConfigError, Settings, load_settings
+from gridmap_core.plugins.manager import PluginManager, UnknownPluginError, get_plugin_manager
+from gridmap_core.plugins.selection import BackendUnavailableError, choose_backend, probe
+from gridmap_core.plugins.types import BackendSpec, PluginLoadError
 
 __all__ = [
     "NAMES",
@@ -228,7 +228,12 @@ def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: f
     ``timeout`` bounds the round trip's job, in seconds.
     """
     # Imported here: the round trip's module imports this one's Check and Plan.
-    from gridmap_core.doctor_trip import check_monitor, check_round_trip, check_shared, run_round_trip
+    from gridmap_core.doctor.trip import (
+        check_monitor,
+        check_round_trip,
+        check_shared,
+        run_round_trip,
+    )
 
     manager = manager or get_plugin_manager()
     check, plan = check_settings(backend, temp_dir, manager)

@@ -1,7 +1,7 @@
 """Every hook gridmap calls. Plugins implement them with ``@gridmap_core.hookimpl``.
 
 Registration hooks return contributions (dataclasses from
-:mod:`gridmap_core.plugin_types`); lifecycle hooks broadcast events to every
+:mod:`gridmap_core.plugins.types`); lifecycle hooks broadcast events to every
 observer, and what they return is ignored. An observer that raises is logged and
 never fails the map.
 """
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from gridmap_core.job import Job
-    from gridmap_core.plugin_types import BackendSpec, NotifierSpec, TransportSpec
+    from gridmap_core.model.job import Job
+    from gridmap_core.plugins.types import BackendSpec, NotifierSpec, TransportSpec
 
 hookspec = pluggy.HookspecMarker("gridmap")
 

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 import pluggy
 
-from gridmap_core import hookspecs
 from gridmap_core.errors import GridMapError
-from gridmap_core.plugin_types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
+from gridmap_core.plugins import hookspecs
+from gridmap_core.plugins.types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
 
 __all__ = [
     "ENTRY_POINT_GROUP",

@@ -13,14 +13,14 @@ from concurrent.futures import CancelledError, Executor, Future, InvalidStateErr
 from typing import TYPE_CHECKING, Any
 
 from gridmap_core.backend import Backend, BackendSession, Batch, JobSpec, SessionOptions
-from gridmap_core.config import Settings, load_settings
-from gridmap_core.job import Job, JobException, JobState, check_function
-from gridmap_core.notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
-from gridmap_core.plugins import PluginManager, get_plugin_manager
-from gridmap_core.resources import check_names
-from gridmap_core.runs import FutureSink, Run, wait_all
-from gridmap_core.selection import ChosenBackend, choose_backend
-from gridmap_core.serialization import check_picklable
+from gridmap_core.map.notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
+from gridmap_core.map.runs import FutureSink, Run, wait_all
+from gridmap_core.model.config import Settings, load_settings
+from gridmap_core.model.job import Job, JobException, JobState, check_function
+from gridmap_core.model.resources import check_names
+from gridmap_core.model.serialization import check_picklable
+from gridmap_core.plugins.manager import PluginManager, get_plugin_manager
+from gridmap_core.plugins.selection import ChosenBackend, choose_backend
 from gridmap_core.watching.progress import Progress
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class GridMapExecutor(Executor):
 
     ``backend`` names the backend (else ``GRIDMAP_BACKEND``, a config file, or the
     best usable one); ``local=True`` forces the local backend. Keyword options of
-    :class:`~gridmap_core.job.Job` (``mem_free``, ``h_rt``, ``queue``, …) set the
+    :class:`~gridmap_core.model.job.Job` (``mem_free``, ``h_rt``, ``queue``, …) set the
     requests of every job submitted with :meth:`submit` or :meth:`map`.
     ``settings`` overrides settings by name (``{"NUM_RESUBMITS": 1}``);
     ``backend_options`` sets the backend's own options (``{"mode": "runner"}``), over
@@ -124,7 +124,9 @@ class GridMapExecutor(Executor):
         self.notifiers = Notifiers.load(self.settings, self.plugins)
         self.status: StatusPage | None = None
         if self.settings["STATUS_PAGE"]:
-            from gridmap_core.watching.page import StatusPage  # a web server's imports: only if asked
+            from gridmap_core.watching.page import (
+                StatusPage,  # a web server's imports: only if asked
+            )
 
             self.status = StatusPage.from_settings(self.settings)
         if self.status is not None:

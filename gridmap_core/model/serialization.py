@@ -25,7 +25,7 @@ import cloudpickle
 import zstandard
 
 from gridmap_core.errors import GridMapError
-from gridmap_core.node_imports import send_by_value_if_needed
+from gridmap_core.model.node_imports import send_by_value_if_needed
 
 __all__ = ["SerializationError", "dumps", "loads", "zdumps", "zloads"]
 

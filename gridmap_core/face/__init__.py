@@ -1,0 +1,1 @@
+"""The public face: grid_map, process_jobs and GridMapExecutor, what a user calls."""
