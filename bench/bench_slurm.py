@@ -252,7 +252,7 @@ class SlurmBenchmark(Benchmark):
         if len(ended) != jobs or bad:
             raise ContenderFailed(f"array {array}: squeue lists {len(ended)} of {jobs} "
                                   f"elements; not COMPLETED: {dict(list(bad.items())[:10])}")
-        return Outcome(elapsed, elapsed, {"squeue_polls": polls, "wrap": wrap})
+        return Outcome(elapsed, elapsed, {"wrap": wrap}, {"squeue_polls": polls})
 
     def child_peer(self, args: argparse.Namespace) -> dict[str, Any]:
         try:
