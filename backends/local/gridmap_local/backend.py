@@ -37,6 +37,7 @@ from gridmap_core.backend import (
     JobSpec,
     SessionOptions,
 )
+from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.model.serialization import dumps as dumps_spec
 
@@ -398,12 +399,7 @@ class LocalBackend:
         work_dir = options.temp_dir if os.path.isdir(options.temp_dir) else tempfile.gettempdir()
         scheduler = ProcessScheduler(options.max_processes)
         python = options.options.get("python")
-        try:
-            session = MonitoredSession(scheduler, options, work_dir=work_dir,
-                                       name="local-monitor",
-                                       python=str(python) if python else None)
-        except BaseException:
-            scheduler.close()  # its reaper thread must not outlive a session never made
-            raise
+        session = open_monitored(scheduler, options, python=python, work_dir=work_dir,
+                                 name="local-monitor")
         scheduler.poll_soon = session.poll_soon
         return session

@@ -11,6 +11,7 @@ from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
 from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
+from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.model.resources import ResourceError
 
@@ -79,10 +80,5 @@ class SgeBackend:
         native = native_options(options.settings, dict(options.options))
         python = options.options.get("python")
         connection = DrmaaConnection.acquire()
-        scheduler = SgeScheduler(connection, native)
-        try:
-            return MonitoredSession(scheduler, options, work_dir=options.temp_dir,
-                                    python=str(python) if python else None, name="sge-monitor")
-        except BaseException:
-            scheduler.close()
-            raise
+        return open_monitored(SgeScheduler(connection, native), options, python=python,
+                              name="sge-monitor")

@@ -10,6 +10,7 @@ import subprocess
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
+from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.model.resources import ResourceError
 
@@ -109,10 +110,4 @@ class SlurmBackend:
                                    max_running=_count(settings, "max_running"),
                                    commands=commands)
         python = settings.get("python")
-        try:
-            return MonitoredSession(scheduler, options, work_dir=options.temp_dir,
-                                    python=str(python) if python else None,
-                                    name="slurm-monitor")
-        except BaseException:
-            scheduler.close()
-            raise
+        return open_monitored(scheduler, options, python=python, name="slurm-monitor")

@@ -13,6 +13,7 @@ from gridmap_slurm.options import SlurmOptions
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
 from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
+from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
 
 from .native import check_job, check_options, native_specification
@@ -96,10 +97,5 @@ class SlurmDrmaaBackend(SlurmBackend):
         python = settings.get("python")
         connection = DrmaaConnection.acquire()
         scheduler = SlurmDrmaaScheduler(connection, cluster, slurm, commands=commands)
-        try:
-            return MonitoredSession(scheduler, options, work_dir=options.temp_dir,
-                                    python=str(python) if python else None,
-                                    name="slurm-drmaa-monitor")
-        except BaseException:
-            scheduler.close()
-            raise
+        return open_monitored(scheduler, options, python=python, name="slurm-drmaa-monitor")
+
