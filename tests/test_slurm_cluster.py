@@ -218,7 +218,7 @@ def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: 
         scheduler = SlurmScheduler(source, SlurmOptions())
         deadline = time.monotonic() + 30
         # sacct lists the job from its submission on: wait for its end to be recorded.
-        while (found := scheduler._finished([job_id])).get(job_id, Record(job_id, "")).state \
+        while (found := scheduler.jobs.finished([job_id])).get(job_id, Record(job_id, "")).state \
                 in ("", *QUEUED_STATES, *RUNNING_STATES):
             assert time.monotonic() < deadline, f"no record of job {job_id} in {source}"
             time.sleep(0.3)

@@ -307,7 +307,8 @@ def test_a_percent_in_a_log_path_reaches_slurm_as_itself(harness: Harness) -> No
     harness.launch([1, 2], name="100%")
     [request] = harness.connection.submits
     assert request["output"].endswith(f"/100%%.1-2.{INCREMENT_PLACEHOLDER}.0.out")
-    assert harness.scheduler._jobs["500_2"].err_log.endswith("/100%.1-2.2.0.err")
+    job = harness.scheduler.jobs.job("500_2")
+    assert job is not None and job.err_log.endswith("/100%.1-2.2.0.err")
 
 
 def test_a_single_task_is_a_plain_job(harness: Harness, tmp_path: Path) -> None:

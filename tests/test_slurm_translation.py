@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from gridmap_slurm import commands as slurm_commands
-from gridmap_slurm import scheduler as slurm_scheduler
+from gridmap_slurm import tracking as slurm_tracking
 from gridmap_slurm.backend import (
     SlurmBackend,
     check_partitions,
@@ -792,7 +792,7 @@ def harness(make_harness: Callable[..., Harness]) -> Harness:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(slurm_scheduler, "time", fake)
+    monkeypatch.setattr(slurm_tracking, "time", fake)
     return fake
 
 
@@ -1435,8 +1435,8 @@ def test_a_percent_in_the_job_name_is_not_expanded_by_slurm(harness: Harness,
     [argv] = harness.slurm.calls
     assert option(argv, "output") == f"{tmp_path}/run%%j.0-1.%a.0.out"
     # The log read for a cause of death is the file Slurm writes.
-    job = harness.scheduler._jobs["878_2"]
-    assert job.err_log == f"{tmp_path}/run%j.0-1.2.0.err"
+    job = harness.scheduler.jobs.job("878_2")
+    assert job is not None and job.err_log == f"{tmp_path}/run%j.0-1.2.0.err"
 
 
 def test_a_jobs_own_comment_is_kept_and_not_replaced_by_the_token(harness: Harness) -> None:

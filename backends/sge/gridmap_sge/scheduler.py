@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from gridmap_core.backend.arrays import TrackedJob, TrackedJobs
 from gridmap_core.backend.drmaa import (
     INCREMENT_PLACEHOLDER,
     DrmaaConnection,
@@ -22,7 +23,6 @@ from gridmap_core.backend.drmaa import (
     submission,
 )
 from gridmap_core.backend.scheduler import JobStatus, Launch, Status
-from gridmap_core.model.resources import Resources
 
 from .endings import describe_ending
 from .native import NativeOptions, job_name, native_specification
@@ -50,13 +50,9 @@ _SUSPENDED = "sST"
 
 
 @dataclass
-class _Job:
-    resources: Resources
-    number: str  # the Grid Engine job number (an array's, for its elements)
-    err_log: str
-    queues: tuple[str, ...]
-    absent_since: float | None = None
-    cancelled: bool = False
+class _Job(TrackedJob):
+    # ``array`` is the Grid Engine job number (an array's, for its elements).
+    queues: tuple[str, ...] = ()  # the queues it asked for, to explain a wait
 
 
 def job_environment(environment: Mapping[str, str]) -> dict[str, str]:
@@ -76,8 +72,7 @@ class SgeScheduler:
         self.native = native
         self._qstat = qstat
         self._lock = threading.Lock()
-        self._jobs: dict[str, _Job] = {}  # launched, no ending seen yet
-        self._arrays: dict[str, set[str]] = {}  # job number -> its ids in _jobs
+        self._jobs: TrackedJobs[_Job] = TrackedJobs()  # launched, no ending seen yet
         self._errors: dict[str, str] = {}  # job number -> error reason
         self._last_queue_check = -float("inf")
         self._waiting = False
@@ -106,8 +101,7 @@ class SgeScheduler:
             for element, job_id in enumerate(ids, start=1):
                 number = job_id.partition(".")[0]
                 log = err.replace(INCREMENT_PLACEHOLDER, str(element))
-                self._jobs[job_id] = _Job(spec.resources, number, log, queues)
-                self._arrays.setdefault(number, set()).add(job_id)
+                self._jobs.add(job_id, _Job(number, spec.resources, log, queues=queues))
         logger.debug("submitted %d job(s) as %s with %r", count, ids[0].partition(".")[0],
                      native)
         return ids
@@ -132,14 +126,16 @@ class SgeScheduler:
         self.connection.reap()
         with self._lock:
             endings = self.connection.take(list(self._jobs))
-            ended = {job_id: self._forget(job_id) for job_id in endings}
+            ended = {job_id: job for job_id in endings
+                     if (job := self._jobs.pop(job_id)) is not None}
             asked = [i for i in ids if i in self._jobs]
-        answer = {
-            job_id: describe_ending(ending, ended[job_id].resources, ended[job_id].err_log,
-                                    accounting_failure(job_id) if ending.aborted else None)
-            for job_id, ending in endings.items()
-            if not ended[job_id].cancelled
-        }
+        answer: dict[str, JobStatus] = {}
+        for job_id, job in ended.items():
+            ending = endings[job_id]
+            if not job.cancelled:
+                answer[job_id] = describe_ending(
+                    ending, job.resources, job.err_log,
+                    accounting_failure(job_id) if ending.aborted else None)
         if not asked:
             return answer
         # Queue states are read (qstat -f) only while jobs wait, once a minute: they
@@ -166,23 +162,21 @@ class SgeScheduler:
                 now: float) -> JobStatus | None:
         state = snapshot.state(job_id)
         if state is None:
-            if job.absent_since is None:
-                job.absent_since = now
-            elif now - job.absent_since >= _ABSENT_FOR:
+            if job.absent(now, _ABSENT_FOR):
                 return JobStatus(Status.UNKNOWN, f"Grid Engine no longer lists job {job_id}, "
                                  "and reported no ending for it")
             return None
-        job.absent_since = None
+        job.listed()
         if "E" in state:
-            if job.number not in self._errors:
-                self._errors[job.number] = error_reason(job.number)
-            reason = self._errors[job.number] or "see qstat -j " + job.number
+            if job.array not in self._errors:
+                self._errors[job.array] = error_reason(job.array)
+            reason = self._errors[job.array] or "see qstat -j " + job.array
             return JobStatus(Status.ERROR, f"Grid Engine put job {job_id} into error state "
                              f"({state}): {reason}", resubmit=False)
         if "q" in state:
             note = ""
             if "h" in state:
-                note = f"job {job_id} is on hold ({state}); release it with qrls {job.number}"
+                note = f"job {job_id} is on hold ({state}); release it with qrls {job.array}"
             elif snapshot.queues:
                 note = queue_note(snapshot.queues, job.queues)
             return JobStatus(Status.QUEUED, note=note)
@@ -194,20 +188,9 @@ class SgeScheduler:
 
     def cancel(self, ids: Sequence[str]) -> None:
         with self._lock:
-            wanted = [i for i in ids if i in self._jobs and not self._jobs[i].cancelled]
-            by_number: dict[str, list[str]] = {}
-            for job_id in wanted:
-                self._jobs[job_id].cancelled = True
-                by_number.setdefault(self._jobs[job_id].number, []).append(job_id)
-            targets: list[str] = []
-            for number, members in by_number.items():
-                # A whole array goes in one request when every element still out is
-                # being cancelled (Ctrl-C); otherwise element by element.
-                everyone = self._arrays.get(number, set())
-                if len(members) > 1 and all(self._jobs[i].cancelled for i in everyone):
-                    targets.append(number)
-                else:
-                    targets.extend(members)
+            # A whole array by its number when every element still out is being
+            # cancelled (Ctrl-C); otherwise element by element, a request each.
+            targets = self._jobs.cancel(ids)
         for target in targets:
             self.connection.terminate(target)
 
@@ -218,14 +201,4 @@ class SgeScheduler:
             self._closed = True
             self.connection.take(list(self._jobs))
             self._jobs.clear()
-            self._arrays.clear()
         self.connection.release()
-
-    def _forget(self, job_id: str) -> _Job:
-        job = self._jobs.pop(job_id)
-        members = self._arrays.get(job.number)
-        if members is not None:
-            members.discard(job_id)
-            if not members:
-                del self._arrays[job.number]
-        return job

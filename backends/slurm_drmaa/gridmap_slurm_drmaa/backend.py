@@ -8,6 +8,7 @@ import re
 from typing import Any
 
 from gridmap_slurm.backend import SlurmBackend, check_partitions, controller_problem, slurm_options
+from gridmap_slurm.cluster import Cluster
 from gridmap_slurm.commands import Commands
 from gridmap_slurm.options import SlurmOptions
 
@@ -62,9 +63,18 @@ def slurm_library_problem() -> str | None:
     return None
 
 
-class SlurmDrmaaBackend(SlurmBackend):
+class SlurmDrmaaBackend:
     """Slurm through slurm-drmaa: submitting and cancelling through DRMAA, watching with
     squeue (and sacct or the completion log), as the sbatch backend does."""
+
+    def __init__(self) -> None:
+        # The sbatch backend reads the cluster's configuration (nodes, partitions,
+        # where ended jobs are recorded) once: this backend needs the same.
+        self._sbatch = SlurmBackend()
+
+    def cluster(self, commands: Commands | None = None) -> Cluster:
+        """The cluster's configuration, read once (with ``commands`` if given)."""
+        return self._sbatch.cluster(commands)
 
     def availability(self) -> Availability:
         # The library first: without it this backend is of no use, whatever Slurm says.

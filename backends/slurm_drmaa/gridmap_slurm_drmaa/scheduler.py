@@ -1,6 +1,6 @@
 """The slurm-drmaa :class:`~gridmap_core.backend.scheduler.Scheduler`: DRMAA to submit and
-cancel, the sbatch backend's watching (one ``squeue`` per poll, ``sacct`` or the job
-completion log for jobs squeue forgot).
+cancel, the sbatch backend's watching (:class:`gridmap_slurm.tracking.SlurmJobs`: one
+``squeue`` per poll, ``sacct`` or the job completion log for jobs squeue forgot).
 
 What slurm-drmaa does with a submission (natefoo/slurm-drmaa, ``slurm_drmaa/session.c``
 and ``job.c``), and so what this module relies on:
@@ -20,10 +20,12 @@ and ``job.c``), and so what this module relies on:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +33,8 @@ from typing import Any
 from gridmap_slurm.cluster import Cluster
 from gridmap_slurm.commands import Commands, is_transient
 from gridmap_slurm.options import SlurmOptions, job_name
-from gridmap_slurm.scheduler import SlurmScheduler, job_environment
+from gridmap_slurm.scheduler import job_environment
+from gridmap_slurm.tracking import SlurmJobs
 
 from gridmap_core.backend.drmaa import (
     INCREMENT_PLACEHOLDER,
@@ -73,14 +76,20 @@ def _environment(launch: Launch) -> dict[str, str]:
     return environment
 
 
-class SlurmDrmaaScheduler(SlurmScheduler):
-    """Submits runners through slurm-drmaa and reports on them with squeue (thread-safe)."""
+class SlurmDrmaaScheduler:
+    """Submits runners through slurm-drmaa and reports on them with squeue (thread-safe).
+
+    slurm-drmaa cannot throttle an array (no %N in its array request): no max_running.
+    """
 
     def __init__(self, connection: DrmaaConnection, cluster: Cluster, options: SlurmOptions,
                  *, commands: Commands | None = None) -> None:
-        # slurm-drmaa cannot throttle an array (no %N in its array request): no max_running.
-        super().__init__(cluster, options, commands=commands)
         self.connection = connection
+        self.cluster = cluster
+        self.options = options
+        self.commands = commands or Commands()
+        self.jobs = SlurmJobs(cluster, self.commands)  # submitted, not yet seen ended
+        self._lock = threading.Lock()  # guards what follows
         self._library_ids: dict[str, str] = {}  # our id -> slurm-drmaa's, while it runs
         self._unreaped: set[str] = set()  # slurm-drmaa's ids whose ending is not drained
         self._drain_failed = False
@@ -88,13 +97,19 @@ class SlurmDrmaaScheduler(SlurmScheduler):
 
     # -- launching -------------------------------------------------------------------
 
-    def _submit(self, launch: Launch, options: list[str]) -> tuple[str, list[str]]:
-        # ``options`` are the same job options, rebuilt here with each checked against
-        # what slurm-drmaa reads: a site's native_specification reaches this point only.
+    def launch(self, launch: Launch) -> list[str]:
+        check_job(launch.spec)
+        # The sbatch backend's options, each checked against what slurm-drmaa reads: a
+        # site's native_specification is checked here at the latest.
+        native = native_specification(launch.spec, self.options)
+        return self.jobs.launch(launch, functools.partial(self._submit, native=native),
+                                self._terminate)
+
+    def _submit(self, launch: Launch, native: str) -> tuple[str, list[str]]:
+        """Submit ``launch`` as one array (one job for one task); return the array's id
+        and its elements' ids, having recorded each with :meth:`SlurmJobs.record`."""
         spec = launch.spec
         count = len(launch.tasks)
-        check_job(spec)
-        native = native_specification(spec, self.options)
         name = job_name(launch.name)
         command, out, err = submission(launch, "SLURM_ARRAY_TASK_ID")
         _check_command(command)
@@ -119,8 +134,8 @@ class SlurmDrmaaScheduler(SlurmScheduler):
         with self._lock:
             self._library_ids.update(library)
             self._unreaped.update(given)
-        self._record(ids, spec.resources,
-                     [err.replace(INCREMENT_PLACEHOLDER, str(i)) for i in range(1, count + 1)])
+        self.jobs.record(ids, spec.resources,
+                         [err.replace(INCREMENT_PLACEHOLDER, str(i)) for i in range(1, count + 1)])
         logger.debug("submitted %d job(s) as %s with %r", count, array, native)
         return array, ids
 
@@ -149,7 +164,7 @@ class SlurmDrmaaScheduler(SlurmScheduler):
                     warned = True
             self.commands.sleep(pause)
             pause = min(pause * 2, self.commands.longest_pause)
-            found = self._submitted_as(token)
+            found = self.jobs.submitted_as(token)
             if found is not None:
                 array, count = found.stdout.strip(), request["count"]
                 return [array] if count == 1 else [f"{array}_{i}" for i in range(1, count + 1)]
@@ -188,9 +203,9 @@ class SlurmDrmaaScheduler(SlurmScheduler):
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self._drain()
-        answer = super().poll(ids)
+        answer = self.jobs.poll(ids)
         with self._lock:
-            for job_id in [i for i in self._library_ids if i not in self._jobs]:
+            for job_id in [i for i in self._library_ids if i not in self.jobs]:
                 del self._library_ids[job_id]
         return answer
 
@@ -214,7 +229,16 @@ class SlurmDrmaaScheduler(SlurmScheduler):
 
     # -- stopping --------------------------------------------------------------------
 
+    def cancel(self, ids: Sequence[str]) -> None:
+        # A whole array by its id when every element still out is being cancelled
+        # (Ctrl-C); otherwise element by element.
+        targets = self.jobs.cancel(ids)
+        if targets:
+            self._terminate(targets)
+
     def _terminate(self, targets: Sequence[str]) -> None:
+        """Cancel jobs and whole arrays (given by their array id) through slurm-drmaa;
+        what it refuses, with scancel."""
         with self._lock:
             given = [self._library_ids.get(target, target) for target in targets]
         refused = []
@@ -228,7 +252,7 @@ class SlurmDrmaaScheduler(SlurmScheduler):
         if refused:
             # Releases that parse a job id as a plain number refuse "123_4"; scancel
             # reads every form.
-            super()._terminate(refused)
+            self.jobs.scancel(refused)
 
     def close(self) -> None:
         with self._lock:
@@ -239,5 +263,5 @@ class SlurmDrmaaScheduler(SlurmScheduler):
             self._unreaped.clear()
             self._library_ids.clear()
         self.connection.take(unreaped)
-        super().close()
+        self.jobs.clear()
         self.connection.release()

@@ -1,0 +1,214 @@
+"""Watching the jobs a Slurm scheduler launched: one ``squeue`` per poll for every job of
+the session, ``sacct`` (or the job completion log) asked only about jobs squeue no longer
+lists, and cancels grouped by array.
+
+:class:`SlurmJobs` is what the sbatch backend (:mod:`gridmap_slurm.scheduler`) and the
+slurm-drmaa backend share: they differ in how they submit and cancel, not in how they
+watch. Job ids are ``ARRAY_INDEX`` (``123_4``) throughout, as Slurm prints them, or a
+plain job's number.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from gridmap_core.backend.arrays import TrackedJob, TrackedJobs
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.resources import Resources
+
+from .cluster import Cluster
+from .commands import Commands, SlurmError, is_transient
+from .states import Record, describe, parse_jobcomp, parse_sacct, parse_squeue
+
+__all__ = ["SlurmJobs"]
+logger = logging.getLogger(__name__)
+
+_SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
+# A job squeue stopped listing is looked up in accounting after this long (slurmctld
+# forgets ended jobs after MinJobAge), and is unknown to Slurm after _ABSENT_FOR.
+_ASK_ACCOUNTING_AFTER = 2.0
+_ABSENT_FOR = 30.0
+_JOBCOMP_TAIL = 4 * 2**20  # bytes of the completion log read (it grows without limit)
+
+#: Submits one part of a launch as one array (or job); returns the array's id and its
+#: elements' ids, having recorded them with :meth:`SlurmJobs.record`.
+SubmitPart = Callable[[Launch], tuple[str, list[str]]]
+#: Cancels jobs and whole arrays (given by their array id).
+Terminate = Callable[[Sequence[str]], None]
+
+
+class SlurmJobs:
+    """The jobs of one scheduler, from submission until Slurm reports their end
+    (thread-safe). ``commands`` runs squeue, sacct and scancel; ``cluster`` says where
+    ended jobs are recorded and how long an array may be."""
+
+    def __init__(self, cluster: Cluster, commands: Commands) -> None:
+        self.cluster = cluster
+        self.commands = commands
+        self._lock = threading.Lock()
+        self._jobs: TrackedJobs[TrackedJob] = TrackedJobs()  # not yet seen ended
+        self._poll_again_at = 0.0  # after a transient squeue failure
+        self._poll_pause = 0.0
+
+    # -- launching -------------------------------------------------------------------
+
+    def launch(self, launch: Launch, submit: SubmitPart, terminate: Terminate) -> list[str]:
+        """Submit ``launch`` with ``submit``, in arrays no longer than MaxArraySize
+        allows; return one id per task. When one part fails, the parts already queued
+        are cancelled with ``terminate`` and forgotten: nothing of a refused launch may
+        stay queued."""
+        chunk = self.cluster.max_array_size - 1  # indices 1..chunk
+        ids: list[str] = []
+        arrays: list[str] = []
+        try:
+            for start in range(0, len(launch.tasks), chunk):
+                part = dataclasses.replace(launch, tasks=launch.tasks[start:start + chunk])
+                array, part_ids = submit(part)
+                arrays.append(array)
+                ids += part_ids
+        except BaseException:
+            if arrays:
+                terminate(arrays)
+                with self._lock:
+                    for job_id in ids:
+                        self._jobs.pop(job_id)
+            raise
+        return ids
+
+    def record(self, ids: Sequence[str], resources: Resources, err_logs: Sequence[str]) -> None:
+        """Watch these new jobs (``ARRAY_INDEX`` ids, or plain job ids), whose stderr
+        goes to ``err_logs``."""
+        with self._lock:
+            for job_id, err_log in zip(ids, err_logs, strict=True):
+                self._jobs.add(job_id, TrackedJob(job_id.partition("_")[0], resources, err_log))
+
+    def job(self, job_id: str) -> TrackedJob | None:
+        """What is known of a job still watched; None once its end was reported."""
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def __contains__(self, job_id: object) -> bool:
+        """Whether the job is still watched (its end not yet reported)."""
+        with self._lock:
+            return job_id in self._jobs
+
+    def submitted_as(self, token: str) -> subprocess.CompletedProcess[str] | None:
+        """After a submission timed out: the array (or job) submitted anyway with
+        ``--comment=token``, its id as the answer's stdout; None if there is none."""
+        done = self.commands.once(["squeue", "-h", "-t", "all", "--me", "-O",
+                                   "Comment:|,ArrayJobID:|"])
+        if done.returncode != 0:
+            return None
+        for line in done.stdout.splitlines():
+            comment, _, rest = line.partition("|")
+            if comment.strip() == token:
+                return subprocess.CompletedProcess([], 0, rest.split("|")[0].strip(), "")
+        return None
+
+    # -- watching --------------------------------------------------------------------
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        """The scheduler's ``poll``: the news of ``ids`` that are watched and not
+        cancelled. A job that ended, or that Slurm forgot, is no longer watched."""
+        now = time.monotonic()
+        if now < self._poll_again_at:
+            return {}
+        with self._lock:
+            asked = {i: job for i in ids if (job := self._jobs.get(i)) is not None}
+        if not asked:
+            return {}
+        records = self._squeue(sorted({job.array for job in asked.values()}, key=int))
+        if records is None:
+            return {}
+        answer: dict[str, JobStatus] = {}
+        missing: list[str] = []
+        with self._lock:
+            for job_id, job in asked.items():
+                record = records.get(job_id)
+                if record is None:
+                    if job.absent(now, _ASK_ACCOUNTING_AFTER):
+                        missing.append(job_id)
+                    continue
+                job.listed()
+                answer[job_id] = describe(record, job.resources, job.err_log)
+        if missing:
+            found = self.finished(missing)
+            for job_id in missing:
+                job = asked[job_id]
+                if job_id in found:
+                    answer[job_id] = describe(found[job_id], job.resources, job.err_log)
+                elif job.absent(now, _ABSENT_FOR):
+                    answer[job_id] = JobStatus(Status.UNKNOWN, f"Slurm no longer knows job "
+                                               f"{job_id} and has no record of its end")
+        with self._lock:
+            for job_id, status in answer.items():
+                if status.status in (Status.ENDED, Status.UNKNOWN):
+                    self._jobs.pop(job_id)
+        return {job_id: status for job_id, status in answer.items()
+                if not asked[job_id].cancelled}
+
+    def _squeue(self, arrays: Sequence[str]) -> dict[str, Record] | None:
+        """One squeue for all arrays; None while the controller cannot be reached."""
+        done = self.commands.once(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays),
+                                   "-O", _SQUEUE_FORMAT])
+        message = (done.stderr or "").strip()
+        if done.returncode == 0:
+            if self._poll_pause:
+                logger.warning("Slurm answers again")
+            self._poll_pause = 0.0
+            return parse_squeue(done.stdout)
+        if "Invalid job id" in message:
+            return {}  # slurmctld forgot every one of them
+        if not is_transient(message):
+            raise SlurmError(f"squeue failed (exit status {done.returncode}): {message}")
+        # Waiting for the controller inside a poll would hold up the monitor's loop:
+        # poll less often instead, and keep the jobs as they were.
+        if not self._poll_pause:
+            logger.warning("Slurm does not answer, polling less often until it does: %s",
+                           message)
+        self._poll_pause = min(max(self._poll_pause * 2, 1.0), 30.0)
+        self._poll_again_at = time.monotonic() + self._poll_pause
+        return None
+
+    def finished(self, ids: Sequence[str]) -> dict[str, Record]:
+        """Final records of jobs squeue no longer lists: sacct where slurmdbd runs,
+        else the job completion log; jobs found in neither are left out."""
+        if self.cluster.accounting:
+            done = self.commands.once(["sacct", "-X", "-n", "-P", "-j", ",".join(ids),
+                                       "-o", "JobID,State,ExitCode,Reason"])
+            if done.returncode == 0:
+                return parse_sacct(done.stdout)
+        if self.cluster.jobcomp_log:
+            try:
+                with open(self.cluster.jobcomp_log, "rb") as handle:
+                    handle.seek(max(0, os.fstat(handle.fileno()).st_size - _JOBCOMP_TAIL))
+                    lines = handle.read().decode(errors="replace").splitlines()
+            except OSError:
+                return {}
+            wanted = set(ids)
+            return {i: r for i, r in parse_jobcomp(lines).items() if i in wanted}
+        return {}
+
+    # -- stopping --------------------------------------------------------------------
+
+    def cancel(self, ids: Sequence[str]) -> list[str]:
+        """Mark ``ids`` cancelled (their end is not reported); return what to stop: a
+        whole array by its id when every element still out is being cancelled (Ctrl-C),
+        otherwise the elements. Ids not watched or already cancelled are left out."""
+        with self._lock:
+            return self._jobs.cancel(ids)
+
+    def scancel(self, targets: Sequence[str]) -> None:
+        """Cancel jobs and whole arrays (given by their array id), in one request."""
+        self.commands.run(["scancel", *targets])
+
+    def clear(self) -> None:
+        """Forget every job: nothing more is reported or cancelled."""
+        with self._lock:
+            self._jobs.clear()
