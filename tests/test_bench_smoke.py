@@ -138,35 +138,35 @@ def test_a_contenders_wrong_results_or_absence_are_told_apart(harness: SimpleNam
         _answered(harness, tmp_path / "b", {"status": "unavailable", "reason": "no backend"})
 
 
-def test_sge_benchmark_runs(sge_cluster: str) -> None:
-    result = _bench("bench_sge.py", "--jobs", "2", "--runs", "1", "--skip-original")
+def _two_jobs(script: str, title: str, runs: str, *options: str) -> tuple[str, list[str]]:
+    """A run of two jobs a contender: the report, and the contenders without a median."""
+    result = _bench(script, "--jobs", "2", *options)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert out.startswith("gridmap SGE benchmark, ")
-    assert "2 trivial jobs per run, median of 1 interleaved run; cluster queues: all.q" in out
-    medians = _medians(out)
-    assert list(medians) == ["raw qsub array", "GridMap 0.15.0",
-                             'gridmap, backend "sge"'], out
-    assert medians["GridMap 0.15.0"] == "-" and "skipped: --skip-original" in out
-    assert medians["raw qsub array"] != "-" and medians['gridmap, backend "sge"'] != "-"
+    assert out.startswith(f"gridmap {title} benchmark, ")
+    assert f"\n2 trivial jobs per run, median of 1 interleaved {runs}" in out, out
+    return out, [name for name, median in _medians(out).items() if median == "-"]
+
+
+def test_sge_benchmark_runs(sge_cluster: str) -> None:
+    out, missing = _two_jobs("bench_sge.py", "SGE", "run; cluster queues: all.q",
+                             "--runs", "1", "--skip-original")
+    assert list(_medians(out)) == ["raw qsub array", "GridMap 0.15.0",
+                                   'gridmap, backend "sge"'], out
+    assert missing == ["GridMap 0.15.0"] and "skipped: --skip-original" in out
     assert list(_ratios(out)) == ["gridmap/raw", "gridmap/original", "original/raw"], out
     assert re.search(r"^Target: gridmap within 1.3x of raw: \d+\.\d\dx, (met|NOT met)$",
                      out, re.MULTILINE), out
 
 
 def test_slurm_benchmark_runs(slurm_cluster: str) -> None:
-    result = _bench("bench_slurm.py", "--jobs", "2", "--rounds", "1", "--skip-submitit")
-    assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
-    assert out.startswith("gridmap Slurm benchmark, ")
-    assert "2 trivial jobs per run, median of 1 interleaved round\n" in out
-    medians = _medians(out)
-    assert list(medians) == ["raw sbatch array (true)",
-                             "raw sbatch array (python -c pass)", "submitit, job.result()",
-                             "submitit, poll_interval 0.1 s", 'gridmap, backend "slurm"',
-                             "gridmap, a runner per job (REUSE_RUNNERS off)"], out
-    assert [name for name, median in medians.items() if median == "-"] == [
-        "submitit, job.result()", "submitit, poll_interval 0.1 s"], out
+    out, missing = _two_jobs("bench_slurm.py", "Slurm", "round\n",
+                             "--rounds", "1", "--skip-submitit")
+    assert list(_medians(out)) == ["raw sbatch array (true)",
+                                   "raw sbatch array (python -c pass)", "submitit, job.result()",
+                                   "submitit, poll_interval 0.1 s", 'gridmap, backend "slurm"',
+                                   "gridmap, a runner per job (REUSE_RUNNERS off)"], out
+    assert missing == ["submitit, job.result()", "submitit, poll_interval 0.1 s"], out
     assert list(_ratios(out)) == ["gridmap/raw", "gridmap/submitit", "submitit/raw",
                                   "gridmap/raw-python", "raw-python/raw",
                                   "gridmap-fresh/raw", "gridmap/gridmap-fresh"], out
