@@ -25,9 +25,9 @@ from gridmap_core.doctor.checks import MONITOR, ROUND_TRIP, SHARED, Check, Plan,
 from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.config import ConfigError, Settings
 from gridmap_core.model.job import Job, JobState
-from gridmap_core.node.runner import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
 from gridmap_core.plugins.types import BackendSpec
 from gridmap_core.transports import TransportError
+from gridmap_core.wire.exits import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
            "run_round_trip"]

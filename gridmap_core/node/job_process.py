@@ -30,11 +30,12 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.wire.exits import JOB_DIED, name_of_signal
 
 __all__ = ["JOB_DIED", "JobProcessDied", "run_forked"]
 
-# Every cause this module gives starts so; describe_exit finds it in the runner's log.
-JOB_DIED = "the job's process"
+# Every cause this module gives starts with JOB_DIED; describe_exit finds it in the
+# runner's log.
 _LENGTH = struct.Struct("!Q")  # the payload's length, before the payload
 _CHUNK = 1 << 20  # bytes read from the pipe at a time
 _POLL = 0.5  # seconds between checks that the child still lives, while it is silent
@@ -96,12 +97,7 @@ def _child(write_fd: int, parent: int, work: Callable[[], bytes]) -> None:
 
 def _cause(status: int) -> str:
     if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        return f"{JOB_DIED} was killed by {name}"
+        return f"{JOB_DIED} was killed by {name_of_signal(os.WTERMSIG(status))}"
     code = os.waitstatus_to_exitcode(status)
     return f"{JOB_DIED} exited with status {code} before handing over its result"
 

@@ -12,7 +12,9 @@ Exit status: 0 when the result was delivered (also when the function raised);
 2 for a bad command line or key file; 3 when the monitor could not be reached;
 4 when the monitor said stop (cancelled, or superseded by a resubmission); 5 when
 the monitor was lost while the job ran or its result could not be delivered; 6 when
-the job's process ended without a result (killed by a signal, or it exited).
+the job's process ended without a result (killed by a signal, or it exited). These
+statuses, and :func:`~gridmap_core.wire.exits.describe_exit` that reads them back, are
+in :mod:`gridmap_core.wire.exits`, which the backends that start runners import too.
 """
 
 from __future__ import annotations
@@ -24,8 +26,6 @@ import importlib
 import json
 import logging
 import os
-import re
-import signal
 import socket
 import sys
 import threading
@@ -34,9 +34,18 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from gridmap_core.model.node_imports import add_search_path, explain_missing_module
-from gridmap_core.node.job_process import JOB_DIED, JobProcessDied, run_forked
-from gridmap_core.node.usage import UsageSampler, tail
+from gridmap_core.node.job_process import JobProcessDied, run_forked
+from gridmap_core.node.usage import UsageSampler
 from gridmap_core.transports import Client, TransportError, TransportTimeout, load_transport
+from gridmap_core.wire.exits import (
+    EXIT_JOB_DIED,
+    EXIT_LOST,
+    EXIT_SETUP,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+    describe_exit,
+    tail,
+)
 from gridmap_core.wire.messages import (
     Heartbeat,
     decode_next,
@@ -62,79 +71,7 @@ __all__ = [
     "describe_exit", "main",
 ]
 
-EXIT_SETUP = 2
-EXIT_UNREACHABLE = 3
-EXIT_STOPPED = 4
-EXIT_LOST = 5
-EXIT_JOB_DIED = 6
-_EXIT_MEANINGS = {
-    EXIT_SETUP: "the runner could not start",
-    EXIT_UNREACHABLE: "the runner could not reach the monitor",
-    EXIT_STOPPED: "stopped by the monitor",
-    EXIT_LOST: "the runner lost the monitor",
-    EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
-}
 logger = logging.getLogger("gridmap.runner")
-
-
-def describe_exit(code: int | None, signal_name: str | None = None,
-                  err_log: str | None = None) -> str:
-    """A cause of death for a runner that ended without a result: killed by
-    ``signal_name`` (or by signal ``-code``), or exited with status ``code``. For an
-    exit, the end of its stderr log says why: the runner's own last line for the
-    statuses it gives itself, else the last lines of what Python or the job wrote
-    (a Python that could not start, a crash)."""
-    if signal_name is None and code is not None and code < 0:
-        try:
-            signal_name = signal.Signals(-code).name
-        except ValueError:
-            signal_name = f"signal {-code}"
-    if signal_name:
-        return f"killed by {signal_name}"
-    if code is None:
-        return "the runner ended without a result"
-    lines = _log_lines(err_log)
-    if code == EXIT_JOB_DIED:
-        # The runner logged how its job's process ended, as its last word.
-        told = [line[line.index(JOB_DIED):] for line in lines if JOB_DIED in line]
-        if told:
-            return f"{told[-1][:300]} (exit status {code})"
-    cause = _EXIT_MEANINGS.get(code, "the runner ended without a result")
-    cause += f" (exit status {code})"
-    if lines and code in _EXIT_MEANINGS:
-        cause += f"; its log ends: {lines[-1][:300]}"
-    elif lines:
-        cause += f"; its stderr ends: {_last_words(lines)}"
-    return cause
-
-
-_RUNNER_PREFIX = re.compile(r"^gridmap runner \d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ")
-# Lines of a fatal Python error that say nothing about its cause.
-_NOISE = re.compile(r"^(<no Python frame>|Python runtime state: .*|"
-                    r"(Current thread|Thread) 0x[0-9a-f]+ \(most recent call first\):)$")
-_PATH_SETTING = re.compile(r"^(PYTHONHOME|PYTHONPATH) = (?!\(not set\)).*")
-
-
-def _log_lines(err_log: str | None) -> list[str]:
-    """The non-blank lines at the end of a stderr log, without the runner's logging
-    prefix (its level stays)."""
-    if not err_log:
-        return []
-    return [_RUNNER_PREFIX.sub("", line.strip())
-            for line in tail(err_log, 4096).splitlines() if line.strip()]
-
-
-def _last_words(lines: list[str]) -> str:
-    """What a log's last lines say, on one line: a fatal Python error from its first
-    line on (with the PYTHONHOME or PYTHONPATH it reported), else the last three."""
-    fatal = [i for i, line in enumerate(lines) if line.startswith("Fatal Python error:")]
-    if fatal:
-        setting = [line for line in lines[:fatal[-1]] if _PATH_SETTING.match(line)]
-        chosen = [line for line in lines[fatal[-1]:] if not _NOISE.match(line)] + setting
-    else:
-        chosen = [line for line in lines if not _NOISE.match(line)][-3:]
-    text = " | ".join(chosen)
-    return text if len(text) <= 600 else "…" + text[-599:]
 
 
 def _import_factory(path: str) -> Any:

@@ -17,6 +17,9 @@ from typing import Any
 
 import psutil
 
+# tail lives with describe_exit, which reads the end of a runner's log with it.
+from gridmap_core.wire.exits import tail
+
 __all__ = ["Usage", "UsageSampler", "tail"]
 
 
@@ -148,18 +151,3 @@ class UsageSampler:
         self._last_time = now
         return Usage(100.0 * max(0.0, spent) / elapsed, self._memory(tree), len(tree), status)
 
-
-def tail(path: str, max_bytes: int = 4096) -> str:
-    """The last ``max_bytes`` of a text file (a job's log), or '' if it cannot be read."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - max_bytes))
-            data = handle.read()
-    except OSError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    if size > max_bytes and "\n" in text:
-        text = text.split("\n", 1)[1]  # drop the partial first line
-    return text

@@ -21,7 +21,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
-import signal
 import socket
 import sys
 import tempfile
@@ -40,6 +39,7 @@ from gridmap_core.backend import (
 from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.model.serialization import dumps as dumps_spec
+from gridmap_core.wire.exits import name_of_signal
 
 from . import worker as worker_module
 from .processes import ProcessScheduler
@@ -50,14 +50,12 @@ _TERMINATE_GRACE = 2.0  # seconds a worker gets to exit after SIGTERM before SIG
 
 
 def _describe_exit(exitcode: int | None) -> str:
+    """How a worker process ended (its ``multiprocessing`` exit code), as a cause of
+    death: unlike a runner's, a worker's exit statuses carry no meaning of their own."""
     if exitcode is None:
         return "local worker process vanished"
     if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        return f"local worker process killed by {name}"
+        return f"local worker process killed by {name_of_signal(-exitcode)}"
     return f"local worker process exited with status {exitcode}"
 
 

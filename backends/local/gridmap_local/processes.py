@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from gridmap_core.backend.scheduler import JobStatus, Launch, PollSoon, Status
-from gridmap_core.node.runner import describe_exit
+from gridmap_core.wire.exits import describe_exit
 
 __all__ = ["ProcessScheduler"]
 logger = logging.getLogger(__name__)

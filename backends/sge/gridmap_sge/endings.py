@@ -21,7 +21,7 @@ from __future__ import annotations
 from gridmap_core.backend.drmaa import Ending
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.resources import Resources
-from gridmap_core.node.runner import describe_exit
+from gridmap_core.wire.exits import describe_exit
 
 __all__ = ["describe_ending"]
 

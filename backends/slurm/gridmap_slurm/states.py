@@ -9,13 +9,12 @@ that in late and changes it after a slurmdbd restart.
 from __future__ import annotations
 
 import re
-import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.resources import Resources
-from gridmap_core.node.runner import describe_exit
+from gridmap_core.wire.exits import describe_exit, name_of_signal
 
 from .options import memory_mb
 
@@ -144,13 +143,6 @@ def pending_note(record: Record) -> str:
            f"{record.job_id})"
 
 
-def _signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"signal {number}"
-
-
 def describe(record: Record, resources: Resources, err_log: str | None = None) -> JobStatus:
     """The :class:`JobStatus` for what Slurm reported."""
     state = record.state
@@ -190,7 +182,7 @@ def describe(record: Record, resources: Resources, err_log: str | None = None) -
         return JobStatus(Status.ENDED, "revoked: a federated sibling cluster ran it", None,
                          resubmit=False)
     if record.signal:
-        return JobStatus(Status.ENDED, describe_exit(None, _signal_name(record.signal)), None)
+        return JobStatus(Status.ENDED, describe_exit(None, name_of_signal(record.signal)), None)
     if state in ("COMPLETED", "FAILED"):
         return JobStatus(Status.ENDED, describe_exit(record.exit_code, None, err_log),
                          record.exit_code)
