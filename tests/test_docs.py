@@ -312,7 +312,7 @@ def test_guide_package_works_when_installed(
         assert executor.backend_name == "threads"
         assert "gridmap.toml" in executor.chosen.reason
         results = list(executor.map(where, [1, 2, 3]))
-        session: Any = executor._session
+        session: Any = executor.session
         assert session.pool._max_workers == 4  # [backends.threads] threads = 4
     assert [value for value, _ in results] == [2, 4, 6]
     assert {pid for _, pid in results} == {os.getpid()}  # threads of this process

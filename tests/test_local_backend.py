@@ -39,9 +39,11 @@ def test_a_dying_worker_fails_its_job_and_the_rest_complete(function, victim, ca
 
 def test_results_of_a_map_with_a_death_are_all_accounted_for() -> None:
     from gridmap_core import GridMapExecutor
+    from gridmap_core.face.maprun import MapRun
 
     with GridMapExecutor("local", max_processes=2) as executor:
-        run = executor.start_run(jobs.kill_self_on, [(i,) for i in range(100)])
+        run = MapRun.of_calls(executor.runtime, jobs.kill_self_on,
+                              [(i,) for i in range(100)]).runs[0]
         run.wait(timeout=60)
     assert set(run.failures) == {2}
     assert run.values[:2] == [0, 1]

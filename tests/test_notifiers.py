@@ -209,8 +209,9 @@ def test_mail_goes_over_tls_with_a_login(tmp_path: Path, security: str) -> None:
 
 
 def mail_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    notifying = ("gridmap_core.notifiers", "gridmap_core.map.notifying")
     return [r.getMessage() for r in caplog.records
-            if r.name.startswith("gridmap_core.notif") and r.levelno >= logging.WARNING]
+            if r.name.startswith(notifying) and r.levelno >= logging.WARNING]
 
 
 def test_a_mail_server_that_is_down_costs_one_warning(caplog: pytest.LogCaptureFixture
@@ -295,7 +296,7 @@ def test_an_unknown_notifier_or_bad_mail_setting_is_refused_before_submitting() 
     with pytest.raises(ConfigError, match=r"notifier 'email': .*SMTP_SECURITY"):
         GridMapExecutor(backend="local", settings={"SMTP_SECURITY": "tls1.3"})
     executor = GridMapExecutor(backend="local", settings={"NOTIFIERS": ""})
-    assert executor.notifiers.notifiers == {} and not executor.observed()
+    assert executor.notifiers.notifiers == {} and not executor.runtime.observed()
 
 
 # -- the log notifier ------------------------------------------------------------------

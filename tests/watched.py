@@ -63,7 +63,7 @@ class HeldMap:
     def _run(self) -> None:
         # As grid_map runs a map whose jobs someone watches: one batch of Job objects.
         jobs = [Job(held, [index, str(self.folder), self.fail, self.die],
-                    **self.executor.job_options)
+                    **self.executor.runtime.job_options.as_dict())
                 for index in range(self.count)]
         try:
             self.executor.run_jobs(jobs, name="held", on_failure="return")

@@ -156,7 +156,7 @@ def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
     finally:
         # Nothing the doctor submitted may outlive it.
         executor.shutdown(wait=True, cancel_futures=True)
-        executor.close_notifiers()
+        executor.runtime.close_notifiers()
     log_dir = str(getattr(session, "log_dir", ""))
     if log_dir and os.path.isdir(log_dir):  # kept: the job failed
         trip.log_dir = log_dir

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from gridmap_core.face.executor import GridMapExecutor, check_on_failure
-from gridmap_core.map.runs import wait_all
-from gridmap_core.model.job import Job, JobException, JobState, check_function
+from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.face.maprun import MapRun, check_on_failure
+from gridmap_core.model.job import Job, check_function
+from gridmap_core.model.options import JobOptions
 
 __all__ = ["grid_map", "process_jobs"]
 
@@ -91,8 +91,7 @@ def process_jobs(
         status_page=status_page,
     ) as executor:
         say_backend(executor, jobs[0].name if jobs else "process_jobs")
-        executor.run_jobs(jobs, on_failure=on_failure)
-    return results_of(jobs)
+        return MapRun.of_jobs(executor.runtime, jobs, on_failure=on_failure).run()
 
 
 def _as_args(item: Any) -> Any:
@@ -154,26 +153,8 @@ def grid_map(
             f"got {type(args_list).__name__}"
         )
     args = [_as_args(item) for item in args_list]
-    options: dict[str, Any] = dict(
-        cleanup=cleanup,
-        mem_free=mem_free,
-        name=name,
-        num_slots=num_slots,
-        queue=queue,
-        interpreting_shell=interpreting_shell,
-        copy_env=copy_env,
-        add_env=add_env,
-        par_env=par_env,
-        gpu=gpu,
-        h_vmem=h_vmem,
-        h_rt=h_rt,
-        resources=resources,
-        project=project,
-        validation_level=validation_level,
-        os_distribution=os_distribution,
-        os_minor=os_minor,
-    )
-    started = time.monotonic()
+    # The signature above is the original GridMap's; its job options go on by name.
+    options = JobOptions.of(locals(), strict=False)
     with GridMapExecutor(
         backend,
         max_processes=max_processes,
@@ -183,49 +164,8 @@ def grid_map(
         white_list=white_list,
         quiet=quiet,
         status_page=status_page,
-        **options,
+        **options.as_dict(),
     ) as executor:
         say_backend(executor, name)
-        if executor.observes_every_job():
-            # Plugins watch each job: give them real Job objects.
-            jobs = [
-                Job(
-                    f,
-                    list(a),
-                    name=f"{name}{i}",
-                    **{k: v for k, v in options.items() if k != "name"},
-                )
-                for i, a in enumerate(args)
-            ]
-            executor.run_jobs(
-                jobs, name=name, completion_mail=completion_mail, on_failure=on_failure
-            )
-            return results_of(jobs)
-        run = executor.start_run(f, args, name)
-        cancelled = 0
-        with executor.watching([run], name):
-            stopped = wait_all([run], stop_on_failure=on_failure == "cancel")
-        if stopped:
-            executor.cancel_all()
-            cancelled = run.remaining
-        failed = [executor.job_of(run, i, f, args, name) for i in sorted(run.failures)]
-        executor.finish_map(
-            failed,
-            failed,
-            len(args),
-            started,
-            name=name,
-            completion_mail=completion_mail,
-            on_failure=on_failure,
-            cancelled=cancelled,
-        )
-        results = run.values
-        for index, job in zip(sorted(run.failures), failed, strict=True):
-            if job.cause_of_death:
-                results[index] = JobException([job])
-        return results
-
-
-def results_of(jobs: Sequence[Job]) -> list[Any]:
-    """Each job's return value; for a job that died, a JobException saying why."""
-    return [JobException([job]) if job.state is JobState.DEAD else job.ret for job in jobs]
+        return MapRun.of_calls(executor.runtime, f, args, name, on_failure=on_failure,
+                               completion_mail=completion_mail).run()

@@ -12,13 +12,13 @@ from typing import Any
 
 from gridmap_core.backend import Failure, JobSpec
 from gridmap_core.errors import GridMapError
-from gridmap_core.model.resources import ResourceError, Resources
+from gridmap_core.model.options import JobOptions
+from gridmap_core.model.resources import Resources
 
 __all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
 
 # Stands in ``Job.ret`` until a job has run: a job may return None on purpose.
 JOB_NOT_FINISHED = "*@#%$*@#___GRIDMAP___NOT___DONE___@#%**#*$&*%"
-_VALIDATION_LEVELS = ("e", "w", "n", "p", "v")
 
 
 class JobState(str, enum.Enum):
@@ -41,20 +41,6 @@ def check_function(function: object) -> None:
         )
 
 
-def check_env(add_env: object) -> dict[str, str] | None:
-    """Validate ``add_env``: a mapping of variable names to string values."""
-    if add_env is None:
-        return None
-    if not isinstance(add_env, Mapping) or not all(
-        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in add_env.items()
-    ):
-        raise TypeError(
-            f"add_env={add_env!r:.200} must map variable names (strings without '=') "
-            "to string values"
-        )
-    return dict(add_env)
-
-
 class Job:
     """One call ``f(*args, **kwlist)`` to run on a backend, with its outcome.
 
@@ -65,36 +51,21 @@ class Job:
     and ``host_name``, ``timestamp``, ``track_cpu``, ``track_mem`` where and how it ran.
     """
 
+    # The options' fields (JobOptions.names()) and what a job learns as it runs.
     __slots__ = (
-        "add_env",
         "args",
         "backend",
         "cause_of_death",
-        "cleanup",
-        "copy_env",
         "function",
-        "gpu",
-        "h_rt",
-        "h_vmem",
         "heart_beat",
         "home_address",
         "host_name",
         "id",
-        "interpreting_shell",
         "kwlist",
         "log_stderr_fn",
         "log_stdout_fn",
-        "mem_free",
-        "name",
         "num_resubmits",
-        "num_slots",
-        "os_distribution",
-        "os_minor",
-        "par_env",
         "path",
-        "project",
-        "queue",
-        "resources",
         "ret",
         "state",
         "timestamp",
@@ -102,10 +73,29 @@ class Job:
         "track_cpu",
         "track_mem",
         "uniq_id",
-        "validation_level",
         "white_list",
         "working_dir",
+        *JobOptions.names(),
     )
+    # The options as typed fields, for type checkers: the same names and types as
+    # JobOptions's (a test holds the two together).
+    cleanup: bool
+    mem_free: str | None
+    name: str
+    num_slots: int
+    queue: str | None
+    interpreting_shell: str | None
+    copy_env: bool
+    add_env: dict[str, str] | None
+    project: str | None
+    validation_level: str | None
+    os_distribution: str | None
+    os_minor: str | None
+    par_env: str | None
+    gpu: int
+    h_vmem: str | None
+    h_rt: str | int | None
+    resources: Sequence[str] | None
 
     def __init__(
         self,
@@ -140,30 +130,13 @@ class Job:
             isinstance(kwlist, Mapping) and all(isinstance(k, str) for k in kwlist)
         ):
             raise TypeError(f"kwlist={kwlist!r:.80} must be a dict of keyword arguments")
-        if not isinstance(name, str):
-            raise TypeError(f"name={name!r} must be a string")
-        if validation_level and validation_level not in _VALIDATION_LEVELS:
-            raise ResourceError(f"validation_level={validation_level!r}: use one of e, w, n, p, v")
+        # The signature above is the original GridMap's; JobOptions checks its options.
+        options = JobOptions.of(locals(), strict=False)
         self.function = f
         self.args = list(args)
         self.kwlist = dict(kwlist) if kwlist else {}
-        self.cleanup = cleanup
-        self.mem_free = mem_free
-        self.name = name.replace(" ", "_")
-        self.num_slots = num_slots
-        self.queue = queue
-        self.interpreting_shell = interpreting_shell
-        self.copy_env = copy_env
-        self.add_env = check_env(add_env)
-        self.project = project
-        self.validation_level = validation_level
-        self.os_distribution = os_distribution
-        self.os_minor = os_minor
-        self.par_env = par_env
-        self.gpu = gpu
-        self.h_vmem = h_vmem
-        self.h_rt = h_rt
-        self.resources = list(resources) if isinstance(resources, (list, tuple)) else resources
+        for option, value in options.as_dict().items():
+            setattr(self, option, value)
         self.white_list: list[str] | None = None
         self.working_dir = os.getcwd()
         self.path: str | None = None
@@ -188,6 +161,11 @@ class Job:
         self.heart_beat: dict[str, Any] | None = None
         self.track_mem: list[float] = []
         self.track_cpu: list[float] = []
+
+    @property
+    def options(self) -> JobOptions:
+        """The job's options as they stand now (its fields may be changed after creation)."""
+        return JobOptions.of({name: getattr(self, name) for name in JobOptions.names()})
 
     def requirements(self, defaults: Mapping[str, Any] | None = None) -> Resources:
         """The job's resource requests, validated (raises ResourceError).
