@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 import zmq
 
-from gridmap_core.plugins.manager import UnknownPluginError
+from gridmap_core import GridMapExecutor, TransportSpec, hookimpl, load_settings
+from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager
 from gridmap_core.transports import (
     Client,
     Endpoint,
@@ -44,6 +45,7 @@ from gridmap_core.wire.protocol import (
     is_reply_to,
     new_key,
 )
+from tests.jobs import double
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -289,6 +291,53 @@ def test_transports_register_through_the_entry_point_without_importing_zmq() -> 
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+class SharedDirTransport:
+    """A third party's transport the core has never heard of: the filesystem
+    transport's code under another name, with serve options of its own."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Path, str]] = []
+
+    @hookimpl
+    def gridmap_transports(self) -> list[TransportSpec]:
+        return [TransportSpec("shared_dir",
+                              "gridmap_core.transports.filesystem:FilesystemTransport",
+                              "files in a directory of the session", serve_options=self.options)]
+
+    def options(self, directory: Path, settings: Any) -> dict[str, Any]:
+        self.calls.append((directory, settings["TRANSPORT"]))
+        return {"directory": str(directory / "exchange"), "poll_interval": 0.01}
+
+
+def test_the_monitor_serves_a_transport_with_the_options_it_builds(in_tmp: Path) -> None:
+    manager = get_plugin_manager()
+    plugin = SharedDirTransport()
+    manager.register(plugin, name="shared-dir")
+    try:
+        with GridMapExecutor("local", temp_dir=str(in_tmp), settings={"TRANSPORT": "shared_dir"},
+                             backend_options={"mode": "runner"}) as executor:
+            assert list(executor.map(double, [1, 2])) == [2, 4]
+            address = getattr(executor.session, "address", "")
+    finally:
+        manager.unregister(name="shared-dir")
+    [(directory, name)] = plugin.calls
+    assert name == "shared_dir"
+    assert directory.parent == in_tmp  # the session's own directory
+    assert address.startswith((directory / "exchange").as_uri() + "/map-"), address
+
+
+def test_each_built_in_transport_builds_its_serve_options_from_the_settings(
+        tmp_path: Path) -> None:
+    specs = get_plugin_manager().transports()
+    settings = load_settings({"MONITOR_INTERFACE": "127.0.0.1", "MONITOR_PORTS": "50000-50100",
+                              "MONITOR_ADDRESS": "node0"}, environ={}, cwd=tmp_path)
+    assert specs["zmq"].options_for(tmp_path, settings) == {
+        "interface": "127.0.0.1", "port_range": "50000-50100", "address": "node0"}
+    assert specs["zmq"].options_for(tmp_path, load_settings(environ={}, cwd=tmp_path)) == {
+        "interface": "*"}
+    assert specs["filesystem"].options_for(tmp_path, settings) == {"directory": str(tmp_path)}
 
 
 # -- zmq -------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.config import ConfigError, Settings
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.plugins.types import BackendSpec
-from gridmap_core.transports import TransportError
+from gridmap_core.transports import TransportError, transport_spec
 from gridmap_core.wire.exits import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
@@ -313,14 +313,6 @@ def _unheard(cause: str) -> bool:
     return any(words in cause for words in _UNHEARD)
 
 
-def _this_host_addresses() -> list[str]:
-    import psutil
-
-    return sorted({address.address for addresses in psutil.net_if_addrs().values()
-                   for address in addresses if address.family == socket.AF_INET
-                   and not address.address.startswith("127.")})
-
-
 def _ran_here(trip: Trip, spec: BackendSpec) -> str:
     host = str((trip.report or {}).get("host", ""))
     if spec.is_cluster and host and _same_host(host):
@@ -328,61 +320,34 @@ def _ran_here(trip: Trip, spec: BackendSpec) -> str:
     return ""
 
 
-def _dialled(plan: Plan) -> str:
-    if plan.settings["MONITOR_ADDRESS"]:
-        return f"set by {plan.settings.sources['MONITOR_ADDRESS']}"
-    return "automatic choice"
+def _advice(plan: Plan) -> Any:
+    """What the chosen transport says of itself (the settings check made sure it is
+    installed)."""
+    return transport_spec(plan.transport, "setting TRANSPORT").advice_for_doctor()
 
 
 def _unreachable(trip: Trip, plan: Plan) -> Check:
-    transport = plan.transport
-    if transport == "zmq":
-        from gridmap_core.transports.zmq import default_host  # imports ZeroMQ: only for zmq
-
-        hosts = ", ".join(_this_host_addresses()) or "none found"
-        set_it = ("unset GRIDMAP_MONITOR_ADDRESS for the automatic choice "
-                  f"({default_host()}), or set it to" if plan.settings["MONITOR_ADDRESS"]
-                  else "set GRIDMAP_MONITOR_ADDRESS to")
-        return Check(MONITOR, Verdict.FAIL,
-                     f"no job reached the monitor at {trip.address} ({_dialled(plan)}): "
-                     f"{_short(trip.cause)}",
-                     f"{set_it} this host's address on the network the nodes use (this host "
-                     f"has {hosts}); if a firewall stops connections from the nodes, open a "
-                     "port range and set GRIDMAP_MONITOR_PORTS to it; or set "
-                     "GRIDMAP_TRANSPORT=filesystem, which needs no inbound port")
-    if transport == "filesystem":
-        return Check(MONITOR, Verdict.FAIL,
-                     f"no job exchanged files with the monitor in {trip.address}: "
-                     f"{_short(trip.cause)}",
-                     f"the nodes must see temp_dir ({plan.temp_dir}) at the same path, and "
-                     "see new files in it (NFS: lookupcache, actimeo); or set "
-                     "GRIDMAP_TRANSPORT=zmq")
-    return Check(MONITOR, Verdict.FAIL,
-                 f"no job reached the monitor at {trip.address} (transport {transport}): "
-                 f"{_short(trip.cause)}", f"check the settings of transport {transport}")
+    what, todo = _advice(plan).unreachable(plan.transport, trip.address, _short(trip.cause),
+                                           plan.settings, plan.temp_dir)
+    return Check(MONITOR, Verdict.FAIL, what, todo)
 
 
 def check_monitor(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
     """Check 5: the job's runner reached the monitor through the chosen transport."""
+    advice = _advice(plan)
     if isinstance(trip.submit_error, TransportError):
-        todo = {
-            "zmq": "set GRIDMAP_MONITOR_INTERFACE to an IP or interface of this host (or * "
-                   "for all) and GRIDMAP_MONITOR_PORTS to a range with free ports, such as "
-                   "49152-65535",
-            "filesystem": f"make temp_dir ({plan.temp_dir}) writable",
-        }.get(plan.transport, f"check the settings of transport {plan.transport}")
+        todo = advice.cannot_serve(plan.transport, plan.settings, plan.temp_dir)
         return Check(MONITOR, Verdict.FAIL, f"the monitor cannot serve: {trip.submit_error}",
                      todo)
     if trip.cause and (_unheard(trip.cause)
-                       or (plan.transport == "filesystem" and plan.temp_dir in trip.cause)):
+                       or advice.lost_by_transport(trip.cause, plan.temp_dir)):
         return _unreachable(trip, plan)
     if trip.report is None and not trip.raised:
         return _skip(MONITOR, trip)
     if trip.address is None:
         return Check(MONITOR, Verdict.PASS,
                      f"not needed: backend {spec.name} does not run jobs through the monitor")
-    how = f"{plan.transport}, address: {_dialled(plan)}" if plan.transport == "zmq" \
-        else plan.transport
+    how = advice.route(plan.transport, plan.settings)
     return Check(MONITOR, Verdict.PASS,
                  f"the job reached the monitor at {trip.address} ({how}){_ran_here(trip, spec)}")
 

@@ -39,8 +39,14 @@ from gridmap_core.map.liveness import (
 from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
 from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
 from gridmap_core.model.serialization import dumps
-from gridmap_core.plugins.manager import get_plugin_manager
-from gridmap_core.transports import Endpoint, TransportError, load_transport
+from gridmap_core.plugins.types import TransportSpec
+from gridmap_core.transports import (
+    Endpoint,
+    Transport,
+    TransportError,
+    load_transport,
+    transport_spec,
+)
 from gridmap_core.wire.messages import (
     Heartbeat,
     decode_heartbeat,
@@ -118,15 +124,6 @@ def idle_limits(settings: Any) -> tuple[float, str]:
     return float(settings["MAX_IDLE_TIME"]), ""
 
 
-def _zmq_options(settings: Any) -> dict[str, Any]:
-    options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
-    if settings["MONITOR_PORTS"]:
-        options["port_range"] = settings["MONITOR_PORTS"]
-    if settings["MONITOR_ADDRESS"]:
-        options["address"] = settings["MONITOR_ADDRESS"]
-    return options
-
-
 class MonitoredSession:
     """A backend session that runs each job through a runner and the monitor protocol.
 
@@ -151,11 +148,12 @@ class MonitoredSession:
             idle_setting=idle_setting,
         )
         self.transport_name = str(settings["TRANSPORT"])
-        transport = load_transport(self.transport_name, "setting TRANSPORT")
+        spec = transport_spec(self.transport_name, "setting TRANSPORT")
+        transport = load_transport(self.transport_name, "setting TRANSPORT", spec.factory)
         self._remove_abandoned(work_dir)
         self.directory = self._make_directory(work_dir)
         try:
-            key = self._open(transport, settings)
+            key = self._open(transport, spec, settings)
         except BaseException:
             # Nothing of a session that could not start stays on disk: no key, no
             # directory.
@@ -165,11 +163,10 @@ class MonitoredSession:
         self.guard = ReplayGuard()
         # The runner imports the transport from where it was registered, without
         # reading every plugin's entry point: milliseconds paid once per job.
-        factory = get_plugin_manager().transports()[self.transport_name].factory
         self.runner = [
             *runner_prefix(python),
             "--transport", self.transport_name,
-            *(["--transport-factory", factory] if isinstance(factory, str) else []),
+            *(["--transport-factory", spec.factory] if isinstance(spec.factory, str) else []),
             "--address", self.address,
             "--map", self.map_id,
             "--key-file", self.key_file,
@@ -209,21 +206,15 @@ class MonitoredSession:
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
 
-    def _open(self, transport: Any, settings: Any) -> bytes:
+    def _open(self, transport: Transport, spec: TransportSpec, settings: Any) -> bytes:
         """Fill the session directory (the submitter's record, logs, the key) and start
-        serving; the map's key."""
+        serving, with the options the transport builds from the settings; the map's key."""
         record_submitter(self.directory)
         self.log_dir = str(self.directory / "logs")
         os.mkdir(self.log_dir, 0o700)
         key = new_key()
         self.key_file = str(write_key_file(self.directory / "key", key))
-        if self.transport_name == "filesystem":
-            serve_options: dict[str, Any] = {"directory": str(self.directory)}
-        elif self.transport_name == "zmq":
-            serve_options = _zmq_options(settings)
-        else:
-            serve_options = {}
-        self.endpoint: Endpoint = transport.serve(serve_options)
+        self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings))
         self.address = self.endpoint.address
         return key
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.transports import DEFAULT_TRANSPORT
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -219,7 +220,7 @@ SETTINGS: dict[str, Setting] = {
         Setting(
             "TRANSPORT",
             _to_str,
-            "zmq",
+            DEFAULT_TRANSPORT,
             "how jobs reach the submitting process: zmq (TCP) or filesystem (shared temp_dir)",
             env="GRIDMAP_TRANSPORT",
         ),

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import importlib
 import json
 import logging
 import os
@@ -36,7 +35,13 @@ from typing import Any, NoReturn
 from gridmap_core.model.node_imports import add_search_path, explain_missing_module
 from gridmap_core.node.job_process import JobProcessDied, run_forked
 from gridmap_core.node.usage import UsageSampler
-from gridmap_core.transports import Client, TransportError, TransportTimeout, load_transport
+from gridmap_core.transports import (
+    DEFAULT_TRANSPORT,
+    Client,
+    TransportError,
+    TransportTimeout,
+    load_transport,
+)
 from gridmap_core.wire.exits import (
     EXIT_JOB_DIED,
     EXIT_LOST,
@@ -72,15 +77,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gridmap.runner")
-
-
-def _import_factory(path: str) -> Any:
-    """``module:attribute``, imported directly (the plugin manager costs more)."""
-    module_name, _, attribute = path.partition(":")
-    target: Any = importlib.import_module(module_name)
-    for part in attribute.split("."):
-        target = getattr(target, part)
-    return target
 
 
 class Stopped(Exception):
@@ -280,7 +276,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m gridmap_core.node.runner",
         description="Run one gridmap job: fetch it from the monitor, run it, send the result.",
     )
-    parser.add_argument("--transport", default="zmq")
+    parser.add_argument("--transport", default=DEFAULT_TRANSPORT)
     parser.add_argument("--transport-factory", help="module:attribute of the transport")
     parser.add_argument("--address", required=True, help="where the monitor listens")
     parser.add_argument("--transport-options", default="{}", help="JSON object")
@@ -338,10 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.environ.update(json.load(handle))
         key = read_key_file(args.key_file)
         options: dict[str, Any] = json.loads(args.transport_options)
-        if args.transport_factory:
-            transport = _import_factory(args.transport_factory)()
-        else:
-            transport = load_transport(args.transport, "runner --transport")
+        # With the factory's dotted path, the plugin manager is not even imported.
+        transport = load_transport(args.transport, "runner --transport",
+                                   args.transport_factory or None)
         client = transport.connect(args.address, options)
     except Exception as error:
         logger.error("cannot start: %s", error)
@@ -357,8 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if reply is None:
         logger.error(
             "cannot reach the monitor at %s (transport %s). Check that compute nodes can "
-            "connect to the submitting host (firewall, address), or use the filesystem "
-            "transport.", args.address, args.transport,
+            "connect to the submitting host (firewall, address), or set GRIDMAP_TRANSPORT "
+            "to a transport that needs no connection to it (`gridmap doctor` advises).",
+            args.address, args.transport,
         )
         return EXIT_UNREACHABLE
     if reply.header.kind is not Kind.TASK:

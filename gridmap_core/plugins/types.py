@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gridmap_core.errors import GridMapError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec"]
 
@@ -89,15 +92,47 @@ class BackendSpec:
 
 @dataclass(frozen=True)
 class TransportSpec:
-    """A way for runners on compute nodes to reach the submitting process."""
+    """A way for runners on compute nodes to reach the submitting process.
+
+    ``factory`` returns a :class:`~gridmap_core.transports.Transport`.
+    ``serve_options(directory, settings)`` returns the options its ``serve`` takes
+    for a map, from the map's settings and the map's private ``directory`` (shared
+    with the nodes); without it, ``serve`` gets none. ``advice`` is what ``gridmap
+    doctor`` says about it: a :class:`~gridmap_core.transports.advice.TransportAdvice`.
+    Both may be given as ``"package.module:name"``, imported when first used.
+    """
 
     name: str
     factory: str | Callable[[], Any]
     description: str
     needs_shared_filesystem: bool = False
+    serve_options: str | Callable[[Path, Any], Mapping[str, Any]] | None = None
+    advice: Any = None
 
     def __post_init__(self) -> None:
         _check("transport", self.name, self.factory, self.description)
+        if isinstance(self.serve_options, str) and not _PATH_RE.match(self.serve_options):
+            raise ValueError(f"transport {self.name!r}: serve_options {self.serve_options!r} "
+                             "must be 'package.module:name' or the function itself")
+        if isinstance(self.advice, str) and not _PATH_RE.match(self.advice):
+            raise ValueError(f"transport {self.name!r}: advice {self.advice!r} must be "
+                             "'package.module:name' or the object itself")
+
+    def options_for(self, directory: Path, settings: Any) -> dict[str, Any]:
+        """The options of ``serve`` for a map whose private directory is ``directory``."""
+        if self.serve_options is None:
+            return {}
+        build = load_factory("transport", self.name, self.serve_options)
+        return dict(build(directory, settings))
+
+    def advice_for_doctor(self) -> Any:
+        """Its :class:`~gridmap_core.transports.advice.TransportAdvice`, imported now; the
+        general advice when it gives none."""
+        from gridmap_core.transports.advice import TransportAdvice
+
+        if self.advice is None:
+            return TransportAdvice()
+        return load_factory("transport", self.name, self.advice)
 
 
 @dataclass(frozen=True)

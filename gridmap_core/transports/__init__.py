@@ -10,15 +10,21 @@ a runner and one reply from the monitor:
 Built in: ``zmq`` (the default; runners connect to a TCP port of the submitting host)
 and ``filesystem`` (files in a directory shared with the nodes, for clusters whose
 nodes cannot connect back). Both register through the ``gridmap_transports`` hook
-like any third-party transport; :func:`load_transport` finds one by name.
+like any third-party transport, and each builds its own ``serve`` options from the
+settings it declares (``TransportSpec.serve_options``). :func:`transport_spec` finds a
+registered transport by name; :func:`load_transport` imports and creates one, in the
+monitor and, without the plugin manager when given the factory, in the runner.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gridmap_core.errors import GridMapError
+
+if TYPE_CHECKING:
+    from gridmap_core.plugins.types import TransportSpec
 
 __all__ = [
     "DEFAULT_TRANSPORT",
@@ -32,6 +38,7 @@ __all__ = [
     "check_options",
     "load_transport",
     "max_bytes_option",
+    "transport_spec",
 ]
 
 DEFAULT_TRANSPORT = "zmq"
@@ -102,12 +109,11 @@ class Transport(Protocol):
         ...
 
 
-def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transport") -> Transport:
-    """The transport registered as ``name``, imported now (its heavy imports wait until
-    here); ``where`` says who asked, for the error if nobody registered it."""
+def transport_spec(name: str, where: str = "argument transport") -> TransportSpec:
+    """The contribution of the transport registered as ``name``; ``where`` says who
+    asked, for the error if nobody registered it."""
     # Imported here: the plugin manager imports every plugin, and plugins import us.
     from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager
-    from gridmap_core.plugins.types import load_factory
 
     specs = get_plugin_manager().transports()
     if name not in specs:
@@ -117,11 +123,27 @@ def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transpo
             f"{available}. Choose one of them, or install the package that provides "
             f"{name!r} (plugin may not be installed)."
         )
-    factory = load_factory("transport", name, specs[name].factory)
-    transport = factory()
+    return specs[name]
+
+
+def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transport",
+                   factory: str | Callable[[], Any] | None = None) -> Transport:
+    """The transport ``name``, imported now (its heavy imports wait until here), by the
+    monitor and the runner alike.
+
+    ``factory`` is its ``TransportSpec.factory`` when the caller knows it: a runner is
+    handed the dotted path on its command line, and imports it without reading every
+    plugin's entry point (the plugin manager is not even imported). Without it the
+    transport is looked up among the registered ones; ``where`` says who asked.
+    """
+    from gridmap_core.plugins.types import load_factory  # no pluggy: cheap on a node
+
+    if factory is None:
+        factory = transport_spec(name, where).factory
+    transport = load_factory("transport", name, factory)()
     if not isinstance(transport, Transport):
         raise TypeError(
-            f"transport {name!r}: {specs[name].factory!r} made a {type(transport).__name__}, "
+            f"transport {name!r}: {factory!r} made a {type(transport).__name__}, "
             "which has no serve() and connect()"
         )
     return transport

@@ -1,13 +1,33 @@
 """Registers the built-in transports through the ``gridmap`` entry-point group.
 
 Imported whenever gridmap reads its plugin registry, so it imports neither pyzmq nor
-the transports themselves: each factory is a dotted path, loaded when used.
+the transports themselves: each factory is a dotted path, loaded when used. What each
+transport's ``serve`` takes for a map is built here, from the map's settings.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 from gridmap_core.plugins.manager import hookimpl
 from gridmap_core.plugins.types import TransportSpec
+
+
+def zmq_serve_options(directory: Path, settings: Any) -> dict[str, Any]:
+    """The zmq endpoint's options from the MONITOR_* settings (the session's directory
+    plays no part: runners connect over TCP)."""
+    options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
+    if settings["MONITOR_PORTS"]:
+        options["port_range"] = settings["MONITOR_PORTS"]
+    if settings["MONITOR_ADDRESS"]:
+        options["address"] = settings["MONITOR_ADDRESS"]
+    return options
+
+
+def filesystem_serve_options(directory: Path, settings: Any) -> dict[str, Any]:
+    """The message files go in the session's own directory, which the nodes share."""
+    return {"directory": str(directory)}
 
 
 @hookimpl
@@ -18,11 +38,15 @@ def gridmap_transports() -> list[TransportSpec]:
             name="zmq",
             factory="gridmap_core.transports.zmq:ZmqTransport",
             description="ZeroMQ over TCP: runners connect back to the submitting host (default)",
+            serve_options=zmq_serve_options,
+            advice="gridmap_core.transports.advice:ZMQ",
         ),
         TransportSpec(
             name="filesystem",
             factory="gridmap_core.transports.filesystem:FilesystemTransport",
             description="files in a directory shared with the nodes; no inbound port needed",
             needs_shared_filesystem=True,
+            serve_options=filesystem_serve_options,
+            advice="gridmap_core.transports.advice:FILESYSTEM",
         ),
     ]
