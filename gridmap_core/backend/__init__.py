@@ -8,12 +8,12 @@ without ten thousand objects. Results flow back through the batch's :class:`Sink
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-from gridmap_core.model.resources import Resources
+# Defined with the model, since a Job holds both; part of the contract all the same.
+from gridmap_core.model.spec import Failure, JobSpec
 
 if TYPE_CHECKING:
     from gridmap_core.model.config import Settings
@@ -28,47 +28,6 @@ __all__ = [
     "SessionOptions",
     "Sink",
 ]
-
-_spec_keys = itertools.count(1)
-
-
-@dataclass(frozen=True, eq=False)
-class JobSpec:
-    """What all jobs of a batch share: the function and how and where it runs."""
-
-    function: Callable[..., Any]
-    resources: Resources = field(default_factory=Resources)
-    name: str = "gridmap_job"
-    working_dir: str = "."
-    copy_env: bool = True
-    add_env: Mapping[str, str] | None = None
-    interpreting_shell: str | None = None
-    cleanup: bool = True
-    # Grid Engine-only requests of the original GridMap (project, validation_level,
-    # os_distribution, os_minor): kept so backends that understand them can honour them.
-    extra: Mapping[str, str] = field(default_factory=dict)
-    # Identifies the spec across processes, so a worker unpickles a function once.
-    key: int = field(default_factory=lambda: next(_spec_keys))
-
-
-class Failure(NamedTuple):
-    """How one job ended without a result.
-
-    ``exception`` is what the function raised (None when the job died); ``cause_of_death``
-    says why a job was lost (None when it raised).
-    """
-
-    exception: BaseException | None
-    traceback: str | None
-    host_name: str = ""
-    cause_of_death: str | None = None
-    # From the monitor's heartbeats, where a backend has them: resubmissions, CPU
-    # percent and memory (MB) over time, and the last heartbeat.
-    num_resubmits: int = 0
-    track_cpu: Sequence[float] = ()
-    track_mem: Sequence[float] = ()
-    heart_beat: Mapping[str, Any] | None = None
-    job_id: str = ""  # the scheduler's id of the job's last attempt, where known
 
 
 class Sink(Protocol):

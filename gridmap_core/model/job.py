@@ -10,10 +10,10 @@ import traceback as traceback_module
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from gridmap_core.backend import Failure, JobSpec
 from gridmap_core.errors import GridMapError
 from gridmap_core.model.options import JobOptions
 from gridmap_core.model.resources import Resources
+from gridmap_core.model.spec import Failure, JobSpec
 
 __all__ = ["JOB_NOT_FINISHED", "Job", "JobException", "JobState", "RemoteError"]
 
