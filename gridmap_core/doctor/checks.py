@@ -5,23 +5,33 @@ one trivial job makes the round trip, its runner reached the monitor, and it saw
 temp_dir as this host does. Each is a :class:`Check` (PASS, FAIL or SKIP, with what
 to do after a FAIL); :func:`diagnose` yields them one by one and skips a check when
 one it depends on failed. :func:`render` and :func:`summary` turn them into text.
-The round trip itself is in :mod:`gridmap_core.doctor.trip`.
+The round trip itself is in :mod:`gridmap_core.doctor.trip`; the names, :class:`Check`,
+:class:`Plan` and :class:`Verdict` in :mod:`gridmap_core.doctor.verdicts`, re-exported here.
 """
 
 from __future__ import annotations
 
-import enum
 import os
 import secrets
 import tempfile
 import textwrap
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.model.config import ConfigError, Settings, load_settings
+from gridmap_core.doctor.trip import check_monitor, check_round_trip, check_shared, run_round_trip
+from gridmap_core.doctor.verdicts import (
+    BACKEND,
+    NAMES,
+    SETTINGS,
+    TEMP_DIR,
+    Check,
+    Plan,
+    Verdict,
+)
+from gridmap_core.model.config import ConfigError, load_settings
 from gridmap_core.plugins.manager import PluginManager, UnknownPluginError, get_plugin_manager
 from gridmap_core.plugins.selection import BackendUnavailableError, choose_backend, probe
 from gridmap_core.plugins.types import BackendSpec, PluginLoadError
@@ -41,58 +51,9 @@ __all__ = [
     "summary",
 ]
 
-SETTINGS, BACKEND, TEMP_DIR = "settings", "backend", "temp_dir writable"
-ROUND_TRIP, MONITOR, SHARED = "round trip", "nodes reach monitor", "temp_dir shared"
-NAMES = (SETTINGS, BACKEND, TEMP_DIR, ROUND_TRIP, MONITOR, SHARED)
 WIDTH = 80
 _NAME_COLUMN = 20
 _TODO_INDENT = " " * 6
-
-
-class Verdict(str, enum.Enum):
-    """How a check came out. A check that is not needed here passes."""
-
-    PASS = "PASS"
-    FAIL = "FAIL"
-    SKIP = "SKIP"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One check's outcome: ``detail`` says what was found, ``todo`` what to do about a
-    failure; ``config_error`` marks a failure caused by a setting that is not valid."""
-
-    name: str
-    verdict: Verdict
-    detail: str
-    todo: str = ""
-    config_error: bool = False
-
-    @property
-    def failed(self) -> bool:
-        """Whether the check failed."""
-        return self.verdict is Verdict.FAIL
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What the checks after the first one work with: the settings as they apply to
-    the backend, its name (None when none could be chosen) and where the choice came
-    from (or why none could be made)."""
-
-    settings: Settings
-    backend: str | None
-    why: str
-
-    @property
-    def temp_dir(self) -> str:
-        """The directory jobs keep their files in (DEFAULT_TEMP_DIR or ``--temp-dir``)."""
-        return str(self.settings["DEFAULT_TEMP_DIR"])
-
-    @property
-    def transport(self) -> str:
-        """The transport runners reach the monitor with."""
-        return str(self.settings["TRANSPORT"])
 
 
 def _skip(name: str, because: str) -> Check:
@@ -227,14 +188,6 @@ def diagnose(backend: str | None = None, temp_dir: str | None = None, timeout: f
     ``backend`` and ``temp_dir`` override the settings as the command-line options do;
     ``timeout`` bounds the round trip's job, in seconds.
     """
-    # Imported here: the round trip's module imports this one's Check and Plan.
-    from gridmap_core.doctor.trip import (
-        check_monitor,
-        check_round_trip,
-        check_shared,
-        run_round_trip,
-    )
-
     manager = manager or get_plugin_manager()
     check, plan = check_settings(backend, temp_dir, manager)
     yield check

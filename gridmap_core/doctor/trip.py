@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.doctor.checks import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
+from gridmap_core.doctor.verdicts import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
 from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.config import ConfigError, Settings
 from gridmap_core.model.job import Job, JobState
