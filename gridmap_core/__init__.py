@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
     from gridmap_core.model.resources import ResourceError, Resources, parse_memory, parse_runtime
     from gridmap_core.model.serialization import SerializationError, zdumps, zloads
+    from gridmap_core.model.setting import Option, Setting
     from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager, hookimpl
     from gridmap_core.plugins.selection import BackendUnavailableError
     from gridmap_core.plugins.types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
@@ -50,6 +51,8 @@ _WHERE = {
     "ConfigError": "model.config",
     "Settings": "model.config",
     "load_settings": "model.config",
+    "Option": "model.setting",
+    "Setting": "model.setting",
     "GridMapExecutor": "face.executor",
     "JOB_NOT_FINISHED": "model.job",
     "Job": "model.job",
@@ -91,12 +94,14 @@ __all__ = [
     "JobSpec",
     "JobState",
     "NotifierSpec",
+    "Option",
     "PluginLoadError",
     "RemoteError",
     "ResourceError",
     "Resources",
     "SerializationError",
     "SessionOptions",
+    "Setting",
     "Settings",
     "Sink",
     "TransportSpec",

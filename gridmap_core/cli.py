@@ -19,9 +19,10 @@ from gridmap_core.model.config import (
     load_settings,
     user_config_path,
 )
-from gridmap_core.plugins.manager import UnknownPluginError, get_plugin_manager
+from gridmap_core.model.setting import UNSET, Option, Setting
+from gridmap_core.plugins.manager import PluginManager, UnknownPluginError, get_plugin_manager
 from gridmap_core.plugins.selection import BackendUnavailableError, probe
-from gridmap_core.plugins.types import PluginLoadError
+from gridmap_core.plugins.types import BackendSpec, PluginLoadError
 
 # What ``gridmap --help`` says (the docstring's markup would show as is).
 DESCRIPTION = ("Show gridmap's effective settings and installed backends, and check that "
@@ -30,30 +31,77 @@ DESCRIPTION = ("Show gridmap's effective settings and installed backends, and ch
 _VALUE_COLUMN = 40
 
 
-def _shown(settings: Settings, name: str) -> str:
-    value = settings[name]
-    if SETTINGS[name].secret:
+def _shown(settings: Settings, setting: Setting) -> str:
+    value = settings[setting.name]
+    if setting.secret:
         return "(set, not shown)" if value else "(not set)"
-    if name == "BACKEND" and value is None:
+    if setting.name == "BACKEND" and value is None:
         return "(choose automatically)"
     return repr(value)
 
 
+# A row is (key, shown value, source); a heading (a comment line) is a plain string.
+Row = tuple[str, str, str]
+
+
+def _setting_rows(settings: Settings, manager: PluginManager) -> list[Row | str]:
+    """The core's settings, then each plugin's under a heading naming it."""
+    rows: list[Row | str] = [(name, _shown(settings, setting), settings.sources[name])
+                             for name, setting in SETTINGS.items()]
+    groups: dict[str, list[Setting]] = {}
+    for setting, owner in manager.declared_settings().values():
+        groups.setdefault(owner, []).append(setting)
+    for owner, declared in sorted(groups.items()):
+        kind, _, name = owner.partition(" ")
+        package = manager.distribution_of(name, kind)[0]
+        settings.including(declared)
+        rows.append(f"settings of {owner} (package {package}):")
+        rows += [(s.name, _shown(settings, s), settings.sources[s.name]) for s in declared]
+    return rows
+
+
+def _option_rows(settings: Settings, backend: str, spec: BackendSpec | None) -> list[Row | str]:
+    """The options of ``backend``: each declared one's value (given or default) and
+    where it came from, and the keys its sections give that it does not declare."""
+    given = settings.backend_options(backend)
+    rows: list[Row | str] = [f"options of backend {backend}:"]
+    for option in (spec.options if spec else ()):
+        if not isinstance(option, Option):
+            continue  # always an Option once the spec exists
+        if option.name in given:
+            raw, source = given.pop(option.name)
+            try:
+                value = option.convert(raw)
+            except ValueError:
+                value = raw  # the error is reported below the table
+            rows.append((f"{backend}.{option.name}", repr(value), source))
+        elif option.default is not UNSET:
+            rows.append((f"{backend}.{option.name}", repr(option.default), "default"))
+    rows += [(f"{backend}.{key}", repr(value), source)
+             for key, (value, source) in sorted(given.items())]
+    return rows
+
+
 def _config(args: argparse.Namespace) -> int:
     settings = load_settings({"BACKEND": args.backend})
-    rows = [(name, _shown(settings, name), settings.sources[name]) for name in SETTINGS]
+    manager = get_plugin_manager()
+    installed = manager.backends()
+    rows = _setting_rows(settings, manager)
     backend = settings.backend
     if backend:
-        rows += [(f"{backend}.{key}", repr(value), source) for key, (value, source)
-                 in sorted(settings.backend_options(backend).items())]
-    width = max(len(key) for key, _, _ in rows)
-    room = min(_VALUE_COLUMN, max(len(shown) for _, shown, _ in rows))
-    for key, shown, source in rows:
+        rows += _option_rows(settings, backend, installed.get(backend))
+    table = [row for row in rows if not isinstance(row, str)]
+    width = max(len(key) for key, _, _ in table)
+    room = min(_VALUE_COLUMN, max(len(shown) for _, shown, _ in table))
+    for row in rows:
+        if isinstance(row, str):
+            print(f"# {row}")
+            continue
+        key, shown, source = row
         print(f"{key:<{width}} = {shown:<{room}} # {source}")
     user = user_config_path()
     print(f"\n# user config file: {user} "
           f"({'exists' if user.is_file() else 'does not exist'})")
-    installed = get_plugin_manager().backends()
     for name in settings.backend_sections():
         if name not in installed:
             print(f"# [backends.{name}]: no backend called {name!r} is installed here, so "

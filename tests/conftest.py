@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridmap_core.model.config import SETTINGS
+from gridmap_core.model.config import SETTINGS, plugin_settings
 from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
 from tests.needs import unavailable
 
@@ -18,6 +18,9 @@ CLUSTER_VARIABLES = ("SGE_ROOT", "SGE_CELL", "DRMAA_LIBRARY_PATH")
 # Slurm's tools need no variables, only /etc/slurm/slurm.conf: pointing SLURM_CONF
 # at nothing hides the cluster, as on a machine without Slurm.
 NO_SLURM = "/nonexistent/gridmap-tests/slurm.conf"
+# The settings the installed plugins declare (SMTP_*, GRIDMAP_MONITOR_*, USE_MEM_FREE):
+# cleared as the core's are.
+ALL_SETTINGS = [*SETTINGS.values(), *plugin_settings().values()]
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +31,7 @@ def clean_settings(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         for name in CLUSTER_VARIABLES:
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setenv("SLURM_CONF", NO_SLURM)
-    for setting in SETTINGS.values():
+    for setting in ALL_SETTINGS:
         monkeypatch.delenv(setting.env_var, raising=False)
     monkeypatch.delenv("GRIDMAP_CONFIG", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg")))

@@ -451,7 +451,7 @@ def test_the_backend_is_registered_below_the_sbatch_backend() -> None:
     spec = backends["slurm_drmaa"]
     assert spec.priority == 70 < backends["slurm"].priority
     assert spec.is_cluster
-    assert spec.options == ("python", "gpu_resource", "native_specification", "retry_for")
+    assert spec.option_names == ("python", "gpu_resource", "native_specification", "retry_for")
     assert isinstance(spec.create(), SlurmDrmaaBackend)
 
 

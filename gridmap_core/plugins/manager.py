@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.model.setting import ConfigError, Setting
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins.types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
 
@@ -144,6 +145,32 @@ class PluginManager(pluggy.PluginManager):
     def notifiers(self) -> dict[str, NotifierSpec]:
         """Every registered notifier, by name."""
         return self._collect("notifier", NotifierSpec)
+
+    def declared_settings(self) -> dict[str, tuple[Setting, str]]:
+        """Every setting a registered backend, transport or notifier declares, by name,
+        with what declares it ("notifier email"). A setting declared differently by
+        two of them, or named as one of the core's, is an error naming both."""
+        from gridmap_core.model.core_settings import SETTINGS
+
+        found: dict[str, tuple[Setting, str]] = {}
+        kinds: tuple[tuple[str, dict[str, Any]], ...] = (
+            ("backend", self.backends()), ("transport", self.transports()),
+            ("notifier", self.notifiers()))
+        for kind, specs in kinds:
+            for spec in specs.values():
+                owner = f"{kind} {spec.name}"
+                for setting in spec.settings:
+                    if setting.name in SETTINGS:
+                        raise ConfigError(
+                            f"{owner} (package {self.distribution_of(spec.name, kind)[0]!r}) "
+                            f"declares the setting {setting.name!r}, which is gridmap's own; "
+                            "the plugin must name its setting otherwise")
+                    if setting.name in found and found[setting.name][0] != setting:
+                        raise ConfigError(
+                            f"setting {setting.name!r} is declared twice: by "
+                            f"{found[setting.name][1]} and by {owner}; uninstall one of them")
+                    found.setdefault(setting.name, (setting, owner))
+        return found
 
     def backend(self, name: str, where: str = "argument backend") -> BackendSpec:
         """The backend called ``name``; ``where`` says who asked, for the error."""

@@ -2,7 +2,10 @@
 
 A contribution names its implementation as an object or as a dotted path
 (``"package.module:Name"``), so heavy imports such as a DRMAA library wait until
-someone asks for that plugin.
+someone asks for that plugin. Each may declare ``settings`` of its own
+(:class:`~gridmap_core.model.setting.Setting`), which are read, shown and checked as
+the core's are; a backend also declares its ``options``
+(:class:`~gridmap_core.model.setting.Option`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.model.setting import Option, Setting
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,6 +47,33 @@ def _check(kind: str, name: str, factory: object, description: str) -> None:
         raise ValueError(f"{kind} {name!r}: give a one-line description")
 
 
+def _check_settings(kind: str, name: str, declared: Any) -> tuple[Setting, ...]:
+    settings = tuple(declared)
+    for setting in settings:
+        if not isinstance(setting, Setting):
+            raise ValueError(f"{kind} {name!r}: settings must be Setting objects, not "
+                             f"{type(setting).__name__}")
+    names = [setting.name for setting in settings]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{kind} {name!r} declares setting {twice[0]!r} twice")
+    return settings
+
+
+def _check_options(name: str, options: Any) -> tuple[Option, ...]:
+    """Options as :class:`Option` objects; a plain name is an option of any type."""
+    checked = tuple(Option(o) if isinstance(o, str) else o for o in options)
+    for option in checked:
+        if not isinstance(option, Option):
+            raise ValueError(f"backend {name!r}: options must be names or Option objects, "
+                             f"not {type(option).__name__}")
+    names = [option.name for option in checked]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"backend {name!r} declares option {twice[0]!r} twice")
+    return checked
+
+
 def load_factory(kind: str, name: str, factory: str | Callable[..., Any]) -> Callable[..., Any]:
     """Import a dotted ``module:attribute`` path, naming the plugin when it fails."""
     if not isinstance(factory, str):
@@ -65,8 +96,10 @@ class BackendSpec:
 
     ``factory`` returns a :class:`~gridmap_core.backend.Backend`. ``priority`` ranks
     usable backends when none is chosen; ``is_cluster`` says whether it needs a
-    scheduler (and so whether ``require_cluster`` accepts it). ``options`` names the
-    backend's own keys accepted in a ``[backends.NAME]`` config section.
+    scheduler (and so whether ``require_cluster`` accepts it). ``options`` declares
+    the backend's own keys of a ``[backends.NAME]`` config section and of
+    ``backend_options=``, as :class:`Option` objects (name, type, default, help) or
+    plain names; ``settings`` declares settings of its own.
     """
 
     name: str
@@ -74,10 +107,19 @@ class BackendSpec:
     description: str
     priority: int = 0
     is_cluster: bool = True
-    options: tuple[str, ...] = ()
+    options: tuple[Option | str, ...] = ()
+    settings: tuple[Setting, ...] = ()
 
     def __post_init__(self) -> None:
         _check("backend", self.name, self.factory, self.description)
+        object.__setattr__(self, "options", _check_options(self.name, self.options))
+        object.__setattr__(self, "settings", _check_settings("backend", self.name,
+                                                             self.settings))
+
+    @property
+    def option_names(self) -> tuple[str, ...]:
+        """The names of its options, in the order declared."""
+        return tuple(o.name if isinstance(o, Option) else o for o in self.options)
 
     def create(self) -> Any:
         """Import the implementation and create the backend object."""
@@ -108,9 +150,12 @@ class TransportSpec:
     needs_shared_filesystem: bool = False
     serve_options: str | Callable[[Path, Any], Mapping[str, Any]] | None = None
     advice: Any = None
+    settings: tuple[Setting, ...] = ()
 
     def __post_init__(self) -> None:
         _check("transport", self.name, self.factory, self.description)
+        object.__setattr__(self, "settings", _check_settings("transport", self.name,
+                                                             self.settings))
         if isinstance(self.serve_options, str) and not _PATH_RE.match(self.serve_options):
             raise ValueError(f"transport {self.name!r}: serve_options {self.serve_options!r} "
                              "must be 'package.module:name' or the function itself")
@@ -123,7 +168,7 @@ class TransportSpec:
         if self.serve_options is None:
             return {}
         build = load_factory("transport", self.name, self.serve_options)
-        return dict(build(directory, settings))
+        return dict(build(directory, settings.including(self.settings)))
 
     def advice_for_doctor(self) -> Any:
         """Its :class:`~gridmap_core.transports.advice.TransportAdvice`, imported now; the
@@ -142,12 +187,16 @@ class NotifierSpec:
     ``factory(settings)`` makes one for an executor: an object with any of the
     lifecycle hook methods (``gridmap_job_failed(job)``, ``gridmap_map_finished(jobs,
     summary)``, …) and optionally ``close(timeout)``; it raises ValueError when the
-    settings will not do.
+    settings will not do. ``settings`` declares settings of its own: the factory
+    reads them from the map's settings by name, as the core's.
     """
 
     name: str
     factory: str | Callable[..., Any]
     description: str
+    settings: tuple[Setting, ...] = ()
 
     def __post_init__(self) -> None:
         _check("notifier", self.name, self.factory, self.description)
+        object.__setattr__(self, "settings", _check_settings("notifier", self.name,
+                                                             self.settings))

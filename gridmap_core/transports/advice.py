@@ -46,11 +46,18 @@ def _this_host_addresses() -> list[str]:
                    and not address.address.startswith("127.")})
 
 
+def _with_zmq_settings(settings: Any) -> Any:
+    from gridmap_core.transports.plugin import ZMQ_SETTINGS
+
+    return settings.including(ZMQ_SETTINGS)
+
+
 class ZmqAdvice(TransportAdvice):
     """Runners dial MONITOR_ADDRESS (or this host's guessed address) over TCP."""
 
     @staticmethod
     def _dialled(settings: Any) -> str:
+        settings = _with_zmq_settings(settings)
         if settings["MONITOR_ADDRESS"]:
             return f"set by {settings.sources['MONITOR_ADDRESS']}"
         return "automatic choice"
@@ -67,6 +74,7 @@ class ZmqAdvice(TransportAdvice):
                     temp_dir: str) -> tuple[str, str]:
         from gridmap_core.transports.zmq import default_host  # imports ZeroMQ
 
+        settings = _with_zmq_settings(settings)
         hosts = ", ".join(_this_host_addresses()) or "none found"
         set_it = ("unset GRIDMAP_MONITOR_ADDRESS for the automatic choice "
                   f"({default_host()}), or set it to" if settings["MONITOR_ADDRESS"]

@@ -10,12 +10,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gridmap_core.model.setting import Setting, optional, text
 from gridmap_core.plugins.manager import hookimpl
 from gridmap_core.plugins.types import TransportSpec
 
+#: The zmq transport's settings: where the monitor listens, and what runners dial.
+ZMQ_SETTINGS = (
+    Setting("MONITOR_ADDRESS", optional(text), None,
+            "host or tcp://host:port that jobs dial to reach the submitting process "
+            "(zmq); unset picks this host's cluster-facing address",
+            env="GRIDMAP_MONITOR_ADDRESS"),
+    Setting("MONITOR_INTERFACE", text, "*", "interface or IP the monitor listens on (zmq)",
+            env="GRIDMAP_MONITOR_INTERFACE"),
+    Setting("MONITOR_PORTS", optional(text), None,
+            "port range the monitor listens on, e.g. 49152-65535 (zmq); unset: any free port",
+            env="GRIDMAP_MONITOR_PORTS"),
+)
+
 
 def zmq_serve_options(directory: Path, settings: Any) -> dict[str, Any]:
-    """The zmq endpoint's options from the MONITOR_* settings (the session's directory
+    """The zmq endpoint's options from its MONITOR_* settings (the session's directory
     plays no part: runners connect over TCP)."""
     options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
     if settings["MONITOR_PORTS"]:
@@ -40,6 +54,7 @@ def gridmap_transports() -> list[TransportSpec]:
             description="ZeroMQ over TCP: runners connect back to the submitting host (default)",
             serve_options=zmq_serve_options,
             advice="gridmap_core.transports.advice:ZMQ",
+            settings=ZMQ_SETTINGS,
         ),
         TransportSpec(
             name="filesystem",

@@ -30,15 +30,9 @@ class LocalBackend:
         ignored here, as in the original's local mode, so one script runs both ways."""
 
     def open(self, options: SessionOptions) -> LocalSession | MonitoredSession:
-        mode = str(options.options.get("mode") or "workers")
-        if mode == "workers":
+        # "workers" or "runner": declared in gridmap_local.plugin, checked by the core.
+        if options.options.get("mode", "workers") == "workers":
             return LocalSession(options)
-        if mode != "runner":
-            raise ValueError(
-                f"[backends.local] mode={mode!r}: use 'workers' (worker processes fed "
-                "directly, the default) or 'runner' (a runner process per job, through "
-                "the monitor protocol, as on a cluster)"
-            )
         # Local jobs share this host's file system, so any directory will do.
         work_dir = options.temp_dir if os.path.isdir(options.temp_dir) else tempfile.gettempdir()
         scheduler = ProcessScheduler(options.max_processes)

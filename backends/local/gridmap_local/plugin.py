@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from gridmap_core import BackendSpec, hookimpl
+from gridmap_core import BackendSpec, Option, hookimpl
+from gridmap_core.model.setting import choice, optional, path
+
+LOCAL_OPTIONS = (
+    Option("start_method", optional(choice("fork", "forkserver", "spawn")), None,
+           "how worker processes start (multiprocessing); unset: the platform's default"),
+    Option("mode", choice("workers", "runner"), "workers",
+           "workers: worker processes fed directly; runner: a runner process per job, "
+           "through the monitor protocol, as on a cluster"),
+    Option("python", optional(path), None,
+           "the Python interpreter of runner processes; unset: this one"),
+)
 
 
 @hookimpl
@@ -14,6 +25,6 @@ def gridmap_backends() -> list[BackendSpec]:
             description="worker processes on this machine (max_processes of them)",
             priority=0,
             is_cluster=False,
-            options=("start_method", "mode", "python"),
+            options=LOCAL_OPTIONS,
         )
     ]

@@ -7,15 +7,18 @@ import functools
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
 from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
 from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.model.config import Settings
 from gridmap_core.model.resources import ResourceError
 
 from .native import NativeOptions, native_specification
+from .plugin import SGE_SETTINGS
 from .scheduler import SgeScheduler
 
 __all__ = ["SgeBackend"]
@@ -34,18 +37,13 @@ def parallel_environments() -> tuple[str, ...] | None:
     return tuple(line.strip() for line in done.stdout.splitlines() if line.strip())
 
 
-def native_options(settings: Any, options: dict[str, Any]) -> NativeOptions:
-    """The translation settings from the settings and ``[backends.sge]`` options."""
-    max_running = options.get("max_running")
-    if max_running is not None and (isinstance(max_running, bool)
-                                    or not str(max_running).isdigit()
-                                    or int(max_running) < 1):
-        raise ValueError(f"[backends.sge] max_running={max_running!r}: use a whole number "
-                         "of at least 1 (the most elements of one array that run at once)")
+def native_options(settings: Settings, options: Mapping[str, Any]) -> NativeOptions:
+    """The translation settings from the settings and ``[backends.sge]`` options, both
+    declared in :mod:`gridmap_sge.plugin` and checked by the core."""
     return NativeOptions(
-        use_mem_free=bool(settings["USE_MEM_FREE"]),
+        use_mem_free=bool(settings.including(SGE_SETTINGS)["USE_MEM_FREE"]),
         gpu_resource=str(options.get("gpu_resource") or "gpu"),
-        max_running=int(max_running) if max_running is not None else None,
+        max_running=options.get("max_running"),
         extra=str(options.get("native_specification") or ""),
     )
 
@@ -77,7 +75,7 @@ class SgeBackend:
                 )
 
     def open(self, options: SessionOptions) -> MonitoredSession:
-        native = native_options(options.settings, dict(options.options))
+        native = native_options(options.settings, options.options)
         python = options.options.get("python")
         connection = DrmaaConnection.acquire()
         return open_monitored(SgeScheduler(connection, native), options, python=python,

@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
@@ -46,16 +47,7 @@ def controller_problem() -> str | None:
     return None
 
 
-def _count(options: dict[str, Any], key: str) -> int | None:
-    value = options.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not str(value).isdigit() or int(value) < 1:
-        raise ValueError(f"[backends.slurm] {key}={value!r}: use a whole number of at least 1")
-    return int(value)
-
-
-def slurm_options(options: dict[str, Any], cluster: Cluster | None = None,
+def slurm_options(options: Mapping[str, Any], cluster: Cluster | None = None,
                   extra_key: str = "sbatch_options") -> SlurmOptions:
     """The translation settings from ``[backends.slurm]`` options."""
     return SlurmOptions(
@@ -103,11 +95,12 @@ class SlurmBackend:
         check_partitions(spec, cluster)
 
     def open(self, options: SessionOptions) -> MonitoredSession:
-        settings = dict(options.options)
+        # The options are declared in gridmap_slurm.plugin and checked by the core.
+        settings = options.options
         commands = Commands(retry_for=float(settings.get("retry_for", 120)))
         cluster = self.cluster(commands)
         scheduler = SlurmScheduler(cluster, slurm_options(settings, cluster),
-                                   max_running=_count(settings, "max_running"),
+                                   max_running=settings.get("max_running"),
                                    commands=commands)
         python = settings.get("python")
         return open_monitored(scheduler, options, python=python, name="slurm-monitor")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from gridmap_slurm.backend import SlurmBackend, check_partitions, controller_problem, slurm_options
 from gridmap_slurm.cluster import Cluster
@@ -98,7 +97,8 @@ class SlurmDrmaaBackend:
         check_partitions(spec, cluster)
 
     def open(self, options: SessionOptions) -> MonitoredSession:
-        settings: dict[str, Any] = dict(options.options)
+        # The options are declared in gridmap_slurm_drmaa.plugin and checked by the core.
+        settings = options.options
         commands = Commands(retry_for=float(settings.get("retry_for", 120)))
         cluster = self.cluster(commands)
         slurm = slurm_options(settings, cluster, extra_key="native_specification")

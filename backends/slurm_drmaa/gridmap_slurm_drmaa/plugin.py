@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from gridmap_core import BackendSpec, hookimpl
+from gridmap_slurm.plugin import GPU_RESOURCE, PYTHON, RETRY_FOR
+
+from gridmap_core import BackendSpec, Option, hookimpl
+from gridmap_core.model.setting import text
+
+SLURM_DRMAA_OPTIONS = (
+    PYTHON,
+    GPU_RESOURCE,
+    Option("native_specification", text, "",
+           "raw Slurm options added to every job's native specification"),
+    RETRY_FOR,
+)
 
 
 @hookimpl
@@ -16,6 +27,6 @@ def gridmap_backends() -> list[BackendSpec]:
             # tested on every run against a real cluster, is the better default.
             priority=70,
             is_cluster=True,
-            options=("python", "gpu_resource", "native_specification", "retry_for"),
+            options=SLURM_DRMAA_OPTIONS,
         )
     ]
