@@ -37,6 +37,7 @@ from gridmap_core import (
     get_plugin_manager,
     grid_map,
 )
+from gridmap_core.map.events import JobDied
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins import manager as plugins
 from gridmap_core.plugins.manager import PluginManager
@@ -150,6 +151,7 @@ SAMPLES: dict[str, Any] = {
     "jobs": [SAMPLE_JOB],
     "heartbeat": {"cpu": 97.5, "memory": 3 * 2**30, "host_name": "node7"},
     "note": "no queue instance can run it: all.q@node7 is in state E",
+    "event": JobDied(SAMPLE_JOB),
     "summary": {
         "name": "sample",
         "backend": "local",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from gridmap_core.backend import Backend, BackendSession, Batch
 from gridmap_core.face.maprun import MapRun, check_on_failure
 from gridmap_core.face.runtime import Runtime
+from gridmap_core.map.events import JobSubmitted
 from gridmap_core.map.runs import FutureSink
 from gridmap_core.model.config import Settings
 from gridmap_core.model.job import Job, JobState, check_function
@@ -130,7 +131,7 @@ class GridMapExecutor(Executor):
         runtime.show_status(None)
         session = runtime.open()
         runtime.track_future(future, job)
-        runtime.notify("gridmap_job_submitted", job=job)
+        runtime.emit(JobSubmitted(job))
         session.submit(Batch(spec, [tuple(job.args)], [job.kwlist] if job.kwlist else None, sink))
         return future
 

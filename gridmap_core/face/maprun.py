@@ -21,6 +21,7 @@ from typing import Any
 
 from gridmap_core.backend import Batch, JobSpec
 from gridmap_core.face.runtime import Runtime
+from gridmap_core.map.events import JobSubmitted, MapFinished
 from gridmap_core.map.runs import Run, wait_all
 from gridmap_core.model.job import Job, JobException, JobState
 from gridmap_core.model.serialization import check_picklable
@@ -116,7 +117,7 @@ class MapRun:
                 job.reset()
                 job.state = JobState.SUBMITTED
                 job.backend = runtime.backend_name
-                runtime.notify("gridmap_job_submitted", job=job)
+                runtime.emit(JobSubmitted(job))
             run = Run(len(members), members, events, condition)
             runtime.track(run)
             kwargs = [job.kwlist for job in members]
@@ -172,8 +173,7 @@ class MapRun:
         """Tell plugins how the map ended; raise JobException if any job failed, unless
         ``on_failure="return"``. Per-job events were sent as each job ended."""
         failed = self.failed_jobs()
-        self.runtime.notify(
-            "gridmap_map_finished",
+        self.runtime.emit(MapFinished(
             jobs=self.jobs if self.jobs is not None else failed,
             summary={
                 "name": self.name,
@@ -185,7 +185,7 @@ class MapRun:
                 "wall_time": time.monotonic() - self.started,
                 "completion_mail": self.completion_mail,
             },
-        )
+        ))
         if failed and self.on_failure != "return":
             raise JobException(failed, total=self.size, cancelled=self.cancelled,
                                log_dir=self.runtime.kept_log_dir())

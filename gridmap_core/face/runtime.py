@@ -18,7 +18,15 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from gridmap_core.backend import Backend, BackendSession, JobSpec, SessionOptions
-from gridmap_core.map.notifying import EVERY_JOB_HOOKS, FAILURE_HOOKS, Notifiers
+from gridmap_core.map.events import (
+    EVERY_JOB_HOOKS,
+    FAILURE_HOOKS,
+    Event,
+    deliver,
+    hooks_of,
+    plugin_failed,
+)
+from gridmap_core.map.notifying import Notifiers
 from gridmap_core.map.runs import Run
 from gridmap_core.model.config import Settings, load_settings
 from gridmap_core.model.job import Job, JobState
@@ -47,7 +55,9 @@ class Runtime:
     """The settings, backend, session and observers of one executor's jobs.
 
     It is also the :class:`~gridmap_core.map.runs.JobEvents` of its runs: each event
-    goes to the plugins' hooks and to the notifiers.
+    goes to the hooks of the process's plugins, then to its own notifiers (and status
+    board), which are plugins of its own manager, so that they hear this executor's
+    events only.
     """
 
     def __init__(
@@ -90,6 +100,7 @@ class Runtime:
             self.backend_name, self.chosen.spec.options, backend_options or {})
         self.white_list = check_names(white_list, "white_list")
         self.quiet = quiet
+        # Registered as plugins of this executor's own manager until close_notifiers().
         self.notifiers = Notifiers.load(self.settings, self.plugins)
         self.status: StatusPage | None = None
         if self.settings["STATUS_PAGE"]:
@@ -174,29 +185,11 @@ class Runtime:
 
     # -- events -------------------------------------------------------------------------
 
-    def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook on every observer and notifier; one that raises is
-        logged, never fatal."""
-        self.plugins.broadcast(hook, **kwargs)
-        self.notifiers.call(hook, kwargs)
-
-    def waiting(self, job: Job, note: str) -> None:
-        self.notify("gridmap_job_waiting", job=job, note=note)
-
-    def started(self, job: Job) -> None:
-        self.notify("gridmap_job_started", job=job)
-
-    def ended(self, job: Job) -> None:
-        hook = {JobState.DEAD: "gridmap_job_died", JobState.FAILED: "gridmap_job_failed"}.get(
-            job.state, "gridmap_job_finished"
-        )
-        self.notify(hook, job=job)
-
-    def heartbeat(self, job: Job, heartbeat: Mapping[str, Any]) -> None:
-        self.notify("gridmap_job_heartbeat", job=job, heartbeat=dict(heartbeat))
-
-    def resubmitted(self, job: Job) -> None:
-        self.notify("gridmap_job_resubmitted", job=job)
+    def emit(self, event: Event) -> None:
+        """Tell an event to every plugin and notifier; one that raises is logged, never
+        fatal."""
+        deliver(self.plugins, event, plugin_failed)
+        self.notifiers.tell(event)
 
     def observed(self) -> bool:
         """Whether any plugin or notifier listens to per-job events."""
@@ -208,8 +201,8 @@ class Runtime:
         return self._listened(EVERY_JOB_HOOKS)
 
     def _listened(self, hooks: tuple[str, ...]) -> bool:
-        return self.notifiers.listens_to(hooks) or any(
-            getattr(self.plugins.hook, h).get_hookimpls() for h in hooks)
+        # A few list lookups: asked once per map, before any Job object is made.
+        return self.notifiers.listens_to(hooks) or hooks_of(self.plugins, hooks)
 
     # -- showing ------------------------------------------------------------------------
 

@@ -9,23 +9,24 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
 from gridmap_core.backend import Failure
+from gridmap_core.map.events import (
+    Event,
+    JobHeartbeat,
+    JobResubmitted,
+    JobStarted,
+    JobWaiting,
+    ended,
+)
 from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException, JobState
 
 __all__ = ["FutureSink", "JobEvents", "Run", "wait_all"]
 
 
 class JobEvents(Protocol):
-    """Receives per-job lifecycle events as they happen (the executor's hooks)."""
+    """Receives per-job lifecycle events as they happen (the executor, which tells
+    them to plugins and notifiers)."""
 
-    def started(self, job: Job) -> None: ...
-
-    def ended(self, job: Job) -> None: ...
-
-    def heartbeat(self, job: Job, heartbeat: Mapping[str, Any]) -> None: ...
-
-    def resubmitted(self, job: Job) -> None: ...
-
-    def waiting(self, job: Job, note: str) -> None: ...
+    def emit(self, event: Event) -> None: ...
 
 
 # A Ctrl-C may be delivered to any thread of the process. CPython runs the handler,
@@ -105,7 +106,7 @@ class Run:
         job.id = job_id or job.id
         job.state = JobState.RUNNING
         if self.events is not None:
-            self.events.started(job)
+            self.events.emit(JobStarted(job))
 
     def _failing_job(self, index: int) -> Job | None:
         """The Job object of a job that fails, dies or resubmits, made if need be."""
@@ -147,8 +148,8 @@ class Run:
         if self.events is not None and self.jobs is not None:
             for index in indices:
                 if index in unstarted:
-                    self.events.started(self.jobs[index])
-                self.events.ended(self.jobs[index])
+                    self.events.emit(JobStarted(self.jobs[index]))
+                self.events.emit(ended(self.jobs[index]))
 
     def failed(self, index: int, failure: Failure) -> None:
         unstarted = self._unstarted([index]) if failure.cause_of_death is None else set()
@@ -165,8 +166,8 @@ class Run:
             self.condition.notify_all()
         if self.events is not None and job is not None:
             if unstarted:
-                self.events.started(job)
-            self.events.ended(job)
+                self.events.emit(JobStarted(job))
+            self.events.emit(ended(job))
 
     def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
         if self.jobs is None:  # grid_map without observers: failures carry the history
@@ -174,7 +175,7 @@ class Run:
         job = self.jobs[index]
         job.record_heartbeat(heartbeat)
         if self.events is not None:
-            self.events.heartbeat(job, heartbeat)
+            self.events.emit(JobHeartbeat(job, dict(heartbeat)))
 
     def resubmitted(self, index: int, cause_of_death: str) -> None:
         self.running -= self.live[index]
@@ -186,11 +187,11 @@ class Run:
         job.cause_of_death = cause_of_death
         job.state = JobState.SUBMITTED
         if self.events is not None:
-            self.events.resubmitted(job)
+            self.events.emit(JobResubmitted(job))
 
     def waiting(self, index: int, note: str) -> None:
         if self.jobs is not None and self.events is not None:  # only observers need it
-            self.events.waiting(self.jobs[index], note)
+            self.events.emit(JobWaiting(self.jobs[index], note))
 
     def job_name(self, index: int) -> str | None:
         """The job's own name, where this run has its Job object."""
@@ -270,36 +271,36 @@ class FutureSink:
         self.job.id = job_id or self.job.id
         self.job.state = JobState.RUNNING
         if self.events is not None:
-            self.events.started(self.job)
+            self.events.emit(JobStarted(self.job))
 
     def _start_if_unreported(self) -> None:
         if self.events is not None and self.job.state is JobState.SUBMITTED:
-            self.events.started(self.job)
+            self.events.emit(JobStarted(self.job))
 
     def succeeded(self, indices: Sequence[int], values: Sequence[Any], host_name: str) -> None:
         self._start_if_unreported()
         self.job.record_success(values[0], host_name)
         if self.events is not None:
-            self.events.ended(self.job)
+            self.events.emit(ended(self.job))
         self.future.set_result(values[0])
 
     def heartbeat(self, index: int, heartbeat: Mapping[str, Any]) -> None:
         self.job.record_heartbeat(heartbeat)
         if self.events is not None:
-            self.events.heartbeat(self.job, heartbeat)
+            self.events.emit(JobHeartbeat(self.job, dict(heartbeat)))
 
     def resubmitted(self, index: int, cause_of_death: str) -> None:
         self.job.num_resubmits += 1
         self.job.cause_of_death = cause_of_death
         if self.events is not None:
-            self.events.resubmitted(self.job)
+            self.events.emit(JobResubmitted(self.job))
 
     def job_name(self, index: int) -> str | None:
         return self.job.name
 
     def waiting(self, index: int, note: str) -> None:
         if self.events is not None:
-            self.events.waiting(self.job, note)
+            self.events.emit(JobWaiting(self.job, note))
 
     def failed(self, index: int, failure: Failure) -> None:
         job = self.job
@@ -307,7 +308,7 @@ class FutureSink:
             self._start_if_unreported()
         job.record_failure(failure)
         if self.events is not None:
-            self.events.ended(job)
+            self.events.emit(ended(job))
         if failure.exception is not None and not failure.cause_of_death:
             self.future.set_exception(attach_traceback(failure.exception, failure, job.name))
         else:

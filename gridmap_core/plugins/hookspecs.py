@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from gridmap_core.map.events import Event
     from gridmap_core.model.job import Job
     from gridmap_core.plugins.types import BackendSpec, NotifierSpec, TransportSpec
 
@@ -210,4 +211,26 @@ def gridmap_map_finished(jobs: Sequence[Job], summary: dict[str, Any]) -> None:
         @hookimpl
         def gridmap_map_finished(jobs, summary):
             print(summary["succeeded"], "of", summary["total"], "jobs succeeded")
+    """
+
+
+@hookspec
+def gridmap_event(event: Event) -> None:
+    """Any lifecycle event, as a typed object of :mod:`gridmap_core.map.events`:
+    ``JobSubmitted``, ``JobWaiting``, ``JobStarted``, ``JobHeartbeat``, ``JobFinished``,
+    ``JobFailed``, ``JobDied``, ``JobResubmitted`` (each with ``event.job``) or
+    ``MapFinished`` (``event.jobs``, ``event.summary``).
+
+    Called in the submitting process for every event, just before the event's own hook
+    above (``event.hook`` names it); return value ignored. Implementing it counts as
+    listening to every job, so ``grid_map`` makes a Job object for each of its inputs.
+
+    Example::
+
+        from gridmap_core.map.events import JobDied
+
+        @hookimpl
+        def gridmap_event(event):
+            if isinstance(event, JobDied):
+                print(event.job.name, "died:", event.job.cause_of_death)
     """

@@ -26,7 +26,8 @@ STATES = tuple(state.value for state in JobState if state is not JobState.CREATE
 class Board:
     """The jobs of one executor, as the status page sees them.
 
-    It is a notifier: the executor calls its ``gridmap_*`` methods on every event.
+    It is a notifier: a plugin of its executor's own manager, whose ``gridmap_*``
+    methods hear every event of that executor's jobs.
     """
 
     def __init__(self, name: str = "") -> None:
