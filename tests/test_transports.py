@@ -340,6 +340,29 @@ def test_each_built_in_transport_builds_its_serve_options_from_the_settings(
     assert specs["filesystem"].options_for(tmp_path, settings) == {"directory": str(tmp_path)}
 
 
+def test_the_runner_loads_its_transport_without_the_plugin_manager(tmp_path: Path) -> None:
+    """Given the factory's dotted path, as the monitor gives it, a runner on a node
+    imports its transport through load_transport without pluggy or any entry point."""
+    key_file = protocol.write_key_file(tmp_path / "key", new_key())
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import sys\n"
+        "from gridmap_core.node.runner import main\n"
+        f"status = main(['--transport', 'zmq', '--transport-factory', "
+        f"'gridmap_core.transports.zmq:ZmqTransport', '--address', 'tcp://127.0.0.1:{port}', "
+        f"'--map', 'm', '--key-file', {str(key_file)!r}, '--task', '0', "
+        "'--heartbeat', '0.2', '--give-up', '0.5'])\n"
+        "assert 'zmq' in sys.modules\n"
+        "print(status, 'pluggy' in sys.modules, 'importlib.metadata' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "False", "False"], done.stdout + done.stderr
+
+
 # -- zmq -------------------------------------------------------------------------------
 
 
