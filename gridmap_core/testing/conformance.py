@@ -1,26 +1,5 @@
-"""The backend conformance suite: what every backend must do, on its real scheduler.
-
-Subclass :class:`BackendConformance` in a pytest module and name the backend::
-
-    from gridmap_core.testing import BackendConformance
-
-    class TestMyBackend(BackendConformance):
-        backend = "mine"
-        settings = {"DEFAULT_TEMP_DIR": "/shared/tmp"}
-
-        def assert_ran_on_backend(self, where):
-            assert "MY_SCHEDULER_JOB_ID" in where["environment"]
-
-Every test runs real jobs through :class:`~gridmap_core.face.executor.GridMapExecutor`,
-with ``require_cluster`` as the backend's :class:`~gridmap_core.plugins.types.BackendSpec`
-says (``is_cluster``): a cluster backend that cannot run here fails instead of falling
-back to the local one, and a backend that runs jobs on this machine is tested as it is.
-Jobs write their marker files in ``shared_dir``, which must be visible to the nodes.
-Override :meth:`kill` when the jobs do not run on this host. Add tests for what only
-your scheduler can check (slots, memory and runtime limits as it granted them) in
-the subclass. A test of a contract the backend cannot keep by its nature (a thread
-cannot be killed alone) is turned off by setting it to None in the subclass, with a
-comment saying why.
+"""The backend conformance suite, :class:`BackendConformance`: what every backend must do,
+on its real scheduler (how to use it: :mod:`gridmap_core.testing`).
 
 Every assertion here carries its message: pytest rewrites the assertions of test
 modules only, not of this one, so a bare ``assert`` would fail without saying what.
@@ -30,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import resource
 import signal
 import socket
-import sys
 import tempfile
 import threading
 import time
@@ -43,69 +20,22 @@ from typing import Any
 
 from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.job import Job, JobException, JobState
-from gridmap_core.plugins.manager import get_plugin_manager, hookimpl
+from gridmap_core.plugins.manager import get_plugin_manager
+from gridmap_core.testing.jobs import (
+    add,
+    raise_value_error,
+    record_pid_then,
+    sleep_then,
+    wait_for_file,
+    where,
+    where_after,
+)
+from gridmap_core.testing.recorder import EventRecorder
+
+__all__ = ["BackendConformance"]
 
 # The events that end a job; a cancelled job must hear none of them.
 _ENDINGS = ("finished", "failed", "died", "resubmitted")
-
-__all__ = ["BackendConformance", "EventRecorder"]
-
-
-# -- jobs (module level, so every node can import them) ---------------------------------
-
-
-def where(x: int) -> dict[str, Any]:
-    """The square of ``x``, and where and how it ran."""
-    return {
-        "value": x * x,
-        "pid": os.getpid(),
-        "thread": threading.current_thread().name,
-        "host": socket.gethostname(),
-        "cwd": os.getcwd(),
-        "environment": dict(os.environ),
-        "argv": list(sys.argv),
-        # The address-space limit the job runs under (Grid Engine's h_vmem), or -1.
-        "memory_limit": resource.getrlimit(resource.RLIMIT_AS)[0],
-    }
-
-
-def where_after(seconds: float, x: int) -> dict[str, Any]:
-    time.sleep(seconds)
-    return where(x)
-
-
-def add(a: int, b: int, *, scale: int = 1) -> int:
-    return (a + b) * scale
-
-
-def raise_value_error(x: int) -> None:
-    raise ValueError(f"conformance job refused {x}")
-
-
-def record_pid_then(marker: str, seconds: float, value: int) -> int:
-    """Write ``pid host`` to ``marker`` (if it does not exist yet), then sleep."""
-    path = Path(marker)
-    if not path.exists():
-        path.write_text(f"{os.getpid()} {socket.gethostname()}")
-        time.sleep(seconds)
-    return value
-
-
-def sleep_then(seconds: float, value: int) -> int:
-    time.sleep(seconds)
-    return value
-
-
-def wait_for_file(path: str, seconds: float, value: int) -> int:
-    """Wait until ``path`` exists (at most ``seconds``), then return ``value``: a long
-    job that a test can end, should the backend have left it running."""
-    deadline = time.monotonic() + seconds
-    while not os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return value
-
-
-# -- the suite ---------------------------------------------------------------------------
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:
@@ -122,75 +52,6 @@ def _alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
-
-
-class EventRecorder:
-    """A plugin that records every lifecycle event it hears, as (event, job name, the
-    job's scheduler id at that moment). Register it with :meth:`listening`."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str | int | None]] = []
-        self.summaries: list[dict[str, Any]] = []
-
-    def _add(self, event: str, job: Job) -> None:
-        self.events.append((event, job.name, job.id))
-
-    @hookimpl
-    def gridmap_job_submitted(self, job: Job) -> None:
-        self._add("submitted", job)
-
-    @hookimpl
-    def gridmap_job_started(self, job: Job) -> None:
-        self._add("started", job)
-
-    @hookimpl
-    def gridmap_job_heartbeat(self, job: Job, heartbeat: dict[str, Any]) -> None:
-        self._add("heartbeat", job)
-
-    @hookimpl
-    def gridmap_job_finished(self, job: Job) -> None:
-        self._add("finished", job)
-
-    @hookimpl
-    def gridmap_job_failed(self, job: Job) -> None:
-        self._add("failed", job)
-
-    @hookimpl
-    def gridmap_job_died(self, job: Job) -> None:
-        self._add("died", job)
-
-    @hookimpl
-    def gridmap_job_resubmitted(self, job: Job) -> None:
-        self._add("resubmitted", job)
-
-    @hookimpl
-    def gridmap_map_finished(self, jobs: list[Job], summary: dict[str, Any]) -> None:
-        self.summaries.append(summary)
-        self.events.append(("map_finished", f"{summary['succeeded']}/{summary['total']}",
-                            None))
-
-    def of(self, name: str) -> list[str]:
-        """The events of the job called ``name``, each run of heartbeats as one."""
-        seen: list[str] = []
-        for event, job, _ in self.events:
-            if job == name and not (event == "heartbeat" and seen[-1:] == ["heartbeat"]):
-                seen.append(event)
-        return seen
-
-    def ids(self, name: str) -> list[str | int | None]:
-        """The job's scheduler id at each of its events."""
-        return [job_id for _, job, job_id in self.events if job == name]
-
-    @contextlib.contextmanager
-    def listening(self) -> Iterator[EventRecorder]:
-        """Registered with gridmap's plugin manager for the block's duration."""
-        manager = get_plugin_manager()
-        name = f"event-recorder-{id(self)}"
-        manager.register(self, name=name)
-        try:
-            yield self
-        finally:
-            manager.unregister(name=name)
 
 
 class BackendConformance:
