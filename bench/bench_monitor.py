@@ -178,7 +178,7 @@ class BenchSink:
             self._seen[index] = 1
             self.heard += 1
 
-    def resubmitted(self, index: int, cause_of_death: str) -> None:
+    def resubmitted(self, index: int, cause_of_death: str, kind: Any = None) -> None:
         self.resubmits.append((index, cause_of_death))
 
     def job_name(self, index: int) -> str | None:

@@ -295,3 +295,31 @@ def test_scheduler_evidence_must_name_the_submitted_job() -> None:
         "SLURM_ARRAY_JOB_ID=77"
     assert scheduler_evidence("123", {"JOB_ID": "999"}) == ""
     assert scheduler_evidence("123", {}) == ""
+
+
+# -- diagnosis from the kind of death, not its wording -------------------------------------
+
+
+def test_the_round_trip_blames_the_monitor_by_the_kind_of_death_not_its_words(
+        tmp_path: Path) -> None:
+    from gridmap_core.doctor.trip import Trip, check_monitor, check_round_trip
+    from gridmap_core.doctor.verdicts import MONITOR, ROUND_TRIP, Plan
+    from gridmap_core.model.config import load_settings
+    from gridmap_core.model.death import DeathKind
+    from gridmap_core.plugins.manager import get_plugin_manager
+
+    plan = Plan(load_settings({"DEFAULT_TEMP_DIR": str(tmp_path)}), "local", "test")
+    spec = get_plugin_manager().backend("local")
+    # Words that once meant "unheard", on a death of another kind, and the reverse.
+    worded = Trip("t", cause="no heartbeat for 9 s, as its scheduler killed it",
+                  death_kind=DeathKind.KILLED)
+    unworded = Trip("t", cause="the runner gave up", death_kind=DeathKind.UNREACHABLE,
+                    address="tcp://10.0.0.1:5555")
+    assert check_round_trip(worded, plan, spec).todo.startswith("read the cause above")
+    assert check_monitor(worded, plan, spec).name == MONITOR
+    assert check_monitor(worded, plan, spec).verdict is Verdict.SKIP
+    round_trip = check_round_trip(unworded, plan, spec)
+    assert (round_trip.name, round_trip.verdict) == (ROUND_TRIP, Verdict.FAIL)
+    assert round_trip.todo.startswith("see 'nodes reach monitor' below")
+    monitor = check_monitor(unworded, plan, spec)
+    assert monitor.verdict is Verdict.FAIL and "tcp://10.0.0.1:5555" in monitor.detail

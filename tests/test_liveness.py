@@ -21,8 +21,10 @@ from gridmap_core.map.liveness import (
     judge_silence,
     judge_status,
 )
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.job import RemoteError
 from gridmap_core.model.serialization import dumps
+from gridmap_core.wire.exits import EXIT_JOB_DIED, EXIT_LOST, EXIT_SETUP, EXIT_UNREACHABLE
 from gridmap_core.wire.messages import (
     MAX_LOG_TAIL,
     Heartbeat,
@@ -175,6 +177,38 @@ def test_the_resubmit_flag_is_carried(status: Status) -> None:
     yes = judge_status(JobStatus(status, "deleted by user", resubmit=True), "j")
     assert no is not None and not no.resubmit
     assert yes is not None and yes.resubmit
+
+
+# -- kinds of death ----------------------------------------------------------------
+
+
+def test_each_rule_gives_its_kind_of_death() -> None:
+    limits = Limits(30.0, 5.0, 60.0, memory_limit=150 * 2**20)
+    memory = judge_heartbeat(beat(memory=300 * 2**20), 0.0, limits)
+    idle = judge_heartbeat(beat(cpu=0.0, status="sleeping"), 61.0, LIMITS)
+    unheard = judge_silence(31.0, True, "tcp://10.0.0.1:5555", LIMITS)
+    silent = judge_silence(45.0, False, "tcp://10.0.0.1:5555", LIMITS)
+    assert [v.kind if v else None for v in (memory, idle, unheard, silent)] == [
+        DeathKind.OUT_OF_MEMORY, DeathKind.IDLE, DeathKind.NO_HEARTBEAT, DeathKind.SILENT]
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (JobStatus(Status.ENDED, exit_status=EXIT_UNREACHABLE), DeathKind.UNREACHABLE),
+    (JobStatus(Status.ENDED, exit_status=EXIT_LOST), DeathKind.MONITOR_LOST),
+    (JobStatus(Status.ENDED, exit_status=EXIT_SETUP), DeathKind.RUNNER_FAILED),
+    (JobStatus(Status.ENDED, exit_status=EXIT_JOB_DIED), DeathKind.EXITED),
+    (JobStatus(Status.ENDED, exit_status=-9), DeathKind.KILLED),
+    (JobStatus(Status.ENDED, "killed by SIGKILL"), DeathKind.OTHER),
+    (JobStatus(Status.ERROR), DeathKind.SCHEDULER_ERROR),
+    (JobStatus(Status.UNKNOWN), DeathKind.VANISHED),
+    # What the scheduler says wins over what the exit status suggests.
+    (JobStatus(Status.ENDED, "out of memory", 137, kind=DeathKind.OUT_OF_MEMORY),
+     DeathKind.OUT_OF_MEMORY),
+    (JobStatus(Status.ENDED, "killed by SIGKILL", kind=DeathKind.KILLED), DeathKind.KILLED),
+])
+def test_a_schedulers_report_gives_a_kind_of_death(status: JobStatus, kind: DeathKind) -> None:
+    verdict = judge_status(status, "j1")
+    assert verdict is not None and verdict.kind is kind
 
 
 # -- TASK payloads -----------------------------------------------------------------

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
-# Defined with the model, since a Job holds both; part of the contract all the same.
+# Defined with the model, since a Job holds them; part of the contract all the same.
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.spec import Failure, JobSpec
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ __all__ = [
     "Backend",
     "BackendSession",
     "Batch",
+    "DeathKind",
     "Failure",
     "JobSpec",
     "SessionOptions",
@@ -62,8 +64,10 @@ class Sink(Protocol):
         ``memory`` (bytes), ``host_name``, ``status`` and ``log_tail``."""
         ...
 
-    def resubmitted(self, index: int, cause_of_death: str) -> None:
-        """The job at ``index`` died of ``cause_of_death`` and was submitted again."""
+    def resubmitted(self, index: int, cause_of_death: str,
+                    kind: DeathKind | None = None) -> None:
+        """The job at ``index`` died of ``cause_of_death`` (a death of ``kind``, None
+        when the backend cannot tell) and was submitted again."""
         ...
 
     def job_name(self, index: int) -> str | None:

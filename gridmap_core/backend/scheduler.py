@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
-from gridmap_core.backend import JobSpec
+from gridmap_core.backend import DeathKind, JobSpec
 
 __all__ = ["JobStatus", "Launch", "PollSoon", "Scheduler", "Status", "runner_prefix"]
 
@@ -41,7 +41,9 @@ class JobStatus(NamedTuple):
     ``cause`` says how it ended or why it is stuck, in words for the user ("killed by
     signal 9", "out of memory"); ``resubmit`` is False when resubmitting cannot help
     or was not wanted (a user deleted the job); ``note`` explains a long wait in
-    the queue ("no queue instance can run it: all.q@node is in state E").
+    the queue ("no queue instance can run it: all.q@node is in state E"); ``kind``
+    says what kind of death ``cause`` is, where the scheduler knows better than the
+    status and ``exit_status`` tell (out of memory, a time limit, a cancel).
     """
 
     status: Status
@@ -49,6 +51,7 @@ class JobStatus(NamedTuple):
     exit_status: int | None = None
     resubmit: bool = True
     note: str = ""
+    kind: DeathKind | None = None
 
 
 @dataclass(frozen=True)

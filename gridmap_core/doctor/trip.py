@@ -3,12 +3,12 @@
 :func:`run_round_trip` submits :func:`probe_job` through :class:`GridMapExecutor` and
 records what happened in a :class:`Trip`; the three ``check_*`` functions read it as
 the checks "round trip", "nodes reach monitor" and "temp_dir shared". A job that died
-is diagnosed from its cause of death, in the runner's and the monitor's own words.
+is diagnosed from the kind of its death (a :class:`DeathKind`), and its cause of death
+is shown in the runner's and the monitor's own words.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import secrets
@@ -24,10 +24,10 @@ from typing import Any
 from gridmap_core.doctor.verdicts import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
 from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.config import ConfigError, Settings
+from gridmap_core.model.death import UNHEARD, DeathKind
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.plugins.types import BackendSpec
 from gridmap_core.transports import TransportError, transport_spec
-from gridmap_core.wire.exits import EXIT_LOST, EXIT_UNREACHABLE, describe_exit
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
            "run_round_trip"]
@@ -37,16 +37,6 @@ __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_j
 # copy into jobs, so a job that sees one was started by the scheduler.
 SCHEDULER_VARIABLES = ("JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")
 TO_NODE, FROM_NODE = "to-node", "from-node"
-# Causes of death that mean the runner and the monitor never (or no longer) heard each
-# other: the runner's exit statuses 3 and 5, and the monitor's silence rules.
-_UNHEARD = (
-    describe_exit(EXIT_UNREACHABLE).partition(" (")[0],
-    describe_exit(EXIT_LOST).partition(" (")[0],
-    "without contacting the monitor",
-    "no heartbeat for",
-)
-# How the monitor tells why jobs wait in the queue (a hold, a queue in error state).
-_QUEUE_NOTE = "jobs are waiting in the queue"
 # Time to cancel the job and release the backend after the timeout, before the round
 # trip is abandoned to its thread.
 _GRACE = 30.0
@@ -85,6 +75,7 @@ class Trip:
     submit_error: BaseException | None = None  # the map did not start; no job ran
     raised: str = ""  # the job raised: the last line of its traceback
     cause: str = ""  # the job died: its cause of death
+    death_kind: DeathKind | None = None  # and what kind of death that was
     timed_out: bool = False
     started: bool = False  # the job began to run (its runner fetched its task)
     job_id: str = ""
@@ -96,17 +87,16 @@ class Trip:
     queue_note: str = ""  # why the scheduler kept the job waiting, if it said
 
 
-class _QueueNotes(logging.Handler):
-    """Hears the monitor's notes on why jobs wait, for a job that never starts."""
+class _QueueNotes:
+    """A notifier of the round trip's executor: hears why the scheduler keeps the job
+    waiting (a hold, a queue in error state), for a job that never starts."""
 
     def __init__(self, trip: Trip) -> None:
-        super().__init__(logging.WARNING)
         self.trip = trip
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, str) and record.msg.startswith(_QUEUE_NOTE) and record.args:
-            self.trip.queue_note = str(record.args[0] if isinstance(record.args, tuple)
-                                       else record.args)
+    def gridmap_job_waiting(self, job: Job, note: str) -> None:
+        if note:  # an empty note only says the scheduler stopped giving one
+            self.trip.queue_note = note
 
 
 def trip_settings(settings: Settings, timeout: float) -> dict[str, Any]:
@@ -134,6 +124,7 @@ def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
                                temp_dir=plan.temp_dir,
                                settings=trip_settings(plan.settings, timeout))
     job = Job(probe_job, [trip.token, trip.exchange], name="gridmap_doctor", mem_free=None)
+    executor.runtime.notifiers.add("gridmap doctor", _QueueNotes(trip))
     session = None
     try:
         future = executor.submit_job(job)
@@ -148,6 +139,7 @@ def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
                 trip.timed_out = True
             elif job.cause_of_death:
                 trip.cause = job.cause_of_death
+                trip.death_kind = job.death_kind
             else:
                 trip.raised = _last_line(job.traceback) or f"{type(error).__name__}: {error}"
         trip.seconds = time.monotonic() - started
@@ -182,14 +174,8 @@ def run_round_trip(plan: Plan, spec: BackendSpec, timeout: float) -> Trip:
 
     # A submission that hangs (a scheduler that never answers) must not hang the doctor.
     thread = threading.Thread(target=travel, name="gridmap-doctor", daemon=True)
-    notes = _QueueNotes(trip)
-    monitor_log = logging.getLogger("gridmap_core.map.monitor")
-    monitor_log.addHandler(notes)
-    try:
-        thread.start()
-        thread.join(timeout + _GRACE)
-    finally:
-        monitor_log.removeHandler(notes)
+    thread.start()
+    thread.join(timeout + _GRACE)
     if thread.is_alive():
         trip.timed_out = True
     if trip.exchange is not None:
@@ -265,7 +251,7 @@ def check_round_trip(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
         return Check(ROUND_TRIP, Verdict.FAIL, f"the job raised {trip.raised}",
                      "the nodes need the same Python environment as this host (gridmap "
                      f"installed) and this working directory, {os.getcwd()}{kept}")
-    if trip.cause and _unheard(trip.cause):
+    if _unheard(trip):
         return Check(ROUND_TRIP, Verdict.FAIL, f"the job died: {_short(trip.cause)}",
                      f"see 'nodes reach monitor' below{kept}")
     if trip.cause:
@@ -302,15 +288,17 @@ def _skip(name: str, trip: Trip) -> Check:
         because = "the job did not finish within the timeout"
     elif trip.raised:
         because = "the job raised before it could tell"
-    elif _unheard(trip.cause):
+    elif _unheard(trip):
         because = "the job never reached the monitor"
     else:
         because = "the job died first (see round trip)"
     return Check(name, Verdict.SKIP, f"skipped: because {because}")
 
 
-def _unheard(cause: str) -> bool:
-    return any(words in cause for words in _UNHEARD)
+def _unheard(trip: Trip) -> bool:
+    """Whether the job died because its runner and the monitor never (or no longer)
+    heard each other."""
+    return bool(trip.cause) and trip.death_kind in UNHEARD
 
 
 def _ran_here(trip: Trip, spec: BackendSpec) -> str:
@@ -339,8 +327,7 @@ def check_monitor(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
         todo = advice.cannot_serve(plan.transport, plan.settings, plan.temp_dir)
         return Check(MONITOR, Verdict.FAIL, f"the monitor cannot serve: {trip.submit_error}",
                      todo)
-    if trip.cause and (_unheard(trip.cause)
-                       or advice.lost_by_transport(trip.cause, plan.temp_dir)):
+    if _unheard(trip) or (trip.cause and advice.lost_by_transport(trip.cause, plan.temp_dir)):
         return _unreachable(trip, plan)
     if trip.report is None and not trip.raised:
         return _skip(MONITOR, trip)

@@ -1,7 +1,8 @@
 """Deciding that a job is dead: from its heartbeats, its silence, and its scheduler.
 
 Pure rules, no I/O, so each can be tested alone. The monitor applies them; a job
-found dead gets the returned text as its ``cause_of_death``.
+found dead gets the returned text as its ``cause_of_death`` and the returned kind
+(a :class:`~gridmap_core.model.death.DeathKind`) as its ``death_kind``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.death import DeathKind
+from gridmap_core.wire.exits import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
 from gridmap_core.wire.messages import Heartbeat
 
 __all__ = [
@@ -37,10 +40,12 @@ class Limits:
 
 @dataclass(frozen=True)
 class Verdict:
-    """A job is dead: why, and whether resubmitting it may help."""
+    """A job is dead: why (in words, and as a kind), and whether resubmitting it may
+    help."""
 
     cause: str
     resubmit: bool = True
+    kind: DeathKind = DeathKind.OTHER
 
 
 def _mb(size: int) -> str:
@@ -78,11 +83,13 @@ def judge_heartbeat(beat: Heartbeat, idle_for: float, limits: Limits) -> Verdict
             f"out of memory: its processes used {_mb(beat.memory)}, over its limit "
             f"h_vmem={_mb(limits.memory_limit)}",
             resubmit=False,
+            kind=DeathKind.OUT_OF_MEMORY,
         )
     if limits.max_idle_time > 0 and idle_for >= limits.max_idle_time:
         return Verdict(
             f"idle: its processes used at most {limits.idle_threshold:g}% CPU, sleeping, "
-            f"for {idle_for:.0f} s ({limits.idle_limit})"
+            f"for {idle_for:.0f} s ({limits.idle_limit})",
+            kind=DeathKind.IDLE,
         )
     return None
 
@@ -105,11 +112,13 @@ def judge_silence(silent_for: float, fetched: bool, address: str, limits: Limits
     if fetched:
         return Verdict(
             f"no heartbeat for {silent_for:.0f} s "
-            f"(MAX_TIME_BETWEEN_HEARTBEATS={limits.max_silence:g})"
+            f"(MAX_TIME_BETWEEN_HEARTBEATS={limits.max_silence:g})",
+            kind=DeathKind.NO_HEARTBEAT,
         )
     return Verdict(
         f"running for {silent_for:.0f} s without contacting the monitor at {address}: "
-        "check that compute nodes can reach the submitting host, and the job's log"
+        "check that compute nodes can reach the submitting host, and the job's log",
+        kind=DeathKind.SILENT,
     )
 
 
@@ -125,11 +134,26 @@ def judge_status(status: JobStatus, job_id: str) -> Verdict | None:
         # A negative status is a signal, which the cause already names.
         if status.exit_status is not None and status.exit_status > 0 and "status" not in cause:
             cause += f" (exit status {status.exit_status})"
-        return Verdict(cause, status.resubmit)
+        return Verdict(cause, status.resubmit, status.kind or _ended_kind(status.exit_status))
     if status.status is Status.ERROR:
         return Verdict(status.cause or f"job {job_id} is stuck in an error state",
-                       status.resubmit)
+                       status.resubmit, status.kind or DeathKind.SCHEDULER_ERROR)
     if status.status is Status.UNKNOWN:
         return Verdict(status.cause or f"the scheduler no longer knows job {job_id}",
-                       status.resubmit)
+                       status.resubmit, status.kind or DeathKind.VANISHED)
     return None
+
+
+# The runner's own exit statuses, by the kind of death each means.
+_EXIT_KINDS = {EXIT_UNREACHABLE: DeathKind.UNREACHABLE, EXIT_LOST: DeathKind.MONITOR_LOST,
+               EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED}
+
+
+def _ended_kind(exit_status: int | None) -> DeathKind:
+    """The kind of death of a job that ended, from its exit status alone (a scheduler
+    that knows better says so in ``JobStatus.kind``)."""
+    if exit_status is None:
+        return DeathKind.OTHER
+    if exit_status < 0:  # killed by signal -exit_status
+        return DeathKind.KILLED
+    return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
+from gridmap_core.backend import Batch, DeathKind, Failure, JobSpec, SessionOptions
 from gridmap_core.backend.scheduler import Launch, Scheduler, Status, runner_prefix
 from gridmap_core.map.liveness import (
     Limits,
@@ -469,7 +469,8 @@ class MonitoredSession:
             self._failures += 1
             cause = _memory_limit_cause(outcome.exception, task.batch.spec)
             sink.failed(task.index, self._failure(task, outcome.exception, outcome.traceback,
-                                                  cause, host))
+                                                  cause, host,
+                                                  DeathKind.OUT_OF_MEMORY if cause else None))
         if following is not None:
             following.batch.sink.started(following.index, following.host_name,
                                          following.job_id)
@@ -514,10 +515,10 @@ class MonitoredSession:
                            error)
 
     def _failure(self, task: _Task, exception: BaseException | None, traceback: str | None,
-                 cause: str | None, host: str = "") -> Failure:
+                 cause: str | None, host: str = "", kind: DeathKind | None = None) -> Failure:
         return Failure(exception, traceback, host or task.host_name, cause, task.resubmits,
                        tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat,
-                       task.job_id)
+                       task.job_id, kind)
 
     def _end(self, task: _Task) -> None:
         """A task is over: forget it, so its arguments and history can be freed."""
@@ -556,7 +557,7 @@ class MonitoredSession:
             task.suspended_at = None
             logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
                            task.resubmits, self.max_resubmits)
-            task.batch.sink.resubmitted(task.index, verdict.cause)
+            task.batch.sink.resubmitted(task.index, verdict.cause, verdict.kind)
             try:
                 launch = self._launch(task.batch.spec, [task.id], task.attempt)
                 job_id = self.scheduler.launch(launch)[0]
@@ -568,12 +569,14 @@ class MonitoredSession:
                 self._end(task)
                 self._failures += 1
                 task.batch.sink.failed(task.index, self._failure(
-                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}"))
+                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}",
+                    kind=verdict.kind))
             return
         self._end(task)
         self._failures += 1
         logger.warning("%s died: %s", name, verdict.cause)
-        task.batch.sink.failed(task.index, self._failure(task, None, None, verdict.cause))
+        task.batch.sink.failed(task.index, self._failure(task, None, None, verdict.cause,
+                                                         kind=verdict.kind))
 
     def _poll(self) -> None:
         with self._lock:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
-from gridmap_core.backend import Failure
+from gridmap_core.backend import DeathKind, Failure
 from gridmap_core.map.events import (
     Event,
     JobHeartbeat,
@@ -177,7 +177,8 @@ class Run:
         if self.events is not None:
             self.events.emit(JobHeartbeat(job, dict(heartbeat)))
 
-    def resubmitted(self, index: int, cause_of_death: str) -> None:
+    def resubmitted(self, index: int, cause_of_death: str,
+                    kind: DeathKind | None = None) -> None:
         self.running -= self.live[index]
         self.live[index] = 0
         job = self._failing_job(index)
@@ -185,6 +186,7 @@ class Run:
             return
         job.num_resubmits += 1
         job.cause_of_death = cause_of_death
+        job.death_kind = kind or DeathKind.OTHER
         job.state = JobState.SUBMITTED
         if self.events is not None:
             self.events.emit(JobResubmitted(job))
@@ -289,9 +291,11 @@ class FutureSink:
         if self.events is not None:
             self.events.emit(JobHeartbeat(self.job, dict(heartbeat)))
 
-    def resubmitted(self, index: int, cause_of_death: str) -> None:
+    def resubmitted(self, index: int, cause_of_death: str,
+                    kind: DeathKind | None = None) -> None:
         self.job.num_resubmits += 1
         self.job.cause_of_death = cause_of_death
+        self.job.death_kind = kind or DeathKind.OTHER
         if self.events is not None:
             self.events.emit(JobResubmitted(self.job))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.options import JobOptions
 from gridmap_core.model.resources import Resources
 from gridmap_core.model.spec import Failure, JobSpec
@@ -47,7 +48,8 @@ class Job:
     The constructor matches the original GridMap's; resource values are validated
     here, so a bad ``mem_free`` or ``h_rt`` fails before anything is submitted.
     After a run, ``ret`` holds the return value (or the exception the function
-    raised, with its remote ``traceback``), ``cause_of_death`` why a lost job died,
+    raised, with its remote ``traceback``), ``cause_of_death`` why a lost job died
+    (and ``death_kind`` what kind of death that was, a :class:`DeathKind`),
     and ``host_name``, ``timestamp``, ``track_cpu``, ``track_mem`` where and how it ran.
     """
 
@@ -56,6 +58,7 @@ class Job:
         "args",
         "backend",
         "cause_of_death",
+        "death_kind",
         "function",
         "heart_beat",
         "home_address",
@@ -153,6 +156,7 @@ class Job:
         self.ret: Any = JOB_NOT_FINISHED
         self.traceback: str | None = None
         self.cause_of_death = ""
+        self.death_kind: DeathKind | None = None
         self.num_resubmits = 0
         self.log_stdout_fn = ""
         self.log_stderr_fn = ""
@@ -264,6 +268,7 @@ class Job:
             self.heart_beat = dict(failure.heart_beat)
         if failure.cause_of_death:
             self.cause_of_death = failure.cause_of_death
+            self.death_kind = failure.death_kind or DeathKind.OTHER
             self.state = JobState.DEAD
         else:
             self.state = JobState.FAILED

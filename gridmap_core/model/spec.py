@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
 
 __all__ = ["Failure", "JobSpec"]
@@ -43,7 +44,8 @@ class Failure(NamedTuple):
     """How one job ended without a result.
 
     ``exception`` is what the function raised (None when the job died); ``cause_of_death``
-    says why a job was lost (None when it raised).
+    says why a job was lost (None when it raised), and ``death_kind`` what kind of death
+    that was (None when it raised, or when the backend gave no kind).
     """
 
     exception: BaseException | None
@@ -57,3 +59,4 @@ class Failure(NamedTuple):
     track_mem: Sequence[float] = ()
     heart_beat: Mapping[str, Any] | None = None
     job_id: str = ""  # the scheduler's id of the job's last attempt, where known
+    death_kind: DeathKind | None = None
