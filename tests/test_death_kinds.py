@@ -3,6 +3,8 @@ its Job, its Failure and the events, beside the words of its cause."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from gridmap_core import Job, JobException, JobState
@@ -18,6 +20,14 @@ def test_a_runner_that_exits_without_a_result_died_of_exiting() -> None:
             pytest.raises(JobException):
         executor.run_jobs(jobs)
     assert jobs[0].state is JobState.DEAD and jobs[0].death_kind is DeathKind.EXITED
+
+
+def test_a_runner_that_cannot_be_started_is_a_failed_runner(tmp_path: Path) -> None:
+    jobs = [Job(monitored.sleep_for, [0])]
+    with runner_executor({"NUM_RESUBMITS": 0}, python=str(tmp_path / "no-python")) \
+            as executor, pytest.raises(JobException):
+        executor.run_jobs(jobs)
+    assert jobs[0].death_kind is DeathKind.RUNNER_FAILED
 
 
 def test_a_job_over_its_memory_limit_died_out_of_memory() -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from gridmap_core.backend.scheduler import JobStatus, Launch, PollSoon, Status
+from gridmap_core.model.death import DeathKind
 from gridmap_core.wire.exits import describe_exit
 
 __all__ = ["ProcessScheduler"]
@@ -131,7 +132,8 @@ class ProcessScheduler:
         with self._lock:
             for process in [p for p in self._queued if p.job_id in wanted]:
                 self._queued.remove(process)
-                self._ended[process.job_id] = JobStatus(Status.ENDED, "cancelled", resubmit=False)
+                self._ended[process.job_id] = JobStatus(Status.ENDED, "cancelled", resubmit=False,
+                                                           kind=DeathKind.CANCELLED)
             for job_id in wanted & set(self._running):
                 process = self._running[job_id]
                 process.cancelled = True
@@ -177,8 +179,8 @@ class ProcessScheduler:
             what = (f"the runner {process.argv[0]!r}" if len(files) == 2
                     else f"its log file {error.filename!r}")
             self._ended[process.job_id] = JobStatus(
-                Status.ENDED, f"could not start the runner: {what}: {error.strerror}"
-            )
+                Status.ENDED, f"could not start the runner: {what}: {error.strerror}",
+                kind=DeathKind.RUNNER_FAILED)
             return False
         self._running[process.job_id] = process
         return True
@@ -214,7 +216,8 @@ class ProcessScheduler:
                     handle.close()
                 del self._running[job_id]
                 self._ended[job_id] = (
-                    JobStatus(Status.ENDED, "cancelled", code, resubmit=False)
+                    JobStatus(Status.ENDED, "cancelled", code, resubmit=False,
+                              kind=DeathKind.CANCELLED)
                     if process.cancelled else
                     JobStatus(Status.ENDED, describe_exit(code, err_log=process.err), code)
                 )
