@@ -5,8 +5,11 @@ from __future__ import annotations
 from gridmap_core import BackendSpec, Option, hookimpl
 from gridmap_core.model.setting import choice, optional, path
 
+#: The ways multiprocessing can start a worker process.
+START_METHODS = ("fork", "forkserver", "spawn")
+
 LOCAL_OPTIONS = (
-    Option("start_method", optional(choice("fork", "forkserver", "spawn")), None,
+    Option("start_method", optional(choice(*START_METHODS)), None,
            "how worker processes start (multiprocessing); unset: the platform's default"),
     Option("mode", choice("workers", "runner"), "workers",
            "workers: worker processes fed directly; runner: a runner process per job, "
