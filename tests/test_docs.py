@@ -38,6 +38,7 @@ from gridmap_core import (
     grid_map,
 )
 from gridmap_core.map.events import JobDied
+from gridmap_core.model.death import DeathKind
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins import manager as plugins
 from gridmap_core.plugins.manager import PluginManager
@@ -144,6 +145,7 @@ SAMPLE_JOB.ret = ValueError("negative")
 SAMPLE_JOB.traceback = "Traceback (most recent call last):\nValueError: negative\n"
 SAMPLE_JOB.host_name = "node7"
 SAMPLE_JOB.cause_of_death = "out of memory"
+SAMPLE_JOB.death_kind = DeathKind.OUT_OF_MEMORY
 SAMPLE_JOB.num_resubmits = 1
 SAMPLE_JOB.backend = "local"
 SAMPLES: dict[str, Any] = {

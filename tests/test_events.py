@@ -198,3 +198,19 @@ def test_a_notifier_method_with_wrong_arguments_is_refused() -> None:
 def test_submitted_is_an_event_of_every_job() -> None:
     assert JobSubmitted.every_job and not JobFailed.every_job
     assert JobSubmitted.hook in EVERY_JOB_HOOKS and JobFailed.hook in FAILURE_HOOKS
+
+
+def test_the_log_notifier_names_the_kind_of_a_death(caplog: pytest.LogCaptureFixture) -> None:
+    from gridmap_core.backend import Failure
+    from gridmap_core.model.death import DeathKind
+    from gridmap_core.notifiers.log import LogNotifier
+
+    job = Job(double, [1], name="lost")
+    job.record_failure(Failure(None, None, "node3", "no heartbeat for 31 s",
+                               death_kind=DeathKind.NO_HEARTBEAT))
+    notifiers = Notifiers({"log": LogNotifier()})
+    with caplog.at_level(logging.INFO, logger="gridmap.events"):
+        notifiers.tell(events.ended(job))
+    [line] = [record.getMessage() for record in caplog.records]
+    assert line.startswith("job_died job=lost host=node3 kind='no heartbeat' "
+                           "cause='no heartbeat for 31 s'"), line

@@ -35,6 +35,12 @@ def _job_fields(job: Job) -> dict[str, Any]:
             "backend": job.backend, "host": job.host_name}
 
 
+def _death_fields(job: Job) -> dict[str, Any]:
+    kind = job.death_kind.value if job.death_kind is not None else ""
+    return {**_job_fields(job), "kind": kind, "cause": job.cause_of_death,
+            "resubmits": job.num_resubmits}
+
+
 class LogNotifier:
     """Logs every lifecycle event (see the module's doc)."""
 
@@ -66,12 +72,10 @@ class LogNotifier:
             "message": str(error)[:500] if error is not None else ""})
 
     def gridmap_job_died(self, job: Job) -> None:
-        self._log(logging.WARNING, "job_died", {
-            **_job_fields(job), "cause": job.cause_of_death, "resubmits": job.num_resubmits})
+        self._log(logging.WARNING, "job_died", _death_fields(job))
 
     def gridmap_job_resubmitted(self, job: Job) -> None:
-        self._log(logging.WARNING, "job_resubmitted", {
-            **_job_fields(job), "cause": job.cause_of_death, "resubmits": job.num_resubmits})
+        self._log(logging.WARNING, "job_resubmitted", _death_fields(job))
 
     def gridmap_map_finished(self, jobs: Sequence[Job], summary: Mapping[str, Any]) -> None:
         fields = {key: summary.get(key) for key in ("name", "backend", "total", "succeeded",

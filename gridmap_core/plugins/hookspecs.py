@@ -165,7 +165,9 @@ def gridmap_job_failed(job: Job) -> None:
 
 @hookspec
 def gridmap_job_died(job: Job) -> None:
-    """A job was lost without a result for good; ``job.cause_of_death`` says why.
+    """A job was lost without a result for good; ``job.cause_of_death`` says why, and
+    ``job.death_kind`` (a :class:`~gridmap_core.model.death.DeathKind`) what kind of
+    death it was.
 
     Called in the submitting process, once per job, when it dies and is not submitted
     again (no resubmissions left, or a death that resubmitting cannot cure, such as
@@ -182,8 +184,8 @@ def gridmap_job_died(job: Job) -> None:
 
 @hookspec
 def gridmap_job_resubmitted(job: Job) -> None:
-    """A job died and was submitted again: ``job.cause_of_death`` says why it died,
-    ``job.num_resubmits`` counts the times.
+    """A job died and was submitted again: ``job.cause_of_death`` says why it died
+    (``job.death_kind``: what kind of death), ``job.num_resubmits`` counts the times.
 
     Called in the submitting process; return value ignored.
 
@@ -232,5 +234,5 @@ def gridmap_event(event: Event) -> None:
         @hookimpl
         def gridmap_event(event):
             if isinstance(event, JobDied):
-                print(event.job.name, "died:", event.job.cause_of_death)
+                print(event.job.name, "died:", event.job.death_kind.value)
     """
