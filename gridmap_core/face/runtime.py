@@ -24,7 +24,6 @@ from gridmap_core.map.events import (
     Event,
     deliver,
     hooks_of,
-    plugin_failed,
 )
 from gridmap_core.map.notifying import Notifiers
 from gridmap_core.map.runs import Run
@@ -32,7 +31,7 @@ from gridmap_core.model.config import Settings, load_settings
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.model.options import JobOptions
 from gridmap_core.model.resources import check_names
-from gridmap_core.plugins.manager import PluginManager, get_plugin_manager
+from gridmap_core.plugins.manager import PluginManager, get_plugin_manager, plugin_failed
 from gridmap_core.plugins.selection import ChosenBackend, choose_backend
 from gridmap_core.watching.progress import Progress
 

@@ -10,7 +10,6 @@ is the one table of events and hooks, and a test holds it to the hook specificat
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -18,13 +17,13 @@ from typing import Any, ClassVar
 import pluggy
 
 from gridmap_core.model.job import Job, JobState
+from gridmap_core.plugins.manager import call_each
 
 __all__ = [
     "EVENTS", "EVERY_JOB_HOOKS", "FAILURE_HOOKS", "TYPED_HOOK", "Event", "JobDied",
     "JobEvent", "JobFailed", "JobFinished", "JobHeartbeat", "JobResubmitted", "JobStarted",
     "JobSubmitted", "JobWaiting", "MapFinished", "deliver", "ended", "hooks_of",
 ]
-logger = logging.getLogger(__name__)
 
 #: The hook that hears every event as an :class:`Event` object.
 TYPED_HOOK = "gridmap_event"
@@ -160,21 +159,7 @@ def deliver(manager: pluggy.PluginManager, event: Event,
     hearing it: ``failed(plugin_name, hook)`` is called instead, in the ``except``
     block (so it may log the traceback), and delivery goes on.
     """
-    for impl in getattr(manager.hook, TYPED_HOOK).get_hookimpls():
-        try:
-            impl.function(event)
-        except Exception:
-            failed(impl.plugin_name, TYPED_HOOK)
-    arguments = event.arguments()
-    for impl in getattr(manager.hook, event.hook).get_hookimpls():
-        try:
-            impl.function(*(arguments[name] for name in impl.argnames))
-        except Exception:
-            failed(impl.plugin_name, event.hook)
-
-
-def plugin_failed(plugin_name: str, hook: str) -> None:
-    """How a plugin of the process's manager that raised is logged: every time, with
-    its traceback (as :meth:`PluginManager.broadcast` does)."""
-    logger.exception("a gridmap plugin failed in %s (plugin %r); continuing", hook,
-                     plugin_name)
+    call_each(getattr(manager.hook, TYPED_HOOK), {"event": event},
+              lambda plugin_name: failed(plugin_name, TYPED_HOOK))
+    call_each(getattr(manager.hook, event.hook), event.arguments(),
+              lambda plugin_name: failed(plugin_name, event.hook))

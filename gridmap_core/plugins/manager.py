@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
@@ -24,8 +24,10 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "PluginManager",
     "UnknownPluginError",
+    "call_each",
     "get_plugin_manager",
     "hookimpl",
+    "plugin_failed",
 ]
 
 ENTRY_POINT_GROUP = "gridmap"
@@ -37,6 +39,25 @@ _Spec = TypeVar("_Spec", BackendSpec, TransportSpec, NotifierSpec)
 
 class UnknownPluginError(GridMapError, LookupError):
     """A plugin name that no installed plugin registered."""
+
+
+def call_each(caller: pluggy.HookCaller, arguments: Mapping[str, Any],
+              failed: Callable[[str], None]) -> None:
+    """Call every implementation of a hook, each with the ``arguments`` it takes. One
+    that raises does not keep the others from being called: ``failed(plugin_name)``
+    is called instead, in the ``except`` block (so it may log the traceback)."""
+    for impl in caller.get_hookimpls():
+        try:
+            impl.function(*(arguments[name] for name in impl.argnames))
+        except Exception:
+            failed(impl.plugin_name)
+
+
+def plugin_failed(plugin_name: str, hook: str) -> None:
+    """How a plugin that raised in a lifecycle hook is logged: every time, with its
+    traceback; the map goes on."""
+    logger.exception("a gridmap plugin failed in %s (plugin %r); continuing", hook,
+                     plugin_name)
 
 
 class PluginManager(pluggy.PluginManager):
@@ -80,15 +101,11 @@ class PluginManager(pluggy.PluginManager):
         """Call every implementation of a lifecycle hook; log, never raise, failures.
 
         Unlike ``self.hook.NAME(...)``, an observer that raises does not keep the
-        observers after it from hearing the event.
+        observers after it from hearing the event. (The core tells its events through
+        :func:`gridmap_core.map.events.deliver`, which calls hooks the same way.)
         """
-        for impl in getattr(self.hook, hook).get_hookimpls():
-            try:
-                impl.function(*(kwargs[name] for name in impl.argnames))
-            except Exception:
-                logger.exception(
-                    "a gridmap plugin failed in %s (plugin %r); continuing", hook, impl.plugin_name
-                )
+        call_each(getattr(self.hook, hook), kwargs,
+                  lambda plugin_name: plugin_failed(plugin_name, hook))
 
     def package_of(self, plugin_name: str) -> str:
         """The package (distribution) that installed a plugin, or the plugin's name."""
