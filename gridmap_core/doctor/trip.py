@@ -27,7 +27,8 @@ from gridmap_core.model.config import ConfigError, Settings
 from gridmap_core.model.death import UNHEARD, DeathKind
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.plugins.types import BackendSpec
-from gridmap_core.transports import TransportError, transport_spec
+from gridmap_core.transports import TransportError
+from gridmap_core.transports.advice import TransportAdvice, advice_for
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
            "run_round_trip"]
@@ -308,10 +309,10 @@ def _ran_here(trip: Trip, spec: BackendSpec) -> str:
     return ""
 
 
-def _advice(plan: Plan) -> Any:
+def _advice(plan: Plan) -> TransportAdvice:
     """What the chosen transport says of itself (the settings check made sure it is
     installed)."""
-    return transport_spec(plan.transport, "setting TRANSPORT").advice_for_doctor()
+    return advice_for(plan.transport)
 
 
 def _unreachable(trip: Trip, plan: Plan) -> Check:

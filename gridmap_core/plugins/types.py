@@ -10,26 +10,21 @@ the core's are; a backend also declares its ``options``
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from gridmap_core.errors import GridMapError
 from gridmap_core.model.setting import Option, Setting
+from gridmap_core.plugins.loading import PluginLoadError, load_factory
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec"]
+__all__ = ["BackendSpec", "NotifierSpec", "PluginLoadError", "TransportSpec", "load_factory"]
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]*$")
 _PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-class PluginLoadError(GridMapError, ImportError):
-    """A plugin's implementation could not be imported or created."""
 
 
 def _check(kind: str, name: str, factory: object, description: str) -> None:
@@ -72,22 +67,6 @@ def _check_options(name: str, options: Any) -> tuple[Option, ...]:
     if twice:
         raise ValueError(f"backend {name!r} declares option {twice[0]!r} twice")
     return checked
-
-
-def load_factory(kind: str, name: str, factory: str | Callable[..., Any]) -> Callable[..., Any]:
-    """Import a dotted ``module:attribute`` path, naming the plugin when it fails."""
-    if not isinstance(factory, str):
-        return factory
-    module_name, _, attribute = factory.partition(":")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except Exception as error:
-        raise PluginLoadError(
-            f"{kind} {name!r} could not be loaded from {factory!r}: {type(error).__name__}: {error}"
-        ) from error
-    return target  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -169,15 +148,6 @@ class TransportSpec:
             return {}
         build = load_factory("transport", self.name, self.serve_options)
         return dict(build(directory, settings.including(self.settings)))
-
-    def advice_for_doctor(self) -> Any:
-        """Its :class:`~gridmap_core.transports.advice.TransportAdvice`, imported now; the
-        general advice when it gives none."""
-        from gridmap_core.transports.advice import TransportAdvice
-
-        if self.advice is None:
-            return TransportAdvice()
-        return load_factory("transport", self.name, self.advice)
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,7 @@ def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transpo
     plugin's entry point (the plugin manager is not even imported). Without it the
     transport is looked up among the registered ones; ``where`` says who asked.
     """
-    from gridmap_core.plugins.types import load_factory  # no pluggy: cheap on a node
+    from gridmap_core.plugins.loading import load_factory  # importlib only: cheap on a node
 
     if factory is None:
         factory = transport_spec(name, where).factory

@@ -12,7 +12,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-__all__ = ["FILESYSTEM", "ZMQ", "TransportAdvice"]
+__all__ = ["FILESYSTEM", "ZMQ", "TransportAdvice", "advice_for"]
 
 
 class TransportAdvice:
@@ -105,3 +105,16 @@ class FilesystemAdvice(TransportAdvice):
 
 ZMQ = ZmqAdvice()
 FILESYSTEM = FilesystemAdvice()
+
+
+def advice_for(name: str) -> TransportAdvice:
+    """What the transport registered as ``name`` says of itself (its
+    ``TransportSpec.advice``, imported now); the general advice when it gives none."""
+    from gridmap_core.plugins.loading import load_factory
+    from gridmap_core.transports import transport_spec
+
+    spec = transport_spec(name, "setting TRANSPORT")
+    if spec.advice is None:
+        return TransportAdvice()
+    advice: TransportAdvice = load_factory("transport", name, spec.advice)  # type: ignore[assignment]
+    return advice
