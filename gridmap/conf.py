@@ -14,10 +14,22 @@ from importlib.util import find_spec
 from typing import Any
 
 from gridmap_core.model.config import load_settings
+from gridmap_core.model.setting import Setting, boolean
 
 _settings = load_settings()
 
-USE_MEM_FREE: bool = _settings["USE_MEM_FREE"]
+
+def _use_mem_free() -> bool:
+    # The sge backend declares USE_MEM_FREE; where it is not installed the constant is
+    # still read, from the same variable, with the original's default.
+    try:
+        return bool(_settings["USE_MEM_FREE"])
+    except KeyError:
+        fallback = Setting("USE_MEM_FREE", boolean, False, "the original's USE_MEM_FREE")
+        return bool(_settings.including([fallback])["USE_MEM_FREE"])
+
+
+USE_MEM_FREE: bool = _use_mem_free()
 DEFAULT_QUEUE: str = _settings["DEFAULT_QUEUE"]
 DEFAULT_TEMP_DIR: str = _settings["DEFAULT_TEMP_DIR"]
 DEFAULT_PAR_ENV: str = _settings["DEFAULT_PAR_ENV"]

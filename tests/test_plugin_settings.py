@@ -208,6 +208,25 @@ def test_the_original_settings_read_without_a_map(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_the_original_use_mem_free_reads_without_the_sge_backend(tmp_path: Path) -> None:
+    """Where no installed plugin declares USE_MEM_FREE, ``gridmap.USE_MEM_FREE`` still
+    reads its variable, with the original's default."""
+    code = ("import gridmap_core.model.config as config\n"
+            "declared = config.plugin_settings\n"
+            "config.plugin_settings = lambda: {  # as if gridmap-sge were not installed\n"
+            "    name: s for name, s in declared().items() if name != 'USE_MEM_FREE'}\n"
+            "import gridmap\n"
+            "print(gridmap.USE_MEM_FREE)\n")
+    for value, expected in (("1", "True"), (None, "False")):
+        env = {k: v for k, v in os.environ.items() if k != "USE_MEM_FREE"}
+        if value is not None:
+            env["USE_MEM_FREE"] = value
+        done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, env={**env, "PYTHONPATH": str(ROOT)})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == expected
+
+
 def test_a_fresh_plugin_manager_reads_a_map_without_the_process_wide_one(
         fresh_plugins: None, in_tmp: Path) -> None:
     manager = PluginManager()
