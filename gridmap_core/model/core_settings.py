@@ -2,7 +2,7 @@
 
 The names, defaults and environment variables are the original GridMap's where it had
 them; the rest read ``GRIDMAP_*``. Settings of one plugin (the email notifier's
-``SMTP_*``, the zmq transport's ``MONITOR_*``, Grid Engine's ``USE_MEM_FREE``) are
+``SMTP_*``, the default transport's ``MONITOR_*``, Grid Engine's ``USE_MEM_FREE``) are
 declared in that plugin's contribution instead, and read in the same way.
 """
 
@@ -87,7 +87,7 @@ SETTINGS: dict[str, Setting] = {
         Setting("HEARTBEAT_FREQUENCY", seconds, 10, "seconds between heartbeats of a job"),
         Setting("TRANSPORT", text, DEFAULT_TRANSPORT,
                 "how jobs reach the submitting process: the name of an installed transport "
-                "(built in: zmq, over TCP; filesystem, through the shared temp_dir)",
+                "(docs/protocol.md describes the built-in ones)",
                 env="GRIDMAP_TRANSPORT"),
     ]
 }
