@@ -13,8 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
-from gridmap_core.wire.exits import describe_exit, name_of_signal
+from gridmap_core.wire.exits import (
+    EXIT_LOST,
+    EXIT_SETUP,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+    describe_exit,
+    name_of_signal,
+)
 
 from .options import memory_mb
 
@@ -143,14 +151,37 @@ def pending_note(record: Record) -> str:
            f"{record.job_id})"
 
 
+# The runner's own exit statuses, by the kind of death each means (as the monitor reads
+# them, gridmap_core.map.liveness): any other status is a runner that exited.
+_EXIT_KINDS = {EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_UNREACHABLE: DeathKind.UNREACHABLE,
+               EXIT_LOST: DeathKind.MONITOR_LOST, EXIT_STOPPED: DeathKind.CANCELLED}
+# End states that are not the job's doing, by their cause and kind of death; each may be
+# resubmitted.
+_NOT_ITS_FAULT = {
+    "NODE_FAIL": ("its node failed (NODE_FAIL)", DeathKind.NODE_FAILED),
+    "BOOT_FAIL": ("its node failed to boot (BOOT_FAIL)", DeathKind.NODE_FAILED),
+    "PREEMPTED": ("preempted by Slurm for another job", DeathKind.PREEMPTED),
+}
+
+
+def _exit_kind(exit_code: int | None) -> DeathKind:
+    """The kind of death of a batch script (the runner) that exited with ``exit_code``
+    without a result: what the runner's exit status says, else that it exited."""
+    if exit_code is None:
+        return DeathKind.EXITED
+    return _EXIT_KINDS.get(exit_code, DeathKind.EXITED)
+
+
 def describe(record: Record, resources: Resources, err_log: str | None = None) -> JobStatus:
-    """The :class:`JobStatus` for what Slurm reported."""
+    """The :class:`JobStatus` for what Slurm reported; an end's ``kind`` says what kind
+    of death its state is."""
     state = record.state
     if state in QUEUED_STATES:
         hopeless = _HOPELESS.get(record.reason)
         if hopeless:
             return JobStatus(Status.ERROR, f"Slurm will never start job {record.job_id}: "
-                             f"{hopeless} ({record.reason})", resubmit=False)
+                             f"{hopeless} ({record.reason})", resubmit=False,
+                             kind=DeathKind.SCHEDULER_ERROR)
         return JobStatus(Status.QUEUED, note=pending_note(record))
     if state in RUNNING_STATES:
         return JobStatus(Status.RUNNING)
@@ -164,26 +195,29 @@ def describe(record: Record, resources: Resources, err_log: str | None = None) -
             limit = f" of {per_cpu * resources.num_slots} MB (--mem-per-cpu={per_cpu}"
             limit += f" x {resources.num_slots} CPUs)" if resources.num_slots > 1 else ")"
         return JobStatus(Status.ENDED, f"out of memory: Slurm killed it over its memory "
-                         f"limit{limit}", None, resubmit=False)
+                         f"limit{limit}", None, resubmit=False, kind=DeathKind.OUT_OF_MEMORY)
     if state in ("TIMEOUT", "DEADLINE"):
         limit = f" (h_rt={resources.h_rt} s)" if resources.h_rt is not None else ""
         what = "its deadline passed" if state == "DEADLINE" else "runtime limit exceeded"
         return JobStatus(Status.ENDED, f"{what}: Slurm ended it at its time limit{limit}",
-                         None, resubmit=False)
+                         None, resubmit=False, kind=DeathKind.TIME_LIMIT)
     if state == "CANCELLED":
-        return JobStatus(Status.ENDED, "cancelled in Slurm (scancel)", None, resubmit=False)
-    if state == "NODE_FAIL":
-        return JobStatus(Status.ENDED, "its node failed (NODE_FAIL)", None)
-    if state == "BOOT_FAIL":
-        return JobStatus(Status.ENDED, "its node failed to boot (BOOT_FAIL)", None)
-    if state == "PREEMPTED":
-        return JobStatus(Status.ENDED, "preempted by Slurm for another job", None)
+        return JobStatus(Status.ENDED, "cancelled in Slurm (scancel)", None, resubmit=False,
+                         kind=DeathKind.CANCELLED)
+    if state in _NOT_ITS_FAULT:
+        cause, kind = _NOT_ITS_FAULT[state]
+        return JobStatus(Status.ENDED, cause, None, kind=kind)
     if state == "REVOKED":
+        # Withdrawn from this cluster by Slurm itself: a cancel, not the job's doing.
         return JobStatus(Status.ENDED, "revoked: a federated sibling cluster ran it", None,
-                         resubmit=False)
+                         resubmit=False, kind=DeathKind.CANCELLED)
     if record.signal:
-        return JobStatus(Status.ENDED, describe_exit(None, name_of_signal(record.signal)), None)
+        return JobStatus(Status.ENDED, describe_exit(None, name_of_signal(record.signal)), None,
+                         kind=DeathKind.KILLED)
     if state in ("COMPLETED", "FAILED"):
         return JobStatus(Status.ENDED, describe_exit(record.exit_code, None, err_log),
-                         record.exit_code)
-    return JobStatus(Status.ENDED, f"ended in Slurm state {state}", record.exit_code)
+                         record.exit_code, kind=_exit_kind(record.exit_code))
+    # A state this module does not know: neither it nor its exit code says what kind
+    # of death it was.
+    return JobStatus(Status.ENDED, f"ended in Slurm state {state}", record.exit_code,
+                     kind=DeathKind.OTHER)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 from gridmap_core.backend.arrays import TrackedJob, TrackedJobs
 from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
 
 from .cluster import Cluster
@@ -145,7 +146,8 @@ class SlurmJobs:
                     answer[job_id] = describe(found[job_id], job.resources, job.err_log)
                 elif job.absent(now, _ABSENT_FOR):
                     answer[job_id] = JobStatus(Status.UNKNOWN, f"Slurm no longer knows job "
-                                               f"{job_id} and has no record of its end")
+                                               f"{job_id} and has no record of its end",
+                                               kind=DeathKind.VANISHED)
         with self._lock:
             for job_id, status in answer.items():
                 if status.status in (Status.ENDED, Status.UNKNOWN):

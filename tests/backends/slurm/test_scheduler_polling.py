@@ -10,6 +10,7 @@ from gridmap_slurm.cluster import Cluster
 from gridmap_slurm.commands import SlurmError
 
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.death import DeathKind
 from tests.backends.slurm.fakes import CONTROLLER_DOWN, Clock, Harness, jobcomp_line, squeue_call
 
 pytestmark = pytest.mark.timeout(30)
@@ -31,12 +32,13 @@ def test_poll_is_one_squeue_for_every_array(harness: Harness, tmp_path: Path) ->
     assert answer["878_2"] == JobStatus(Status.QUEUED)
     assert answer["878_3"] == JobStatus(
         Status.ENDED, "the runner could not start (exit status 2); its log ends: ERROR cannot "
-        "import module 'analysis'", 2)
+        "import module 'analysis'", 2, kind=DeathKind.RUNNER_FAILED)
     assert answer["878_4"].status is Status.QUEUED
     assert "scontrol release 878_4" in answer["878_4"].note
     assert answer["879_1"] == JobStatus(Status.ENDED, "the runner ended without a result "
-                                        "(exit status 0)", 0)
-    assert answer["879_2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None)
+                                        "(exit status 0)", 0, kind=DeathKind.EXITED)
+    assert answer["879_2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None,
+                                        kind=DeathKind.KILLED)
     # Ended jobs are no longer asked about; 879 has none left.
     harness.poll(first + second)
     assert harness.slurm.of("squeue")[-1] == squeue_call("878")
@@ -69,8 +71,9 @@ def test_a_job_squeue_forgot_is_looked_up_in_accounting(
     assert harness.slurm.of("sacct") == [["sacct", "-X", "-n", "-P", "-j", "878_1,878_2,878_3",
                                           "-o", "JobID,State,ExitCode,Reason"]]
     assert answer["878_1"] == JobStatus(Status.ENDED, "the runner ended without a result "
-                                        "(exit status 0)", 0)
+                                        "(exit status 0)", 0, kind=DeathKind.EXITED)
     assert answer["878_2"].cause.startswith("out of memory")
+    assert answer["878_2"].kind is DeathKind.OUT_OF_MEMORY
     assert "878_3" not in answer
     assert len(harness.slurm.of("squeue")) == 3
     # Only the job nobody knows is asked about again, until it is given up.
@@ -80,9 +83,8 @@ def test_a_job_squeue_forgot_is_looked_up_in_accounting(
     clock.now += 0.1
     answer = harness.poll(ids)
     assert set(answer) == {"878_3"}
-    assert answer["878_3"].status is Status.UNKNOWN
-    assert answer["878_3"].cause == ("Slurm no longer knows job 878_3 and has no record of its "
-                                     "end")
+    assert answer["878_3"] == JobStatus(Status.UNKNOWN, "Slurm no longer knows job 878_3 and "
+                                        "has no record of its end", kind=DeathKind.VANISHED)
     calls = len(harness.slurm.calls)
     assert harness.poll(ids) == {}
     assert len(harness.slurm.calls) == calls
@@ -123,9 +125,11 @@ def test_without_accounting_the_completion_log_is_read(
     assert harness.slurm.of("sacct") == []
     assert set(answer) == {"878_1", "878_2", "878_3"}
     assert answer["878_1"].exit_status == 0
-    assert answer["878_2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None)
+    assert answer["878_2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None,
+                                        kind=DeathKind.KILLED)
     assert answer["878_3"].cause.startswith("runtime limit exceeded")  # the later line
     assert answer["878_3"].resubmit is False
+    assert answer["878_3"].kind is DeathKind.TIME_LIMIT
 
 
 def test_a_failed_sacct_falls_back_to_the_completion_log(

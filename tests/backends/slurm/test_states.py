@@ -15,7 +15,16 @@ from gridmap_slurm.states import (
 )
 
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.map.liveness import judge_status
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
+from gridmap_core.wire.exits import (
+    EXIT_JOB_DIED,
+    EXIT_LOST,
+    EXIT_SETUP,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+)
 from tests.backends.slurm.fakes import jobcomp_line
 
 pytestmark = pytest.mark.timeout(30)
@@ -57,6 +66,7 @@ def test_a_wait_that_never_ends_is_an_error(reason: str, words: str) -> None:
     assert status.status is Status.ERROR
     assert status.resubmit is False
     assert status.cause == f"Slurm will never start job 878_1: {words} ({reason})"
+    assert status.kind is DeathKind.SCHEDULER_ERROR
 
 
 @pytest.mark.parametrize("state", ["RUNNING", "COMPLETING", "CONFIGURING"])
@@ -90,7 +100,7 @@ def test_out_of_memory_of_several_cpus() -> None:
 def test_out_of_memory_without_a_request() -> None:
     status = describe(record("OUT_OF_MEMORY"), Resources())
     assert status == JobStatus(Status.ENDED, "out of memory: Slurm killed it over its memory "
-                               "limit", None, resubmit=False)
+                               "limit", None, resubmit=False, kind=DeathKind.OUT_OF_MEMORY)
 
 
 def test_timeout_is_not_resubmitted() -> None:
@@ -105,17 +115,18 @@ def test_cancelled_is_not_resubmitted() -> None:
     for signal in (0, 15):
         status = describe(record("CANCELLED", exit_code=0, signal=signal), Resources())
         assert status == JobStatus(Status.ENDED, "cancelled in Slurm (scancel)", None,
-                                   resubmit=False)
+                                   resubmit=False, kind=DeathKind.CANCELLED)
 
 
-@pytest.mark.parametrize(("state", "words"), [
-    ("NODE_FAIL", "its node failed (NODE_FAIL)"),
-    ("BOOT_FAIL", "its node failed to boot (BOOT_FAIL)"),
-    ("PREEMPTED", "preempted by Slurm for another job"),
+@pytest.mark.parametrize(("state", "words", "kind"), [
+    ("NODE_FAIL", "its node failed (NODE_FAIL)", DeathKind.NODE_FAILED),
+    ("BOOT_FAIL", "its node failed to boot (BOOT_FAIL)", DeathKind.NODE_FAILED),
+    ("PREEMPTED", "preempted by Slurm for another job", DeathKind.PREEMPTED),
 ])
-def test_ends_that_were_not_the_jobs_fault_are_resubmitted(state: str, words: str) -> None:
+def test_ends_that_were_not_the_jobs_fault_are_resubmitted(state: str, words: str,
+                                                           kind: DeathKind) -> None:
     status = describe(record(state, signal=9), Resources())
-    assert status == JobStatus(Status.ENDED, words, None, resubmit=True)
+    assert status == JobStatus(Status.ENDED, words, None, resubmit=True, kind=kind)
 
 
 def test_a_failed_exit_reads_the_err_log(tmp_path: Path) -> None:
@@ -131,24 +142,68 @@ def test_a_failed_exit_without_a_log() -> None:
     status = describe(record("FAILED", "NonZeroExitCode", 1), Resources(),
                       "/nonexistent/job.err")
     assert status == JobStatus(Status.ENDED, "the runner ended without a result (exit status 1)",
-                               1)
+                               1, kind=DeathKind.EXITED)
 
 
 def test_a_job_killed_by_a_signal() -> None:
     killed = parse_sacct("30|FAILED|0:9|JobLaunchFailure")["30"]
-    assert describe(killed, Resources()) == JobStatus(Status.ENDED, "killed by SIGKILL", None)
+    assert describe(killed, Resources()) == JobStatus(Status.ENDED, "killed by SIGKILL", None,
+                                                      kind=DeathKind.KILLED)
     from_squeue = parse_squeue("878_4|FAILED|JobLaunchFailure|9|")["878_4"]
     assert describe(from_squeue, Resources()).cause == "killed by SIGKILL"
+    assert describe(from_squeue, Resources()).kind is DeathKind.KILLED
     from_log = parse_jobcomp([jobcomp_line(52, "FAILED", "0:9")])["52"]
     assert describe(from_log, Resources()).cause == "killed by SIGKILL"
+    assert describe(from_log, Resources()).kind is DeathKind.KILLED
 
 
 def test_completed_with_exit_status_0() -> None:
     status = describe(record("COMPLETED", exit_code=0), Resources())
     assert status == JobStatus(Status.ENDED, "the runner ended without a result (exit status 0)",
-                               0)
+                               0, kind=DeathKind.EXITED)
 
 
 def test_an_unusual_end_state_is_named() -> None:
     status = describe(record("SOMETHING_NEW", exit_code=None, signal=None), Resources())
-    assert status == JobStatus(Status.ENDED, "ended in Slurm state SOMETHING_NEW", None)
+    assert status == JobStatus(Status.ENDED, "ended in Slurm state SOMETHING_NEW", None,
+                               kind=DeathKind.OTHER)
+
+
+@pytest.mark.parametrize(("state", "kind"), [
+    ("OUT_OF_MEMORY", DeathKind.OUT_OF_MEMORY),
+    ("TIMEOUT", DeathKind.TIME_LIMIT),
+    ("DEADLINE", DeathKind.TIME_LIMIT),
+    ("CANCELLED", DeathKind.CANCELLED),
+    ("NODE_FAIL", DeathKind.NODE_FAILED),
+    ("BOOT_FAIL", DeathKind.NODE_FAILED),
+    ("PREEMPTED", DeathKind.PREEMPTED),
+    ("REVOKED", DeathKind.CANCELLED),
+])
+def test_each_end_state_is_its_kind_of_death(state: str, kind: DeathKind) -> None:
+    # Also with the signal squeue shows for a job Slurm killed: the state decides.
+    for signal in (0, 9):
+        assert describe(record(state, signal=signal), Resources()).kind is kind
+
+
+@pytest.mark.parametrize(("code", "kind"), [
+    (EXIT_SETUP, DeathKind.RUNNER_FAILED),
+    (EXIT_UNREACHABLE, DeathKind.UNREACHABLE),
+    (EXIT_STOPPED, DeathKind.CANCELLED),
+    (EXIT_LOST, DeathKind.MONITOR_LOST),
+    (EXIT_JOB_DIED, DeathKind.EXITED),
+    (1, DeathKind.EXITED),
+    (0, DeathKind.EXITED),
+])
+def test_an_exit_is_the_kind_of_death_the_runners_exit_status_says(code: int,
+                                                                   kind: DeathKind) -> None:
+    for state in ("FAILED", "COMPLETED"):
+        status = describe(record(state, "NonZeroExitCode", code), Resources())
+        assert status.kind is kind
+        # The kind the monitor would read from the exit status alone: the same.
+        verdict = judge_status(status._replace(kind=None), "878_1")
+        assert verdict is not None and verdict.kind is kind
+
+
+def test_a_failed_job_without_an_exit_code_exited() -> None:
+    status = describe(record("FAILED", exit_code=None, signal=None), Resources())
+    assert status.kind is DeathKind.EXITED
