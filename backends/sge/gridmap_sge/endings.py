@@ -8,9 +8,18 @@ is enough to tell the usual endings apart without calling ``qacct``:
   too: the accounting record's ``failed`` code, looked up for aborted jobs only,
   tells the two apart (100, or no record, for ``qdel``);
 * runtime exceeded: killed, with ``ru_wallclock`` at its ``h_rt``;
-* out of memory: killed or failed, with ``maxvmem`` at its ``h_vmem`` (per slot);
+* out of memory: killed or failed, with ``maxvmem`` at its ``h_vmem`` (per slot).
+  Grid Engine kills a job over either limit with the same SIGKILL, so the signal
+  cannot tell the two apart; the usage does. A job killed at its ``h_rt`` counts as
+  timed out even when its memory was near ``h_vmem`` too: a kill for memory comes when
+  the memory is used, and only by chance at the end of the run time;
 * killed by someone else, or by a node going down: killed by a signal, neither of
   the above.
+
+Each ending's :class:`~gridmap_core.model.death.DeathKind` goes with its cause:
+cancelled, scheduler error, time limit, out of memory, killed, and for an exit what
+the runner's exit status says. Whether a kill was its node's failing, only the node's
+state tells (:mod:`gridmap_sge.scheduler` looks).
 
 Resubmitting can help with a kill, and with a failure to start that is particular to
 one node (a full disk); not with a deletion or a limit the job will reach again.
@@ -20,14 +29,25 @@ from __future__ import annotations
 
 from gridmap_core.backend.drmaa import Ending
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
-from gridmap_core.wire.exits import describe_exit
+from gridmap_core.wire.exits import (
+    EXIT_LOST,
+    EXIT_SETUP,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+    describe_exit,
+)
 
 __all__ = ["describe_ending"]
 
 _NEAR_LIMIT = 0.9  # usage this close to a limit means the limit ended the job
 _RUNTIME_SLACK = 2.0  # seconds: Grid Engine enforces h_rt on its load report interval
 _AFTER_JOB = 100  # accounting "failed" code of a job ended by a signal or deleted
+# The runner's own exit statuses, by the kind of death each means (as the monitor reads
+# them, gridmap_core.map.liveness): any other status is a runner that exited.
+_EXIT_KINDS = {EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_UNREACHABLE: DeathKind.UNREACHABLE,
+               EXIT_LOST: DeathKind.MONITOR_LOST, EXIT_STOPPED: DeathKind.CANCELLED}
 
 
 def _memory_cause(ending: Ending, resources: Resources) -> str | None:
@@ -55,22 +75,36 @@ def _runtime_cause(ending: Ending, resources: Resources) -> str | None:
 
 def describe_ending(ending: Ending, resources: Resources, err_log: str | None = None,
                     failed: tuple[int, str] | None = None) -> JobStatus:
-    """The :class:`JobStatus` of a job that DRMAA reported ended; ``failed`` is its
-    accounting record's failure code and text, where known."""
+    """The :class:`JobStatus` of a job that DRMAA reported ended, with its kind of
+    death; ``failed`` is its accounting record's failure code and text, where known."""
     if ending.aborted:
         if failed is not None and failed[0] not in (0, _AFTER_JOB):
             return JobStatus(Status.ENDED, f"Grid Engine could not start it (failed "
-                             f"{failed[0]}: {failed[1]})", None)
+                             f"{failed[0]}: {failed[1]})", None,
+                             kind=DeathKind.SCHEDULER_ERROR)
         if not ending.usage:
             cause = "deleted before it started (qdel), or Grid Engine could not start it"
         else:
             cause = "deleted while running (qdel)"
-        return JobStatus(Status.ENDED, cause, None, resubmit=False)
-    limit = _runtime_cause(ending, resources) if ending.signal else None
-    limit = limit or _memory_cause(ending, resources)
-    if limit:
-        return JobStatus(Status.ENDED, limit, ending.exit_status, resubmit=False)
+        return JobStatus(Status.ENDED, cause, None, resubmit=False, kind=DeathKind.CANCELLED)
+    runtime = _runtime_cause(ending, resources) if ending.signal else None
+    if runtime:
+        return JobStatus(Status.ENDED, runtime, ending.exit_status, resubmit=False,
+                         kind=DeathKind.TIME_LIMIT)
+    memory = _memory_cause(ending, resources)
+    if memory:
+        return JobStatus(Status.ENDED, memory, ending.exit_status, resubmit=False,
+                         kind=DeathKind.OUT_OF_MEMORY)
     if ending.signal:
-        return JobStatus(Status.ENDED, describe_exit(None, ending.signal), None)
+        return JobStatus(Status.ENDED, describe_exit(None, ending.signal), None,
+                         kind=DeathKind.KILLED)
     return JobStatus(Status.ENDED, describe_exit(ending.exit_status, None, err_log),
-                     ending.exit_status)
+                     ending.exit_status, kind=_exit_kind(ending.exit_status))
+
+
+def _exit_kind(exit_status: int | None) -> DeathKind:
+    """The kind of death of a runner that ended with ``exit_status`` (None: DRMAA says
+    it neither exited nor was killed) without a result."""
+    if exit_status is None:
+        return DeathKind.OTHER
+    return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)

@@ -23,6 +23,7 @@ __all__ = [
     "accounting_failure",
     "error_reason",
     "expand_tasks",
+    "node_failure",
     "parse_qstat",
     "queue_note",
     "run_qstat",
@@ -43,6 +44,9 @@ _QUEUE_STATES = {
     "c": "its configuration is ambiguous",
     "o": "it was removed from the configuration",
 }
+# Queue instance states of a node that failed, or whose daemon is gone: a job that dies
+# there died of its node.
+_FAILED_NODE_STATES = "uE"
 
 
 class QstatError(GridMapError, RuntimeError):
@@ -51,15 +55,26 @@ class QstatError(GridMapError, RuntimeError):
 
 @dataclass
 class Snapshot:
-    """One qstat answer: state letters by (job number, task), and queue instance states."""
+    """One qstat answer: state letters by (job number, task), the queue instance each
+    running job is in, and queue instance states."""
 
     jobs: dict[tuple[str, int | None], str] = field(default_factory=dict)
     queues: dict[str, str] = field(default_factory=dict)  # only with ``full``
+    places: dict[tuple[str, int | None], str] = field(default_factory=dict)  # "all.q@node1"
 
     def state(self, job_id: str) -> str | None:
         """The state of ``job_id`` ("123" or "123.4"), or None when qstat does not list it."""
-        number, _, task = job_id.partition(".")
-        return self.jobs.get((number, int(task) if task else None))
+        return self.jobs.get(_key(job_id))
+
+    def place(self, job_id: str) -> str:
+        """The queue instance ``job_id`` runs in; "" when it runs in none (it waits), or
+        qstat does not list it."""
+        return self.places.get(_key(job_id), "")
+
+
+def _key(job_id: str) -> tuple[str, int | None]:
+    number, _, task = job_id.partition(".")
+    return number, int(task) if task else None
 
 
 def expand_tasks(text: str) -> list[int]:
@@ -83,17 +98,23 @@ def parse_qstat(text: str) -> Snapshot:
     except ElementTree.ParseError as error:
         raise QstatError(f"qstat printed XML it could not parse: {error}") from None
     snapshot = Snapshot()
+    # With -f, a running job is listed inside its queue instance, without <queue_name>.
+    inside: dict[int, str] = {}
     for queue in root.iter("Queue-List"):
-        snapshot.queues[queue.findtext("name", "")] = queue.findtext("state", "")
+        name = queue.findtext("name", "")
+        snapshot.queues[name] = queue.findtext("state", "")
+        for job in queue.iter("job_list"):
+            inside[id(job)] = name
     for job in root.iter("job_list"):
         number = job.findtext("JB_job_number", "")
         state = job.findtext("state", "")
+        place = job.findtext("queue_name") or inside.get(id(job), "")
         tasks = job.findtext("tasks")
-        if tasks:
-            for task in expand_tasks(tasks):
-                snapshot.jobs[(number, task)] = state
-        else:
-            snapshot.jobs[(number, None)] = state
+        keys = [(number, task) for task in expand_tasks(tasks)] if tasks else [(number, None)]
+        for key in keys:
+            snapshot.jobs[key] = state
+            if place:
+                snapshot.places[key] = place
     return snapshot
 
 
@@ -145,6 +166,17 @@ def queue_note(queues: Mapping[str, str], wanted: Iterable[str] = ()) -> str:
             return ""
         reasons.append(f"{name} is in state {state} ({'; '.join(blocking)})")
     return "no queue instance can run them: " + ", ".join(reasons)
+
+
+def node_failure(queues: Mapping[str, str], place: str) -> str | None:
+    """What failed about the node of queue instance ``place`` ("all.q@node1"), from the
+    states of ``queues`` (a full qstat's): its daemon does not answer (``u``), or it is in
+    error state (``E``); None when neither, or the instance is not listed."""
+    state = queues.get(place, "")
+    failed = [_QUEUE_STATES[s] for s in state if s in _FAILED_NODE_STATES]
+    if not failed:
+        return None
+    return f"{place} is in state {state} ({'; '.join(failed)})"
 
 
 def accounting_failure(job_id: str) -> tuple[int, str] | None:

@@ -23,10 +23,19 @@ from gridmap_core.backend.drmaa import (
     submission,
 )
 from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.model.death import DeathKind
 
 from .endings import describe_ending
 from .native import NativeOptions, job_name, native_specification
-from .qstat import Snapshot, accounting_failure, error_reason, queue_note, run_qstat
+from .qstat import (
+    QstatError,
+    Snapshot,
+    accounting_failure,
+    error_reason,
+    node_failure,
+    queue_note,
+    run_qstat,
+)
 
 __all__ = ["SgeScheduler"]
 logger = logging.getLogger(__name__)
@@ -47,12 +56,16 @@ _QUEUE_CHECK_EVERY = 60.0  # seconds between checks of why jobs are still waitin
 # Job state letters of a job stopped to go on later: suspended by qmod -sj (s), with
 # its queue (S, a subordinate queue's), or by a queue's suspend threshold (T).
 _SUSPENDED = "sST"
+# Deaths that may have been the node's: a job killed, or gone from Grid Engine's lists,
+# while its node failed (a node that goes down takes its jobs with it).
+_NODE_SUSPECTS = frozenset({DeathKind.KILLED, DeathKind.VANISHED})
 
 
 @dataclass
 class _Job(TrackedJob):
     # ``array`` is the Grid Engine job number (an array's, for its elements).
     queues: tuple[str, ...] = ()  # the queues it asked for, to explain a wait
+    place: str = ""  # the queue instance it was last seen running in ("all.q@node1")
 
 
 def job_environment(environment: Mapping[str, str]) -> dict[str, str]:
@@ -130,13 +143,16 @@ class SgeScheduler:
                      if (job := self._jobs.pop(job_id)) is not None}
             asked = [i for i in ids if i in self._jobs]
         answer: dict[str, JobStatus] = {}
+        places: dict[str, str] = {}  # where the jobs found dead were last seen running
         for job_id, job in ended.items():
             ending = endings[job_id]
             if not job.cancelled:
                 answer[job_id] = describe_ending(
                     ending, job.resources, job.err_log,
                     accounting_failure(job_id) if ending.aborted else None)
+                places[job_id] = job.place
         if not asked:
+            self._blame_nodes(answer, places, None)
             return answer
         # Queue states are read (qstat -f) only while jobs wait, once a minute: they
         # explain a wait, and listing every queue instance costs on a big cluster.
@@ -154,9 +170,35 @@ class SgeScheduler:
                 status = self._status(job_id, job, snapshot, now)
                 if status is not None:
                     answer[job_id] = status
+                    places[job_id] = job.place
                     waiting = waiting or status.status is Status.QUEUED
         self._waiting = waiting
+        self._blame_nodes(answer, places, snapshot.queues if full else None)
         return answer
+
+    def _blame_nodes(self, answer: dict[str, JobStatus], places: Mapping[str, str],
+                     queues: Mapping[str, str] | None) -> None:
+        """Make the deaths in ``answer`` that a failed node explains node failures: a
+        job killed or vanished while the queue instance it ran in (``places``) has a
+        daemon that does not answer, or is in error state. Queue states are read (one
+        qstat -f) only when there are such deaths; ``queues`` are states read already."""
+        suspects = {job_id: place for job_id, place in places.items()
+                    if place and answer[job_id].kind in _NODE_SUSPECTS}
+        if not suspects:
+            return
+        if queues is None:
+            try:
+                queues = self._qstat(full=True).queues
+            except QstatError as error:
+                logger.debug("could not read queue states to explain %d deaths: %s",
+                             len(suspects), error)
+                return
+        for job_id, place in suspects.items():
+            failure = node_failure(queues, place)
+            if failure:
+                status = answer[job_id]
+                answer[job_id] = status._replace(cause=f"{status.cause}; its node failed: "
+                                                 f"{failure}", kind=DeathKind.NODE_FAILED)
 
     def _status(self, job_id: str, job: _Job, snapshot: Snapshot,
                 now: float) -> JobStatus | None:
@@ -164,15 +206,17 @@ class SgeScheduler:
         if state is None:
             if job.absent(now, _ABSENT_FOR):
                 return JobStatus(Status.UNKNOWN, f"Grid Engine no longer lists job {job_id}, "
-                                 "and reported no ending for it")
+                                 "and reported no ending for it", kind=DeathKind.VANISHED)
             return None
         job.listed()
+        job.place = snapshot.place(job_id)
         if "E" in state:
             if job.array not in self._errors:
                 self._errors[job.array] = error_reason(job.array)
             reason = self._errors[job.array] or "see qstat -j " + job.array
             return JobStatus(Status.ERROR, f"Grid Engine put job {job_id} into error state "
-                             f"({state}): {reason}", resubmit=False)
+                             f"({state}): {reason}", resubmit=False,
+                             kind=DeathKind.SCHEDULER_ERROR)
         if "q" in state:
             note = ""
             if "h" in state:

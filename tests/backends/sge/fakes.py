@@ -54,17 +54,24 @@ class FakeConnection:
 
 
 class FakeQstat:
-    """qstat's answers: ``jobs`` always, ``queues`` only when asked with ``full``."""
+    """qstat's answers: ``jobs`` and the queue instance of each running job (``places``)
+    always, ``queues`` only when asked with ``full``; ``error`` is raised instead, when
+    set."""
 
     def __init__(self) -> None:
         self.jobs: dict[tuple[str, int | None], str] = {}
+        self.places: dict[tuple[str, int | None], str] = {}
         self.queues: dict[str, str] = {}
         self.calls: list[bool] = []
+        self.error: Exception | None = None
 
     def __call__(self, full: bool = False) -> Snapshot:
         self.calls.append(full)
+        if self.error is not None:
+            raise self.error
         snapshot: Snapshot = Snapshot(jobs=dict(self.jobs),
-                                      queues=dict(self.queues) if full else {})
+                                      queues=dict(self.queues) if full else {},
+                                      places=dict(self.places))
         return snapshot
 
 

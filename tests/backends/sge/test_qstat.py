@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from gridmap_sge.qstat import QstatError, expand_tasks, parse_qstat, queue_note
+from gridmap_sge.qstat import QstatError, expand_tasks, node_failure, parse_qstat, queue_note
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -167,6 +167,10 @@ def test_parse_qstat_jobs_by_number_and_element() -> None:
     assert snapshot.state("21") == "Eqw"
     assert snapshot.state("123") is None
     assert len(snapshot.jobs) == 2 + 14 + 3
+    # Where each running job runs; a waiting one runs nowhere.
+    assert snapshot.place("16.1") == "all.q@node1" and snapshot.place("18") == "all.q@node2"
+    assert snapshot.place("16.17") == "" and snapshot.place("21") == ""
+    assert snapshot.place("123") == ""
 
 
 def test_parse_qstat_full_reads_queue_instances() -> None:
@@ -175,6 +179,8 @@ def test_parse_qstat_full_reads_queue_instances() -> None:
     assert snapshot.queues == {"all.q@node1": "", "all.q@node2": "au", "long.q@node2": "d"}
     assert snapshot.state("16.1") == "r"
     assert [snapshot.state(f"16.{i}") for i in (2, 3, 4)] == ["qw"] * 3
+    # Listed inside its queue instance, a running job has no <queue_name>: it is there.
+    assert snapshot.place("16.1") == "all.q@node1" and snapshot.place("16.2") == ""
 
 
 def test_parse_qstat_without_jobs() -> None:
@@ -225,3 +231,18 @@ def test_queue_note_for_a_queue_that_does_not_exist() -> None:
     queues = {"all.q@node1": ""}
     assert queue_note(queues, ["gpu.q"]) == "no queue instance of gpu.q exists"
     assert queue_note(queues, ["gpu.q", "big.q"]) == "no queue instance of gpu.q, big.q exists"
+
+
+def test_node_failure_is_a_daemon_that_does_not_answer_or_an_error_state() -> None:
+    queues = {"all.q@n1": "au", "all.q@n2": "E", "all.q@n3": "d", "all.q@n4": "",
+              "all.q@n5": "auE"}
+    assert node_failure(queues, "all.q@n1") == ("all.q@n1 is in state au (its execution "
+                                                "daemon does not answer)")
+    assert node_failure(queues, "all.q@n2") == ("all.q@n2 is in state E (it is in error "
+                                                "state (see `qstat -explain E`))")
+    assert node_failure(queues, "all.q@n5") == (
+        "all.q@n5 is in state auE (its execution daemon does not answer; it is in error "
+        "state (see `qstat -explain E`))")
+    assert node_failure(queues, "all.q@n3") is None  # disabled: its jobs run on
+    assert node_failure(queues, "all.q@n4") is None
+    assert node_failure(queues, "all.q@gone") is None

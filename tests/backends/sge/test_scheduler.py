@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from gridmap_sge import scheduler as sge_scheduler
 from gridmap_sge.native import NativeOptions
+from gridmap_sge.qstat import QstatError
 
 from gridmap_core.backend.drmaa import INCREMENT_PLACEHOLDER, DrmaaError, Ending
 from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.model.death import DeathKind
 from tests.backends.sge.fakes import Clock, Harness
 
 pytestmark = pytest.mark.timeout(30)
@@ -101,6 +103,7 @@ def test_poll_maps_qstat_states(harness: Harness, monkeypatch: pytest.MonkeyPatc
     assert held.status is Status.QUEUED and "qrls 100" in held.note and "hqw" in held.note
     error = answer["100.4"]
     assert error.status is Status.ERROR and error.resubmit is False
+    assert error.kind is DeathKind.SCHEDULER_ERROR
     assert "(Eqw)" in error.cause and "can't chdir to /nonexistent" in error.cause
     assert answer["100.5"].status is Status.RUNNING
     # The error reason costs a qstat -j: asked once per job number.
@@ -162,6 +165,7 @@ def test_an_aborted_ending_is_told_apart_with_accounting(
     assert asked == ["100.2"]
     assert answer["100.2"].status is Status.ENDED
     assert "could not start it (failed 26: opening input/output file)" in answer["100.2"].cause
+    assert answer["100.2"].kind is DeathKind.SCHEDULER_ERROR
     assert "100.1" not in answer  # not listed by qstat yet, and no ending
 
 
@@ -196,8 +200,9 @@ def test_a_job_qstat_stops_listing_becomes_unknown_after_a_while(
     assert harness.poll([job_id]) == {}
     clock.now += 1
     status = harness.poll([job_id])[job_id]
-    assert status.status is Status.UNKNOWN
-    assert "no longer lists job 100" in status.cause
+    assert status == JobStatus(Status.UNKNOWN, "Grid Engine no longer lists job 100, and "
+                               "reported no ending for it", kind=DeathKind.VANISHED)
+    assert harness.qstat.calls == [False, False, False]  # never ran: no node to blame
 
 
 def test_a_job_listed_again_starts_its_absence_over(harness: Harness, clock: Clock) -> None:
@@ -317,3 +322,86 @@ def test_close_releases_the_connection_once(harness: Harness) -> None:
     assert harness.connection.releases == 1
     assert harness.connection.reaped == {}  # what was reaped for its jobs is taken
     assert harness.poll(ids) == {}
+
+
+def _running_on(harness: Harness, place: str) -> list[str]:
+    """Launch two jobs, seen running: the first in queue instance ``place``."""
+    ids = harness.launch([0, 1])
+    harness.qstat.jobs = {("100", 1): "r", ("100", 2): "r"}
+    harness.qstat.places = {("100", 1): place, ("100", 2): "all.q@node2"}
+    assert harness.poll(ids)["100.1"].status is Status.RUNNING
+    return ids
+
+
+@pytest.mark.parametrize("state", ["au", "u", "E", "dE"])
+def test_a_job_killed_on_a_failed_node_died_of_its_node(harness: Harness,
+                                                        state: str) -> None:
+    ids = _running_on(harness, "all.q@node1")
+    harness.qstat.queues = {"all.q@node1": state, "all.q@node2": ""}
+    harness.connection.ended["100.1"] = Ending("100.1", signal="SIGKILL")
+    harness.connection.ended["100.2"] = Ending("100.2", signal="SIGKILL")
+    answer = harness.poll(ids)
+    assert answer["100.1"].kind is DeathKind.NODE_FAILED
+    assert answer["100.1"].cause.startswith("killed by SIGKILL; its node failed: all.q@node1 "
+                                            f"is in state {state} (")
+    assert answer["100.1"].resubmit is True
+    # Its neighbour's node answers: killed by someone.
+    assert answer["100.2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None,
+                                        kind=DeathKind.KILLED)
+    assert harness.qstat.calls == [False, True]  # one qstat -f, for both
+
+
+def test_a_job_that_vanished_from_a_failed_node_died_of_its_node(harness: Harness,
+                                                                 clock: Clock) -> None:
+    ids = _running_on(harness, "all.q@node1")
+    harness.qstat.jobs = {("100", 2): "r"}
+    harness.qstat.queues = {"all.q@node1": "au"}
+    assert harness.poll(ids) == {"100.2": JobStatus(Status.RUNNING)}
+    clock.now += 30
+    status = harness.poll(ids)["100.1"]
+    assert status.status is Status.UNKNOWN and status.kind is DeathKind.NODE_FAILED
+    assert status.cause.endswith("; its node failed: all.q@node1 is in state au (its "
+                                 "execution daemon does not answer)")
+
+
+def test_a_kill_on_a_node_that_answers_is_a_kill(harness: Harness) -> None:
+    ids = _running_on(harness, "all.q@node1")
+    harness.qstat.queues = {"all.q@node1": "a", "all.q@node2": ""}  # only loaded
+    harness.connection.ended["100.1"] = Ending("100.1", signal="SIGTERM")
+    status = harness.poll(ids)["100.1"]
+    assert status == JobStatus(Status.ENDED, "killed by SIGTERM", None, kind=DeathKind.KILLED)
+
+
+def test_a_kill_stays_a_kill_when_queue_states_cannot_be_read(harness: Harness) -> None:
+    _running_on(harness, "all.q@node1")
+    harness.connection.ended["100.1"] = Ending("100.1", signal="SIGKILL")
+    harness.qstat.error = QstatError("qstat -f -xml -u alice exited 1: cannot reach qmaster")
+    answer = harness.poll(["100.1"])  # only the ended job: the poll needs no qstat
+    assert answer == {"100.1": JobStatus(Status.ENDED, "killed by SIGKILL", None,
+                                         kind=DeathKind.KILLED)}
+
+
+@pytest.mark.parametrize("ending", [
+    Ending("100.1", exited=True, exit_status=1),
+    Ending("100.1", aborted=True, usage={"ru_wallclock": "5"}),
+])
+def test_other_deaths_on_a_failed_node_ask_nothing_more(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch, ending: Ending) -> None:
+    monkeypatch.setattr(sge_scheduler, "accounting_failure", lambda job_id: (100, "qdel"))
+    ids = _running_on(harness, "all.q@node1")
+    harness.qstat.queues = {"all.q@node1": "au"}
+    harness.connection.ended["100.1"] = ending
+    status = harness.poll(ids)["100.1"]
+    assert status.kind in (DeathKind.EXITED, DeathKind.CANCELLED)
+    assert harness.qstat.calls == [False, False]  # no qstat -f
+
+
+def test_a_job_that_waits_again_has_no_node(harness: Harness) -> None:
+    # Rescheduled (Rq): where it ran before is not where it dies.
+    ids = _running_on(harness, "all.q@node1")
+    harness.qstat.jobs = {("100", 1): "Rq", ("100", 2): "r"}
+    harness.qstat.places = {("100", 2): "all.q@node2"}
+    harness.poll(ids)
+    harness.qstat.queues = {"all.q@node1": "au"}
+    harness.connection.ended["100.1"] = Ending("100.1", signal="SIGKILL")
+    assert harness.poll(ids)["100.1"].kind is DeathKind.KILLED
