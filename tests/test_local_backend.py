@@ -7,12 +7,19 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from gridmap_local import pool
+from gridmap_local.pool import LocalSession
 
 from gridmap_core import JobException, JobState, RemoteError, grid_map
+from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
+from gridmap_core.model.config import load_settings
+from gridmap_core.model.death import DeathKind
 from tests import jobs
 from tests.conftest import children_of
 
@@ -20,12 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.parametrize(
-    ("function", "victim", "cause"),
-    [(jobs.kill_self_on, 2, "killed by SIGKILL"),
-     (jobs.segfault_on, 1, "killed by SIGSEGV"),
-     (jobs.exit_on, 0, "exited with status 3")],
+    ("function", "victim", "cause", "kind"),
+    [(jobs.kill_self_on, 2, "killed by SIGKILL", DeathKind.KILLED),
+     (jobs.segfault_on, 1, "killed by SIGSEGV", DeathKind.KILLED),
+     (jobs.exit_on, 0, "exited with status 3", DeathKind.EXITED)],
 )
-def test_a_dying_worker_fails_its_job_and_the_rest_complete(function, victim, cause) -> None:  # type: ignore[no-untyped-def]
+def test_a_dying_worker_fails_its_job_and_the_rest_complete(function, victim, cause, kind) -> None:  # type: ignore[no-untyped-def]
     inputs = list(range(40))
     with pytest.raises(JobException) as info:
         grid_map(function, inputs, local=True, max_processes=2, name="w")
@@ -33,6 +40,7 @@ def test_a_dying_worker_fails_its_job_and_the_rest_complete(function, victim, ca
     assert dead.name == f"w{victim}"
     assert dead.state is JobState.DEAD
     assert cause in dead.cause_of_death
+    assert dead.death_kind is kind
     assert f"died: local worker process {cause}" in str(info.value)
     assert children_of(os.getpid()) == []
 
@@ -167,6 +175,7 @@ def test_a_killed_job_is_resubmitted_up_to_num_resubmits_then_fails() -> None:
     assert job.state is JobState.DEAD
     assert job.num_resubmits == 2
     assert "SIGKILL" in job.cause_of_death
+    assert job.death_kind is DeathKind.KILLED
 
 
 def test_a_job_killed_once_succeeds_when_resubmitted(tmp_path: Path) -> None:
@@ -179,3 +188,96 @@ def test_a_job_killed_once_succeeds_when_resubmitted(tmp_path: Path) -> None:
         executor.run_jobs(batch)
     assert [job.ret for job in batch] == [0, 1, 2, 3]
     assert [job.num_resubmits for job in batch] == [1, 0, 0, 0]
+
+
+@pytest.mark.parametrize(("exitcode", "cause", "kind"), [
+    (-9, "local worker process killed by SIGKILL", DeathKind.KILLED),
+    (3, "local worker process exited with status 3", DeathKind.EXITED),
+    (None, "local worker process vanished", DeathKind.VANISHED),
+])
+def test_each_end_of_a_worker_is_its_kind_of_death(exitcode: int | None, cause: str,
+                                                   kind: DeathKind) -> None:
+    assert pool._describe_exit(exitcode) == (cause, kind)
+
+
+class _RecordingSink:
+    """A sink that hands out every job and records how each ended."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.resubmissions: list[tuple[int, str, DeathKind | None]] = []
+        self.failures: dict[int, Failure] = {}
+        self.values: dict[int, object] = {}
+
+    def claim(self, start: int, stop: int) -> range:
+        return range(start, stop)
+
+    def started(self, index: int, host_name: str, job_id: str = "") -> None:
+        pass
+
+    def succeeded(self, indices: Sequence[int], values: Sequence[object],
+                  host_name: str) -> None:
+        self.values.update(zip(indices, values, strict=True))
+        self._check()
+
+    def failed(self, index: int, failure: Failure) -> None:
+        self.failures[index] = failure
+        self._check()
+
+    def resubmitted(self, index: int, cause_of_death: str,
+                    kind: DeathKind | None = None) -> None:
+        self.resubmissions.append((index, cause_of_death, kind))
+
+    def heartbeat(self, index: int, heartbeat: object) -> None:
+        pass
+
+    def job_name(self, index: int) -> str | None:
+        return None
+
+    def waiting(self, index: int, note: str) -> None:
+        pass
+
+    def _check(self) -> None:
+        if len(self.values) + len(self.failures) == 3:
+            self.done.set()
+
+
+def _session(resubmits: int) -> LocalSession:
+    settings = load_settings({"NUM_RESUBMITS": resubmits})
+    return LocalSession(SessionOptions(settings=settings, max_processes=1))
+
+
+def test_a_resubmitted_worker_death_and_the_final_one_carry_its_kind() -> None:
+    sink = _RecordingSink()
+    session = _session(resubmits=1)
+    try:
+        session.submit(Batch(JobSpec(function=jobs.kill_self_on), [(1,), (2,), (3,)], None,
+                             sink))
+        assert sink.done.wait(60), (sink.values, sink.failures)
+    finally:
+        session.close()
+    assert sink.resubmissions == [(1, "local worker process killed by SIGKILL",
+                                   DeathKind.KILLED)]
+    assert sink.failures[1].death_kind is DeathKind.KILLED
+    assert sink.failures[1].num_resubmits == 1
+    assert sink.values == {0: 1, 2: 3}
+
+
+def test_a_failed_dispatcher_fails_its_jobs_with_a_kind(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(self: LocalSession) -> list[object]:
+        raise RuntimeError("the queue is broken")
+
+    monkeypatch.setattr(LocalSession, "_next_work", broken)
+    sink = _RecordingSink()
+    session = _session(resubmits=0)
+    try:
+        session.submit(Batch(JobSpec(function=jobs.double), [(1,), (2,), (3,)], None, sink))
+        assert sink.done.wait(60), (sink.values, sink.failures)
+    finally:
+        session.close()
+    assert set(sink.failures) == {0, 1, 2}
+    for failure in sink.failures.values():
+        assert failure.cause_of_death == ("internal error in the local backend: the queue is "
+                                          "broken")
+        assert failure.death_kind is DeathKind.OTHER

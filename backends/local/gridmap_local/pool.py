@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmap_core.backend import Batch, Failure, SessionOptions
+from gridmap_core.backend import Batch, DeathKind, Failure, SessionOptions
 from gridmap_core.model.serialization import dumps as dumps_spec
 from gridmap_core.wire.exits import name_of_signal
 
@@ -38,14 +38,15 @@ logger = logging.getLogger(__name__)
 _TERMINATE_GRACE = 2.0  # seconds a worker gets to exit after SIGTERM before SIGKILL
 
 
-def _describe_exit(exitcode: int | None) -> str:
+def _describe_exit(exitcode: int | None) -> tuple[str, DeathKind]:
     """How a worker process ended (its ``multiprocessing`` exit code), as a cause of
-    death: unlike a runner's, a worker's exit statuses carry no meaning of their own."""
-    if exitcode is None:
-        return "local worker process vanished"
+    death and its kind: unlike a runner's, a worker's exit statuses carry no meaning of
+    their own, so every exit is one kind."""
+    if exitcode is None:  # its pipe closed, yet it has not ended
+        return "local worker process vanished", DeathKind.VANISHED
     if exitcode < 0:
-        return f"local worker process killed by {name_of_signal(-exitcode)}"
-    return f"local worker process exited with status {exitcode}"
+        return f"local worker process killed by {name_of_signal(-exitcode)}", DeathKind.KILLED
+    return f"local worker process exited with status {exitcode}", DeathKind.EXITED
 
 
 @dataclass
@@ -302,7 +303,7 @@ class LocalSession:
         """A worker died: resubmit the call it was running up to NUM_RESUBMITS times,
         then fail it; requeue the rest of its chunk."""
         worker.process.join(1.0)
-        cause = _describe_exit(worker.process.exitcode)
+        cause, kind = _describe_exit(worker.process.exitcode)
         busy = worker.busy
         with self._lock:
             self._workers.remove(worker)
@@ -321,12 +322,12 @@ class LocalSession:
                     count = self._resubmits.get((batch_id, index), 0)
                     if count < self.max_resubmits and not self._closing:
                         self._resubmits[(batch_id, index)] = count + 1
-                        batch.sink.resubmitted(index, cause)
+                        batch.sink.resubmitted(index, cause, kind)
                         again.append(index)
                     else:
                         self._resubmits.pop((batch_id, index), None)
                         batch.sink.failed(index, Failure(None, None, self.host_name, cause,
-                                                         num_resubmits=count))
+                                                         num_resubmits=count, death_kind=kind))
                 self._settle(batch_id, len(culprits) - len(again))
                 rest = sorted(pending.difference(culprits).union(again))
                 if rest:
@@ -340,12 +341,14 @@ class LocalSession:
         logger.warning("%s; %s", cause, "its job failed" if busy else "it was idle")
 
     def _fail_everything(self, cause: str) -> None:
+        # The dispatcher itself failed: no kind of death says more than its cause.
+        failure = Failure(None, None, self.host_name, cause, death_kind=DeathKind.OTHER)
         with self._lock:
             for worker in self._workers:
                 for batch_id, pending in worker.pending.items():
                     batch, _ = self._batches[batch_id]
                     for index in pending:
-                        batch.sink.failed(index, Failure(None, None, self.host_name, cause))
+                        batch.sink.failed(index, failure)
                 worker.pending.clear()
                 worker.in_flight = False
             while self._queue:
@@ -357,4 +360,4 @@ class LocalSession:
                     else batch.sink.claim(work.indices[0], work.indices[-1] + 1)
                 )
                 for index in indices:
-                    batch.sink.failed(index, Failure(None, None, self.host_name, cause))
+                    batch.sink.failed(index, failure)
