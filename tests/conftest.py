@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from gridmap_core.model.config import SETTINGS, plugin_settings
-from tests.browser import browser  # noqa: F401  (the fixture, for every test module)
-from tests.needs import unavailable
+from tests.support.browser import browser  # noqa: F401  (the fixture, for every test module)
+from tests.support.needs import unavailable
 
 # A cluster's client environment: with it, the automatic choice of backend is that
 # cluster's. Tests that do not ask for a cluster run as on a machine without one.

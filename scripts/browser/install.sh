@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs Debian's headless Chromium and its ChromeDriver (/usr/bin/chromium,
-# /usr/bin/chromedriver) for the browser tests (tests/browser.py), when either is
+# /usr/bin/chromedriver) for the browser tests (tests/support/browser.py), when either is
 # missing. Idempotent: with both present it does nothing. Debian's packages, because a
 # browser or driver that a test tool downloads for itself cannot be fetched here (only
 # package registries are reachable).
