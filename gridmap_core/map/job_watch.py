@@ -1,0 +1,192 @@
+"""Watching the monitor's jobs: polls of the scheduler, silence, deaths and resubmission."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from gridmap_core.backend import JobSpec
+from gridmap_core.backend.scheduler import Launch, Scheduler, Status
+from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
+from gridmap_core.map.tasks import ENDED, QUEUED, RUNNING, Task, TaskTable, failure_of, job_name
+
+__all__ = ["STALL", "JobWatch"]
+# One logger for the whole monitor, whichever module speaks: the name users (and
+# tests) configure.
+logger = logging.getLogger("gridmap_core.map.monitor")
+
+STALL = 1.0  # seconds of work in one go after which heartbeats queued meanwhile get grace
+
+
+class JobWatch:
+    """What the monitor's thread does between messages: it asks the scheduler about
+    every live job in one call, finds the jobs gone silent, and resubmits the dead up
+    to ``max_resubmits`` times, or reports them failed.
+
+    ``launch`` builds the :class:`Launch` of a resubmission: spec, task ids, attempt.
+    """
+
+    def __init__(self, table: TaskTable, scheduler: Scheduler, limits: Limits, *,
+                 address: str, max_resubmits: int,
+                 launch: Callable[[JobSpec, Sequence[int], int], Launch]) -> None:
+        self.table = table
+        self.scheduler = scheduler
+        self.limits = limits
+        self.address = address  # named in the cause of a job that never called
+        self.max_resubmits = max_resubmits
+        self._launch = launch
+        # Silence is counted from here at the earliest: after the loop was busy for a
+        # while (a slow scheduler poll), the heartbeats that queued up meanwhile have not
+        # been read yet, and their jobs are not silent.
+        self.grace_from = 0.0
+        self.polled_at = 0.0  # when the last scheduler poll began
+        self.next_cancel = 0.0  # superseded jobs are cancelled from then on
+        self._notes_told: set[str] = set()
+
+    def grant_grace(self) -> float:
+        """The loop was busy for a while: count silence from now on; now."""
+        self.grace_from = time.monotonic()
+        return self.grace_from
+
+    def died(self, task: Task, verdict: Verdict, *, cancel: bool = True) -> None:
+        """Resubmit a dead job, or report it failed when it may not be."""
+        if task.state == ENDED:
+            return
+        if cancel and task.job_id:
+            try:
+                self.scheduler.cancel([task.job_id])
+            except Exception as error:
+                logger.warning("could not cancel job %s: %s", task.job_id, error)
+        self.table.guard.forget(task.id, task.attempt)
+        name = f"{job_name(task)} (job {task.job_id or '?'})"
+        if verdict.resubmit and task.resubmits < self.max_resubmits and not self.table.closed:
+            task.resubmits += 1
+            task.attempt += 1
+            task.state = QUEUED
+            task.job_id = ""
+            task.running_since = None
+            task.note = ""
+            task.idle_since = None
+            task.idle_warned = False
+            task.suspended_at = None
+            logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
+                           task.resubmits, self.max_resubmits)
+            task.batch.sink.resubmitted(task.index, verdict.cause, verdict.kind)
+            try:
+                launch = self._launch(task.batch.spec, [task.id], task.attempt)
+                job_id = self.scheduler.launch(launch)[0]
+                self.table.launched([task], [job_id])
+            except Exception as error:
+                self.table.end(task)
+                self.table.failures += 1
+                task.batch.sink.failed(task.index, failure_of(
+                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}",
+                    kind=verdict.kind))
+            return
+        self.table.end(task)
+        self.table.failures += 1
+        logger.warning("%s died: %s", name, verdict.cause)
+        task.batch.sink.failed(task.index, failure_of(task, None, None, verdict.cause,
+                                                      kind=verdict.kind))
+
+    def poll(self) -> None:
+        """Ask the scheduler about every live job, and apply what it says."""
+        live = self.table.by_job()
+        if not live:
+            return
+        self.polled_at = time.monotonic()
+        try:
+            statuses = self.scheduler.poll(list(live))
+        except Exception as error:
+            logger.warning("could not ask the scheduler about %d jobs: %s", len(live), error)
+            return
+        now = time.monotonic()
+        for job_id, status in statuses.items():
+            task = live.get(job_id)
+            if task is None or task.job_id != job_id:
+                continue
+            if status.status is Status.SUSPENDED:
+                if task.suspended_at is None:
+                    task.suspended_at = now
+                    logger.info("%s (job %s) is suspended by the scheduler; it is not "
+                                "expected to send heartbeats until it is resumed",
+                                job_name(task), job_id)
+                continue
+            if task.suspended_at is not None:
+                self.resume(task, now)
+            if status.status is Status.RUNNING and task.running_since is None:
+                task.running_since = now
+            elif status.status is Status.QUEUED:
+                if status.note != task.note and task.state == QUEUED:
+                    task.note = status.note  # observers (the status page) show it
+                    task.batch.sink.waiting(task.index, status.note)
+                if status.note and status.note not in self._notes_told:
+                    self._notes_told.add(status.note)
+                    logger.warning("jobs are waiting in the queue: %s", status.note)
+            verdict = judge_status(status, job_id)
+            if verdict is not None:
+                self.died(task, verdict, cancel=status.status is not Status.ENDED)
+
+    def resume(self, task: Task, now: float) -> None:
+        """A suspended task runs again: its liveness clocks go on from where they
+        stopped, so the time it spent suspended counts neither as silence nor as idle."""
+        suspended_at, task.suspended_at = task.suspended_at, None
+        if suspended_at is None:
+            return
+        logger.info("%s (job %s) was resumed after %.0f s suspended", job_name(task),
+                    task.job_id or "?", now - suspended_at)
+
+        def shifted(moment: float) -> float:
+            # Silence or idleness before the suspension still counts; a message that
+            # came while it was suspended (it was resumed before a poll said so)
+            # starts the count afresh.
+            return now - max(0.0, suspended_at - moment)
+
+        task.last_seen = shifted(task.last_seen)
+        if task.running_since is not None:
+            task.running_since = shifted(task.running_since)
+        if task.idle_since is not None:
+            task.idle_since = shifted(task.idle_since)
+
+    def _silent(self, tasks: Sequence[Task], now: float) -> list[tuple[Task, Verdict, float]]:
+        """The tasks silent for too long: each with its verdict, and when it went over."""
+        found = []
+        for task in tasks:
+            if task.suspended_at is not None or task.state == ENDED:
+                continue  # a suspended job's clocks stand still
+            if task.state == RUNNING:
+                since = max(task.last_seen, self.grace_from)
+                verdict = judge_silence(now - since, True, self.address, self.limits)
+            elif task.running_since is not None:
+                since = max(task.running_since, self.grace_from)
+                verdict = judge_silence(now - since, False, self.address, self.limits)
+            else:
+                continue
+            if verdict is not None:
+                found.append((task, verdict, since + self.limits.max_silence))
+        return found
+
+    def sweep(self, now: float) -> None:
+        """Find jobs gone silent."""
+        silent = self._silent(self.table.snapshot(), now)
+        if silent and self.polled_at < max(over for _, _, over in silent):
+            # Ask the scheduler before counting a silent job dead: it may have been
+            # suspended (or have ended, with a better cause) since the last poll.
+            self.poll()
+            if time.monotonic() - now > STALL:  # a slow poll: judge after a grace
+                self.grace_from = time.monotonic()
+                return
+            silent = self._silent([task for task, _, _ in silent], time.monotonic())
+        for task, verdict, _ in silent:
+            self.died(task, verdict)
+
+    def cancel_superseded(self) -> None:
+        """Cancel the scheduler jobs whose tasks runners took, in one call."""
+        ids = self.table.pop_superseded()
+        self.next_cancel = time.monotonic() + 0.5  # so a burst of takes is one call
+        try:
+            self.scheduler.cancel(ids)
+        except Exception as error:
+            logger.warning("could not cancel %d jobs whose tasks were taken: %s", len(ids),
+                           error)

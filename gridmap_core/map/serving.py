@@ -1,0 +1,198 @@
+"""Serving the runners: the monitor's answers to their FETCH, HEARTBEAT and RESULT."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from gridmap_core.backend import DeathKind, JobSpec
+from gridmap_core.map.job_watch import JobWatch
+from gridmap_core.map.liveness import Limits, idle_warning, is_idle, judge_heartbeat
+from gridmap_core.map.tasks import RUNNING, Task, TaskTable, failure_of, job_name
+from gridmap_core.transports import Endpoint
+from gridmap_core.wire.messages import (
+    Heartbeat,
+    decode_heartbeat,
+    decode_result,
+    encode_next,
+    encode_task,
+)
+from gridmap_core.wire.protocol import FROM_RUNNER, Codec, Kind, Message, ProtocolError
+
+__all__ = ["Server"]
+# One logger for the whole monitor, whichever module speaks: the name users (and
+# tests) configure.
+logger = logging.getLogger("gridmap_core.map.monitor")
+
+
+def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str | None:
+    """Under an ``h_vmem`` limit (a ``ulimit -v`` on Grid Engine), running out of memory
+    shows as a MemoryError in the job rather than a kill: say that it was the limit."""
+    limit = spec.resources.h_vmem
+    if isinstance(exception, MemoryError) and limit:
+        return (f"out of memory: the job hit its memory limit "
+                f"h_vmem={spec.resources.h_vmem_text or limit}")
+    return None
+
+
+class Server:
+    """Answers each message of a runner, on the monitor's thread: FETCH with the task,
+    HEARTBEAT with ACK (or STOP, when the beat shows the job dead), RESULT with ACK (or,
+    with REUSE_RUNNERS, the next queued task of the same request). A message that is
+    forged, malformed or replayed is dropped; one for an ended task or an attempt
+    superseded by a resubmission is answered STOP."""
+
+    def __init__(self, endpoint: Endpoint, codec: Codec, table: TaskTable, watch: JobWatch,
+                 limits: Limits) -> None:
+        self.endpoint = endpoint
+        self.codec = codec
+        self.table = table
+        self.watch = watch  # resumes a suspended task that speaks, resubmits the dead
+        self.limits = limits
+        self._spec_limits: dict[int, Limits] = {}  # spec key -> limits with its h_vmem
+        self.dropped = 0  # messages refused: forged, malformed, replayed, …
+
+    def handle(self, token: Any, frames: list[memoryview]) -> None:
+        """Check one request and answer it."""
+        try:
+            message = self.codec.decode(frames, expect=FROM_RUNNER)
+        except ProtocolError as error:
+            self._drop(str(error))
+            return
+        if not self.table.guard.accept(message.header):
+            self._drop(f"replayed {message.header.kind.value} for task {message.header.task_id}")
+            return
+        header = message.header
+        task = self.table.live.get(header.task_id)  # one dict read: atomic, no lock needed
+        if task is None:
+            if header.kind is Kind.RESULT and header.task_id in self.table.ended:
+                self._reply(token, message, Kind.ACK)  # a retried result: already have it
+            else:
+                self._reply(token, message, Kind.STOP, b"this job has ended")
+            return
+        if header.attempt != task.attempt:
+            self._reply(token, message, Kind.STOP,
+                        f"superseded by attempt {task.attempt}".encode())
+            return
+        now = time.monotonic()
+        if task.suspended_at is not None:  # it speaks: it was resumed
+            self.watch.resume(task, now)
+        previous, task.last_seen = task.last_seen, now
+        if header.kind is Kind.FETCH:
+            if task.state != RUNNING:  # not a repeated fetch of the same attempt
+                task.state = RUNNING
+                task.batch.sink.started(task.index, "", task.job_id)
+            self._reply(token, message, Kind.TASK, self._task_payload(task))
+        elif header.kind is Kind.HEARTBEAT:
+            self._heartbeat(token, message, task, previous)
+        else:
+            self._result(token, message, task)
+
+    def _reply(self, token: Any, message: Message, kind: Kind, payload: bytes = b"") -> None:
+        self.endpoint.reply(token, self.codec.reply(message.header, kind, payload))
+
+    def _task_payload(self, task: Task) -> bytes:
+        batch = task.batch
+        kwargs = batch.kwargs[task.index] if batch.kwargs is not None else None
+        return encode_task(self.table.functions[batch.spec.key], batch.args[task.index],
+                           kwargs, batch.spec.working_dir)
+
+    def _drop(self, reason: str) -> None:
+        self.dropped += 1
+        # Logged at debug level only after the first few: a flood must not fill the log.
+        level = logging.WARNING if self.dropped <= 10 else logging.DEBUG
+        logger.log(level, "dropped a message: %s", reason)
+
+    def _heartbeat(self, token: Any, message: Message, task: Task, previous: float) -> None:
+        """A heartbeat, received at ``task.last_seen``; the task's message before it
+        came at ``previous``."""
+        try:
+            beat = decode_heartbeat(message.payload)
+        except ValueError as error:
+            self._drop(f"unreadable heartbeat: {error}")
+            self._reply(token, message, Kind.ACK)
+            return
+        task.state = RUNNING
+        task.host_name = beat.host_name
+        task.heart_beat = beat.as_dict()
+        task.track_cpu.append(beat.cpu)
+        task.track_mem.append(beat.memory / 2**20)
+        limits = self._limits_for(task.batch.spec)
+        idle_for = self._idle_for(task, beat, limits, previous)
+        verdict = judge_heartbeat(beat, idle_for, limits)
+        if verdict is not None:
+            self._reply(token, message, Kind.STOP, verdict.cause.encode())
+            self.watch.died(task, verdict)
+            return
+        self._reply(token, message, Kind.ACK)
+        warning = idle_warning(idle_for, limits)
+        if warning is not None:
+            # Observers (the status page) see it with the heartbeat, as "warning".
+            task.heart_beat["warning"] = warning
+            if not task.idle_warned:
+                task.idle_warned = True
+                logger.warning("%s (job %s) is %s", job_name(task), task.job_id or "?",
+                               warning)
+        task.batch.sink.heartbeat(task.index, task.heart_beat)
+
+    @staticmethod
+    def _idle_for(task: Task, beat: Heartbeat, limits: Limits, previous: float) -> float:
+        """Seconds the task has been idle, in time (not heartbeats): a beat's CPU covers
+        the time since the task's previous message, so an idle run starts there."""
+        if not is_idle(beat, limits, task.last_seen - previous if previous else 0.0):
+            task.idle_since = None
+            task.idle_warned = False
+            return 0.0
+        if task.idle_since is None:
+            task.idle_since = previous or task.last_seen
+        return task.last_seen - task.idle_since
+
+    def _limits_for(self, spec: JobSpec) -> Limits:
+        limit = spec.resources.h_vmem
+        if limit is None:
+            return self.limits
+        limits = self._spec_limits.get(spec.key)
+        if limits is None:
+            limits = self._spec_limits[spec.key] = dataclasses.replace(
+                self.limits, memory_limit=limit)
+        return limits
+
+    def _result(self, token: Any, message: Message, task: Task) -> None:
+        outcome = decode_result(message.payload)
+        self.table.end(task)
+        host = outcome.host_name or task.host_name
+        following = self._take_for(task, host) if self.table.takeable else None
+        if following is None:
+            self._reply(token, message, Kind.ACK)
+        else:
+            self._reply(token, message, Kind.TASK,
+                        encode_next(following.id, following.attempt, self._task_payload(following)))
+        sink = task.batch.sink
+        if outcome.ok:
+            sink.succeeded([task.index], [outcome.value], host)
+        else:
+            self.table.failures += 1
+            cause = _memory_limit_cause(outcome.exception, task.batch.spec)
+            sink.failed(task.index, failure_of(task, outcome.exception, outcome.traceback,
+                                               cause, host,
+                                               DeathKind.OUT_OF_MEMORY if cause else None))
+        if following is not None:
+            following.batch.sink.started(following.index, following.host_name,
+                                         following.job_id)
+
+    def _take_for(self, done: Task, host: str) -> Task | None:
+        """A queued task of the same request for the runner that ran ``done``, now
+        moved to that runner's scheduler job (see :meth:`TaskTable.take`) and running;
+        None when there is none (or it must not: the session is closing)."""
+        if self.table.closed or not done.job_id:
+            return None
+        task = self.table.take(done)
+        if task is None:
+            return None
+        task.state = RUNNING
+        task.host_name = host
+        task.last_seen = time.monotonic()
+        task.running_since = done.running_since or task.last_seen
+        return task
