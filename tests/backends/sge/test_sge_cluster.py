@@ -23,6 +23,7 @@ from gridmap_core.backend import JobSpec
 from gridmap_core.backend.drmaa import DrmaaConnection, DrmaaError
 from gridmap_core.backend.scheduler import Launch, Status, runner_prefix
 from gridmap_core.model.config import SETTINGS
+from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
 from tests.support.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
 from tests.support.interrupted import interrupt_a_running_map
@@ -118,6 +119,7 @@ def test_a_job_over_its_h_vmem_is_reported_out_of_memory(tmp_path: Path) -> None
         process_jobs([job], backend="sge", require_cluster=True, temp_dir=str(tmp_path))
     assert job.cause_of_death is not None and "out of memory" in job.cause_of_death
     assert "h_vmem=200M" in job.cause_of_death
+    assert job.death_kind is DeathKind.OUT_OF_MEMORY
     assert isinstance(job.ret, MemoryError)
     assert job.num_resubmits == 0  # it would only run out again
 
@@ -129,6 +131,7 @@ def test_a_job_over_its_h_rt_is_reported_as_runtime_exceeded(tmp_path: Path) -> 
         process_jobs([job], backend="sge", require_cluster=True, temp_dir=str(tmp_path))
     assert time.monotonic() - started < 45
     assert job.cause_of_death is not None and "runtime limit exceeded" in job.cause_of_death
+    assert job.death_kind is DeathKind.TIME_LIMIT
     assert job.num_resubmits == 0
 
 
@@ -156,6 +159,7 @@ def test_a_job_deleted_with_qdel_is_reported_and_not_resubmitted(tmp_path: Path)
     assert not thread.is_alive()
     assert errors and isinstance(errors[0], JobException)
     assert job.cause_of_death is not None and "deleted while running (qdel)" in job.cause_of_death
+    assert job.death_kind is DeathKind.CANCELLED
     assert job.num_resubmits == 0
 
 
@@ -196,6 +200,7 @@ def test_a_job_grid_engine_cannot_start_is_a_clear_failure(tmp_path: Path) -> No
             time.sleep(0.5)
         assert status is not None and status.status is Status.ENDED, status
         assert "could not start it" in status.cause and "input/output file" in status.cause
+        assert status.kind is DeathKind.SCHEDULER_ERROR
         assert job_id not in qstat_names().split()
     finally:
         scheduler.close()

@@ -3,7 +3,6 @@ jobs end, refusals, a controller that goes away, and nothing left behind."""
 
 from __future__ import annotations
 
-from tests import PROJECT_ROOT
 import os
 import re
 import subprocess
@@ -19,7 +18,9 @@ import pytest
 
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.model.config import SETTINGS
-from gridmap_core.model.resources import ResourceError
+from gridmap_core.model.death import DeathKind
+from gridmap_core.model.resources import ResourceError, Resources
+from tests import PROJECT_ROOT
 from tests.support.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
 from tests.support.interrupted import interrupt_a_running_map
 from tests.support.watched import HeldMap
@@ -153,6 +154,7 @@ def test_a_job_over_its_memory_is_reported_out_of_memory(tmp_path: Path) -> None
         process_jobs([job], backend="slurm", require_cluster=True, temp_dir=str(tmp_path))
     assert job.cause_of_death is not None and "out of memory" in job.cause_of_death, \
         job.cause_of_death
+    assert job.death_kind is DeathKind.OUT_OF_MEMORY
     assert job.num_resubmits == 0  # it would only run out again
 
 
@@ -165,6 +167,7 @@ def test_a_job_over_its_time_limit_is_reported_as_runtime_exceeded(tmp_path: Pat
     assert 55 < time.monotonic() - started < 150
     assert job.cause_of_death is not None
     assert "runtime limit exceeded" in job.cause_of_death, job.cause_of_death
+    assert job.death_kind is DeathKind.TIME_LIMIT
     assert job.num_resubmits == 0
 
 
@@ -191,6 +194,7 @@ def test_a_job_cancelled_with_scancel_is_reported_and_not_resubmitted(tmp_path: 
     assert not thread.is_alive()
     assert errors and isinstance(errors[0], JobException)
     assert job.cause_of_death is not None and "cancelled" in job.cause_of_death
+    assert job.death_kind is DeathKind.CANCELLED
     assert job.num_resubmits == 0
 
 
@@ -204,7 +208,7 @@ def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: 
     from gridmap_slurm.commands import Commands
     from gridmap_slurm.options import SlurmOptions
     from gridmap_slurm.scheduler import SlurmScheduler
-    from gridmap_slurm.states import QUEUED_STATES, RUNNING_STATES, Record
+    from gridmap_slurm.states import QUEUED_STATES, RUNNING_STATES, Record, describe
 
     job_id = subprocess.run(["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "exit 3"],
                             capture_output=True, text=True, check=True).stdout.strip()
@@ -224,6 +228,8 @@ def test_final_states_are_read_from_accounting_and_the_completion_log(tmp_path: 
             assert time.monotonic() < deadline, f"no record of job {job_id} in {source}"
             time.sleep(0.3)
         assert found[job_id].state == "FAILED" and found[job_id].exit_code == 3, found
+        ended = describe(found[job_id], Resources())
+        assert ended.kind is DeathKind.UNREACHABLE, ended  # what the runner's status 3 means
 
 
 def _slurm(script: str, *args: str) -> None:
