@@ -35,6 +35,9 @@ from gridmap_core.map.liveness import Limits
 from gridmap_core.map.serving import Server
 from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
 from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
+
+# MAX_TRACK stays importable from here, where it was first defined.
+from gridmap_core.map.tasks import MAX_TRACK as MAX_TRACK
 from gridmap_core.map.tasks import TaskTable
 from gridmap_core.model.serialization import dumps
 from gridmap_core.plugins.types import TransportSpec
