@@ -57,14 +57,18 @@ def test_axis_labels_keep_the_digits_they_need(peak: float, labels: list[str]) -
 
 
 def test_a_mail_plot_of_one_heartbeat_shows_it() -> None:
-    import matplotlib.image
-    import numpy
+    # The PNG is read with Pillow, not matplotlib and numpy: their import in the test
+    # process can abort it (an OpenBLAS that cannot start its threads), which is why
+    # the plots themselves are drawn in a child process.
+    from PIL import Image
 
     from gridmap_core.notifiers.plots import usage_plots
 
     images = dict(usage_plots([37.5], [0.25], 10.0, "job one"))
-    line_colour = numpy.array([0x1F, 0x77, 0xB4]) / 255  # matplotlib's first colour
+    line_colour = (0x1F, 0x77, 0xB4)  # matplotlib's first colour
     for name in ("cpu.png", "memory.png"):
-        pixels = matplotlib.image.imread(io.BytesIO(images[name]))[:, :, :3]
-        drawn = numpy.all(numpy.abs(pixels - line_colour) < 0.08, axis=2).sum()
+        pixels = Image.open(io.BytesIO(images[name])).convert("RGB").getdata()
+        drawn = sum(1 for pixel in pixels
+                    if all(abs(a - b) < 0.08 * 255 for a, b in zip(pixel, line_colour,
+                                                                   strict=True)))
         assert drawn >= 80, (name, drawn)  # a dot that can be seen, not a speck
