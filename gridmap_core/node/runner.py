@@ -15,6 +15,11 @@ the monitor was lost while the job ran or its result could not be delivered; 6 w
 the job's process ended without a result (killed by a signal, or it exited). These
 statuses, and :func:`~gridmap_core.wire.exits.describe_exit` that reads them back, are
 in :mod:`gridmap_core.wire.exits`, which the backends that start runners import too.
+
+This module holds the runner's command line and its course from fetch to result; the
+conversation with the monitor is in :mod:`gridmap_core.node.link`, the heartbeats in
+:mod:`gridmap_core.node.heartbeats`, and ending the runner from any thread in
+:mod:`gridmap_core.node.ending`.
 """
 
 from __future__ import annotations
@@ -27,21 +32,16 @@ import logging
 import os
 import socket
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from gridmap_core.model.node_imports import add_search_path, explain_missing_module
+from gridmap_core.node.ending import end_runner
+from gridmap_core.node.heartbeats import HeartbeatThread
 from gridmap_core.node.job_process import JobProcessDied, run_forked
-from gridmap_core.node.usage import UsageSampler
-from gridmap_core.transports import (
-    DEFAULT_TRANSPORT,
-    Client,
-    TransportError,
-    TransportTimeout,
-    load_transport,
-)
+from gridmap_core.node.link import Link
+from gridmap_core.node.link import Stopped as Stopped
+from gridmap_core.transports import DEFAULT_TRANSPORT, load_transport
 from gridmap_core.wire.exits import (
     EXIT_JOB_DIED,
     EXIT_LOST,
@@ -49,27 +49,9 @@ from gridmap_core.wire.exits import (
     EXIT_STOPPED,
     EXIT_UNREACHABLE,
     describe_exit,
-    tail,
 )
-from gridmap_core.wire.messages import (
-    Heartbeat,
-    decode_next,
-    encode_error,
-    encode_heartbeat,
-    encode_value,
-    load_task,
-    open_task,
-)
-from gridmap_core.wire.protocol import (
-    FROM_MONITOR,
-    Codec,
-    Kind,
-    Message,
-    Oversized,
-    ProtocolError,
-    is_reply_to,
-    read_key_file,
-)
+from gridmap_core.wire.messages import decode_next, encode_error, encode_value, load_task, open_task
+from gridmap_core.wire.protocol import Codec, Kind, Message, Oversized, read_key_file
 
 __all__ = [
     "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",
@@ -77,198 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger("gridmap.runner")
-
-
-class Stopped(Exception):
-    """The monitor answered STOP."""
-
-
-class Link:
-    """One task's conversation with the monitor: signed requests, checked replies."""
-
-    def __init__(self, client: Client, codec: Codec, task: int, attempt: int) -> None:
-        self.client = client
-        self.codec = codec
-        self.task = task
-        self.attempt = attempt
-
-    def exchange(self, kind: Kind, payload: bytes | bytearray | memoryview,
-                 timeout: float) -> Message:
-        """Send one request and return its authentic reply; TransportTimeout when none
-        came. Encoded afresh on every call, so a retry is never taken for a replay."""
-        header = self.codec.header(kind, self.task, self.attempt)
-        deadline = time.monotonic() + timeout
-        reply_frames = self.client.request(self.codec.encode_header(header, payload), timeout)
-        while True:
-            try:
-                reply = self.codec.decode(reply_frames, expect=FROM_MONITOR)
-            except ProtocolError as error:
-                logger.warning("dropped a reply that failed authentication: %s", error)
-            else:
-                if is_reply_to(reply.header, header):
-                    return reply
-                logger.warning("dropped a reply meant for another task")
-            # Not ours: ask again (as a new message) in the time left.
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TransportTimeout(f"no valid reply within {timeout:.0f} s")
-            header = self.codec.header(kind, self.task, self.attempt)
-            reply_frames = self.client.request(self.codec.encode_header(header, payload), left)
-
-    def call(self, kind: Kind, payload: bytes | bytearray | memoryview, *, give_up: float,
-             timeout: float) -> Message | None:
-        """:meth:`exchange` with retries until ``give_up`` seconds have passed; None
-        if the monitor never answered."""
-        deadline = time.monotonic() + give_up
-        pause = 0.1
-        tries = 0
-        while True:
-            tries += 1
-            left = deadline - time.monotonic()
-            try:
-                return self.exchange(kind, payload, max(0.1, min(timeout, left)))
-            except TransportTimeout:
-                if time.monotonic() + pause >= deadline:
-                    logger.error(
-                        "no answer from the monitor to %s after %d tries over %.0f s",
-                        kind.value, tries, give_up,
-                    )
-                    return None
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
-
-
-def _kill_children() -> None:
-    """Kill the job's child processes, so none outlives the runner."""
-    import psutil
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-
-
-_ENDING = threading.Lock()  # taken by the first thread to end the runner, never released
-
-
-def _end(code: int, message: str) -> NoReturn:
-    """Stop the job from any thread: kill its children and exit at once. A second
-    caller (the runner seeing the job's process die of the first one's kill) waits
-    for the first, which must finish killing the job's whole tree."""
-    _ENDING.acquire()
-    logger.error("%s", message)
-    _kill_children()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
-    os._exit(code)
-
-
-def _log_file() -> str | None:
-    """Where this process's stdout goes, if it is a file (the job's log)."""
-    try:
-        target = os.readlink("/proc/self/fd/1")
-    except OSError:
-        return None
-    return target if target.startswith("/") and os.path.isfile(target) else None
-
-
-class HeartbeatThread(threading.Thread):
-    """Sends the job's health every ``interval`` seconds; ends the process when the
-    monitor says stop or cannot be reached for ``give_up`` seconds.
-
-    The job runs in a child process (``job_pid`` while it lives), so the beats go on
-    whatever the job does with its GIL. CPU and memory are those of the whole
-    process tree; the status is that of the job's process.
-    """
-
-    def __init__(self, link: Link, interval: float, give_up: float) -> None:
-        super().__init__(name="gridmap-heartbeat", daemon=True)
-        self.link = link
-        self.interval = interval
-        self.give_up = give_up
-        self.finished = threading.Event()
-        self.host_name = socket.gethostname()
-        self.log_file = _log_file()
-        # The job's process is forked from this one and shares most of its pages,
-        # which its own RSS counts: this process counts only the pages it alone has.
-        self.sampler = UsageSampler(unique_root=True)
-        self.told = ""  # the log tail of the last heartbeat the monitor answered
-        self.job_pid: int | None = None
-        # Held for each whole beat, and by the runner while it forks the job's
-        # process: whatever lock a beat takes (a stream's, a module's being imported)
-        # would stay taken for ever in the child if the fork came in the middle.
-        self.busy = threading.Lock()
-
-    def watch(self, pid: int | None) -> None:
-        """The job's process, whose status the heartbeats report (None: it ended)."""
-        self.job_pid = pid
-
-    def beat(self, log_tail: str | None = None) -> Heartbeat:
-        usage = self.sampler.sample(status_of=self.job_pid)
-        if log_tail is None:
-            log_tail = tail(self.log_file, 2048) if self.log_file else ""
-        return Heartbeat(
-            cpu=round(usage.cpu_percent, 2),
-            memory=usage.rss_bytes,
-            host_name=self.host_name,
-            status=usage.status,
-            processes=usage.processes,
-            log_tail=log_tail,
-        )
-
-    def last_lines(self, timeout: float) -> None:
-        """Once the job has returned and the beats have stopped: one more heartbeat if
-        its log grew since the last one, so that what the job printed last reaches the
-        monitor (its status page, an error mail) before its result does. A job that
-        printed nothing new costs no message. Best effort: the result matters more."""
-        log_tail = tail(self.log_file, 2048) if self.log_file else ""
-        if log_tail == self.told:
-            return
-        try:
-            reply = self.link.exchange(Kind.HEARTBEAT, encode_heartbeat(self.beat(log_tail)),
-                                       timeout)
-        except (TransportError, ProtocolError, OSError) as error:
-            logger.warning("the job's last log lines were not sent: %s", error)
-            return
-        if reply.header.kind is Kind.STOP:
-            reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
-            _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
-
-    def stop(self) -> None:
-        """End the beats, waiting for one in flight."""
-        self.finished.set()
-        self.join()
-
-    def run(self) -> None:
-        last_answer = time.monotonic()
-        while not self.finished.wait(self.interval):
-            with self.busy:
-                last_answer = self._beat_once(last_answer)
-
-    def _beat_once(self, last_answer: float) -> float:
-        """Send one heartbeat and obey the answer; when the monitor last answered."""
-        beat = self.beat()
-        payload = encode_heartbeat(beat)
-        try:
-            reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
-        except TransportTimeout:
-            silent = time.monotonic() - last_answer
-            if silent > self.give_up and not self.finished.is_set():
-                _end(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
-                     "the job (the submitting process has probably ended)")
-            return last_answer
-        except (TransportError, ProtocolError, OSError) as error:
-            logger.warning("heartbeat not sent: %s", error)
-            return last_answer
-        self.told = beat.log_tail
-        if reply.header.kind is Kind.STOP and not self.finished.is_set():
-            reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
-            _end(EXIT_STOPPED, f"the monitor says stop: {reason}")
-        return time.monotonic()
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -428,7 +218,7 @@ def _run_task(link: Link, pending: list[memoryview], host: str,
         try:
             payload = run_forked(job, heartbeats.watch, heartbeats.busy)
         except JobProcessDied as death:
-            _end(EXIT_JOB_DIED, str(death))
+            end_runner(EXIT_JOB_DIED, str(death))
     if len(payload) > link.codec.max_bytes:  # checked by the job's process already
         payload = encode_error(Oversized(
             f"the job's result is {len(payload)} bytes, over the limit of "
