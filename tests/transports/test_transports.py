@@ -667,7 +667,7 @@ def test_filesystem_junk_files_do_not_break_the_endpoint(tmp_path: Path, key: by
 
 def test_filesystem_oversized_files_are_not_read(tmp_path: Path, key: bytes,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from gridmap_core.transports import filesystem
+    from gridmap_core.transports import filesystem_files
 
     buffers: list[int] = []
 
@@ -675,8 +675,8 @@ def test_filesystem_oversized_files_are_not_read(tmp_path: Path, key: bytes,
         buffers.append(size)
         return bytearray(size)
 
-    # _read_message allocates one buffer per file it reads: count them
-    monkeypatch.setattr(filesystem, "bytearray", counting_bytearray, raising=False)
+    # read_message allocates one buffer per file it reads: count them
+    monkeypatch.setattr(filesystem_files, "bytearray", counting_bytearray, raising=False)
     with fs_serve(tmp_path, max_bytes=1000) as endpoint:
         client = load_transport("filesystem").connect(endpoint.address, {})
         big = Codec(key, MAP).encode(Kind.RESULT, 1, 0, b"x" * 100_000)
