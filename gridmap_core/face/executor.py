@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 from gridmap_core.backend import Backend, BackendSession, Batch
 from gridmap_core.face.maprun import MapRun, check_on_failure
 from gridmap_core.face.runtime import Runtime
-from gridmap_core.map.events import JobSubmitted
 from gridmap_core.map.runs import FutureSink
 from gridmap_core.model.config import Settings
+from gridmap_core.model.events import JobSubmitted
 from gridmap_core.model.job import Job, JobState, check_function
 from gridmap_core.model.options import JobOptions
 from gridmap_core.model.serialization import check_picklable

@@ -21,8 +21,8 @@ from typing import Any
 
 from gridmap_core.backend import Batch, JobSpec
 from gridmap_core.face.runtime import Runtime
-from gridmap_core.map.events import JobSubmitted, MapFinished
 from gridmap_core.map.runs import Run, wait_all
+from gridmap_core.model.events import JobSubmitted, MapFinished
 from gridmap_core.model.job import Job, JobException, JobState
 from gridmap_core.model.serialization import check_picklable
 

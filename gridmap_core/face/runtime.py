@@ -18,20 +18,24 @@ from concurrent.futures import CancelledError, Future, InvalidStateError
 from typing import TYPE_CHECKING, Any
 
 from gridmap_core.backend import Backend, BackendSession, JobSpec, SessionOptions
-from gridmap_core.map.events import (
-    EVERY_JOB_HOOKS,
-    FAILURE_HOOKS,
-    Event,
-    deliver,
-    hooks_of,
-)
 from gridmap_core.map.notifying import Notifiers
 from gridmap_core.map.runs import Run
 from gridmap_core.model.config import Settings, load_settings
+from gridmap_core.model.events import (
+    EVERY_JOB_HOOKS,
+    FAILURE_HOOKS,
+    Event,
+)
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.model.options import JobOptions
 from gridmap_core.model.resources import check_names
-from gridmap_core.plugins.manager import PluginManager, get_plugin_manager, plugin_failed
+from gridmap_core.plugins.manager import (
+    PluginManager,
+    deliver,
+    get_plugin_manager,
+    hooks_of,
+    plugin_failed,
+)
 from gridmap_core.plugins.selection import ChosenBackend, choose_backend
 from gridmap_core.watching.progress import Progress
 

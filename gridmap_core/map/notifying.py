@@ -22,10 +22,10 @@ from typing import Any
 
 import pluggy
 
-from gridmap_core.map.events import EVENTS, TYPED_HOOK, Event, deliver, hooks_of
 from gridmap_core.model.config import ConfigError
+from gridmap_core.model.events import EVENTS, TYPED_HOOK, Event
 from gridmap_core.plugins import hookspecs
-from gridmap_core.plugins.manager import PluginManager
+from gridmap_core.plugins.manager import PluginManager, deliver, hooks_of
 from gridmap_core.plugins.types import load_factory
 
 __all__ = ["LIFECYCLE_HOOKS", "NotifierManager", "Notifiers"]

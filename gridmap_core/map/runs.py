@@ -9,7 +9,7 @@ from concurrent.futures import CancelledError, Future
 from typing import Any, Protocol
 
 from gridmap_core.backend import DeathKind, Failure
-from gridmap_core.map.events import (
+from gridmap_core.model.events import (
     Event,
     JobHeartbeat,
     JobResubmitted,

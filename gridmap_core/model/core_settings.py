@@ -22,9 +22,11 @@ from gridmap_core.model.setting import (
     text,
     whole,
 )
-from gridmap_core.transports import DEFAULT_TRANSPORT
 
 __all__ = ["SETTINGS"]
+
+#: The transport of the TRANSPORT setting's default (the transports re-export it).
+DEFAULT_TRANSPORT = "zmq"
 
 
 def _default_recipient() -> str:

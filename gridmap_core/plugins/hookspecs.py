@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from gridmap_core.map.events import Event
+    from gridmap_core.model.events import Event
     from gridmap_core.model.job import Job
     from gridmap_core.plugins.types import BackendSpec, NotifierSpec, TransportSpec
 
@@ -218,7 +218,7 @@ def gridmap_map_finished(jobs: Sequence[Job], summary: dict[str, Any]) -> None:
 
 @hookspec
 def gridmap_event(event: Event) -> None:
-    """Any lifecycle event, as a typed object of :mod:`gridmap_core.map.events`:
+    """Any lifecycle event, as a typed object of :mod:`gridmap_core.model.events`:
     ``JobSubmitted``, ``JobWaiting``, ``JobStarted``, ``JobHeartbeat``, ``JobFinished``,
     ``JobFailed``, ``JobDied``, ``JobResubmitted`` (each with ``event.job``) or
     ``MapFinished`` (``event.jobs``, ``event.summary``).
@@ -229,7 +229,7 @@ def gridmap_event(event: Event) -> None:
 
     Example::
 
-        from gridmap_core.map.events import JobDied
+        from gridmap_core.model.events import JobDied
 
         @hookimpl
         def gridmap_event(event):

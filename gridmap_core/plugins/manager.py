@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, TypeVar
 
 import pluggy
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.model.events import TYPED_HOOK, Event
 from gridmap_core.model.setting import ConfigError, Setting
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins.types import BackendSpec, NotifierSpec, PluginLoadError, TransportSpec
@@ -25,8 +26,10 @@ __all__ = [
     "PluginManager",
     "UnknownPluginError",
     "call_each",
+    "deliver",
     "get_plugin_manager",
     "hookimpl",
+    "hooks_of",
     "plugin_failed",
 ]
 
@@ -102,7 +105,7 @@ class PluginManager(pluggy.PluginManager):
 
         Unlike ``self.hook.NAME(...)``, an observer that raises does not keep the
         observers after it from hearing the event. (The core tells its events through
-        :func:`gridmap_core.map.events.deliver`, which calls hooks the same way.)
+        :func:`deliver`, which calls hooks the same way.)
         """
         call_each(getattr(self.hook, hook), kwargs,
                   lambda plugin_name: plugin_failed(plugin_name, hook))
@@ -226,3 +229,23 @@ def get_plugin_manager() -> PluginManager:
             manager.load_entry_points()
             _manager = manager
         return _manager
+
+
+def hooks_of(manager: pluggy.PluginManager, hooks: Sequence[str]) -> bool:
+    """Whether any plugin of ``manager`` implements one of ``hooks`` or the typed hook
+    (which hears every event)."""
+    return any(getattr(manager.hook, hook).get_hookimpls() for hook in (TYPED_HOOK, *hooks))
+
+
+def deliver(manager: pluggy.PluginManager, event: Event,
+            failed: Callable[[str, str], None]) -> None:
+    """Tell ``event`` to every implementation of the typed hook, then of its named hook.
+
+    Unlike ``manager.hook.NAME(...)``, one that raises does not keep the others from
+    hearing it: ``failed(plugin_name, hook)`` is called instead, in the ``except``
+    block (so it may log the traceback), and delivery goes on.
+    """
+    call_each(getattr(manager.hook, TYPED_HOOK), {"event": event},
+              lambda plugin_name: failed(plugin_name, TYPED_HOOK))
+    call_each(getattr(manager.hook, event.hook), event.arguments(),
+              lambda plugin_name: failed(plugin_name, event.hook))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from gridmap_core.errors import GridMapError
+from gridmap_core.model.core_settings import DEFAULT_TRANSPORT
 
 if TYPE_CHECKING:
     from gridmap_core.plugins.types import TransportSpec
@@ -41,7 +42,6 @@ __all__ = [
     "transport_spec",
 ]
 
-DEFAULT_TRANSPORT = "zmq"
 
 # Frames a caller hands to a transport; it sends them without joining or copying them.
 Frames = Sequence[bytes | bytearray | memoryview]

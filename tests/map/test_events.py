@@ -12,8 +12,10 @@ from typing import Any, ClassVar
 import pytest
 
 from gridmap_core import GridMapExecutor, Job, NotifierSpec, grid_map, hookimpl
-from gridmap_core.map import events
-from gridmap_core.map.events import (
+from gridmap_core.map.notifying import Notifiers
+from gridmap_core.model import events
+from gridmap_core.model.config import ConfigError
+from gridmap_core.model.events import (
     EVENTS,
     EVERY_JOB_HOOKS,
     FAILURE_HOOKS,
@@ -26,8 +28,6 @@ from gridmap_core.map.events import (
     JobSubmitted,
     MapFinished,
 )
-from gridmap_core.map.notifying import Notifiers
-from gridmap_core.model.config import ConfigError
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins.manager import get_plugin_manager
 from tests.support.jobs import double, fail_on

@@ -37,8 +37,8 @@ from gridmap_core import (
     get_plugin_manager,
     grid_map,
 )
-from gridmap_core.map.events import JobDied
 from gridmap_core.model.death import DeathKind
+from gridmap_core.model.events import JobDied
 from gridmap_core.plugins import hookspecs
 from gridmap_core.plugins import manager as plugins
 from gridmap_core.plugins.manager import PluginManager

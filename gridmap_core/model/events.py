@@ -1,28 +1,26 @@
-"""Job lifecycle events, as typed objects, and their delivery to pluggy observers.
+"""Job lifecycle events, as typed objects: the one table of events and their hooks.
 
-Every event the core tells goes through :func:`deliver`: first to implementations of
-the typed hook ``gridmap_event(event)``, then to those of the event's own named hook
-(``gridmap_job_started(job)``, …), which third-party plugins and notifiers implement.
-Each event class names its hook, and its fields are that hook's arguments: this module
-is the one table of events and hooks, and a test holds it to the hook specifications.
+Every event the core tells goes through :func:`gridmap_core.plugins.manager.deliver`:
+first to implementations of the typed hook ``gridmap_event(event)``, then to those of
+the event's own named hook (``gridmap_job_started(job)``, …), which third-party
+plugins and notifiers implement. Each event class names its hook, and its fields are
+that hook's arguments: this module is the one table of events and hooks, and a test
+holds it to the hook specifications.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import pluggy
-
 from gridmap_core.model.job import Job, JobState
-from gridmap_core.plugins.manager import call_each
 
 __all__ = [
     "EVENTS", "EVERY_JOB_HOOKS", "FAILURE_HOOKS", "TYPED_HOOK", "Event", "JobDied",
     "JobEvent", "JobFailed", "JobFinished", "JobHeartbeat", "JobResubmitted", "JobStarted",
-    "JobSubmitted", "JobWaiting", "MapFinished", "deliver", "ended", "hooks_of",
+    "JobSubmitted", "JobWaiting", "MapFinished", "ended",
 ]
 
 #: The hook that hears every event as an :class:`Event` object.
@@ -143,23 +141,3 @@ _ENDINGS: Mapping[JobState, type[JobEvent]] = {JobState.DEAD: JobDied,
 def ended(job: Job) -> JobEvent:
     """The event of a job that has just ended, by its state."""
     return _ENDINGS.get(job.state, JobFinished)(job)
-
-
-def hooks_of(manager: pluggy.PluginManager, hooks: Sequence[str]) -> bool:
-    """Whether any plugin of ``manager`` implements one of ``hooks`` or the typed hook
-    (which hears every event)."""
-    return any(getattr(manager.hook, hook).get_hookimpls() for hook in (TYPED_HOOK, *hooks))
-
-
-def deliver(manager: pluggy.PluginManager, event: Event,
-            failed: Callable[[str, str], None]) -> None:
-    """Tell ``event`` to every implementation of the typed hook, then of its named hook.
-
-    Unlike ``manager.hook.NAME(...)``, one that raises does not keep the others from
-    hearing it: ``failed(plugin_name, hook)`` is called instead, in the ``except``
-    block (so it may log the traceback), and delivery goes on.
-    """
-    call_each(getattr(manager.hook, TYPED_HOOK), {"event": event},
-              lambda plugin_name: failed(plugin_name, TYPED_HOOK))
-    call_each(getattr(manager.hook, event.hook), event.arguments(),
-              lambda plugin_name: failed(plugin_name, event.hook))
