@@ -17,6 +17,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+from gridmap_sge.plugin import SGE_SETTINGS
 
 from gridmap_core import GridMapExecutor, Job, JobException, process_jobs
 from gridmap_core.backend import JobSpec
@@ -96,7 +97,8 @@ def test_slots_memory_runtime_and_queue_are_granted(tmp_path: Path) -> None:
 
 def test_white_list_and_mem_free_reach_the_scheduler(tmp_path: Path, sge_cluster: str,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(SETTINGS["USE_MEM_FREE"].env_var, "true")
+    [use_mem_free] = SGE_SETTINGS  # the sge backend declares it
+    monkeypatch.setenv(use_mem_free.env_var, "true")
     job = Job(granted, [], mem_free="100M", name="placed")
     job.white_list = [sge_cluster]  # an attribute, as in the original
     process_jobs([job], backend="sge", require_cluster=True, temp_dir=str(tmp_path),
