@@ -18,6 +18,7 @@ import pytest
 from gridmap_core import Job
 from gridmap_core.model.config import SETTINGS
 from gridmap_core.notifiers.plots import PLOT_SIZE
+from gridmap_core.notifiers.plugin import EMAIL_SETTINGS
 from tests.support.smtp_server import Received, Server, png_sizes, running_smtp_server
 
 
@@ -38,11 +39,13 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 def mailing_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
     """A real SMTP server, and error mail to it on, through the settings' environment
     variables (as process_jobs reads them); no resubmissions."""
+    # The SMTP settings are the email notifier's own; the rest are the core's.
+    declared = {**SETTINGS, **{setting.name: setting for setting in EMAIL_SETTINGS}}
     with running_smtp_server(tmp_path) as server:
         for name, value in {"SEND_ERROR_MAIL": True, "SMTP_SERVER": f"127.0.0.1:{server.port}",
                             "ERROR_MAIL_WINDOW": 0.3, "ERROR_MAIL_RECIPIENT": "ann@example.org",
                             "NUM_RESUBMITS": 0}.items():
-            monkeypatch.setenv(SETTINGS[name].env_var, str(value))
+            monkeypatch.setenv(declared[name].env_var, str(value))
         yield server
 
 
