@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
-from gridmap_core.wire.exits import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+from gridmap_core.wire.exit_kinds import kind_of_exit
 from gridmap_core.wire.messages import Heartbeat
 
 __all__ = [
@@ -144,16 +144,7 @@ def judge_status(status: JobStatus, job_id: str) -> Verdict | None:
     return None
 
 
-# The runner's own exit statuses, by the kind of death each means.
-_EXIT_KINDS = {EXIT_UNREACHABLE: DeathKind.UNREACHABLE, EXIT_LOST: DeathKind.MONITOR_LOST,
-               EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED}
-
-
 def _ended_kind(exit_status: int | None) -> DeathKind:
     """The kind of death of a job that ended, from its exit status alone (a scheduler
     that knows better says so in ``JobStatus.kind``)."""
-    if exit_status is None:
-        return DeathKind.OTHER
-    if exit_status < 0:  # killed by signal -exit_status
-        return DeathKind.KILLED
-    return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)
+    return kind_of_exit(exit_status)

@@ -31,11 +31,8 @@ from gridmap_core.backend.drmaa import Ending
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
+from gridmap_core.wire.exit_kinds import kind_of_exit
 from gridmap_core.wire.exits import (
-    EXIT_LOST,
-    EXIT_SETUP,
-    EXIT_STOPPED,
-    EXIT_UNREACHABLE,
     describe_exit,
 )
 
@@ -44,10 +41,6 @@ __all__ = ["describe_ending"]
 _NEAR_LIMIT = 0.9  # usage this close to a limit means the limit ended the job
 _RUNTIME_SLACK = 2.0  # seconds: Grid Engine enforces h_rt on its load report interval
 _AFTER_JOB = 100  # accounting "failed" code of a job ended by a signal or deleted
-# The runner's own exit statuses, by the kind of death each means (as the monitor reads
-# them, gridmap_core.map.liveness): any other status is a runner that exited.
-_EXIT_KINDS = {EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_UNREACHABLE: DeathKind.UNREACHABLE,
-               EXIT_LOST: DeathKind.MONITOR_LOST, EXIT_STOPPED: DeathKind.CANCELLED}
 
 
 def _memory_cause(ending: Ending, resources: Resources) -> str | None:
@@ -99,12 +92,6 @@ def describe_ending(ending: Ending, resources: Resources, err_log: str | None = 
         return JobStatus(Status.ENDED, describe_exit(None, ending.signal), None,
                          kind=DeathKind.KILLED)
     return JobStatus(Status.ENDED, describe_exit(ending.exit_status, None, err_log),
-                     ending.exit_status, kind=_exit_kind(ending.exit_status))
+                     ending.exit_status, kind=kind_of_exit(ending.exit_status))
 
 
-def _exit_kind(exit_status: int | None) -> DeathKind:
-    """The kind of death of a runner that ended with ``exit_status`` (None: DRMAA says
-    it neither exited nor was killed) without a result."""
-    if exit_status is None:
-        return DeathKind.OTHER
-    return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)

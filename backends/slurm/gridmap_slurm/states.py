@@ -15,11 +15,8 @@ from dataclasses import dataclass
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
+from gridmap_core.wire.exit_kinds import kind_of_exit
 from gridmap_core.wire.exits import (
-    EXIT_LOST,
-    EXIT_SETUP,
-    EXIT_STOPPED,
-    EXIT_UNREACHABLE,
     describe_exit,
     name_of_signal,
 )
@@ -151,10 +148,6 @@ def pending_note(record: Record) -> str:
            f"{record.job_id})"
 
 
-# The runner's own exit statuses, by the kind of death each means (as the monitor reads
-# them, gridmap_core.map.liveness): any other status is a runner that exited.
-_EXIT_KINDS = {EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_UNREACHABLE: DeathKind.UNREACHABLE,
-               EXIT_LOST: DeathKind.MONITOR_LOST, EXIT_STOPPED: DeathKind.CANCELLED}
 # End states that are not the job's doing, by their cause and kind of death; each may be
 # resubmitted.
 _NOT_ITS_FAULT = {
@@ -162,14 +155,6 @@ _NOT_ITS_FAULT = {
     "BOOT_FAIL": ("its node failed to boot (BOOT_FAIL)", DeathKind.NODE_FAILED),
     "PREEMPTED": ("preempted by Slurm for another job", DeathKind.PREEMPTED),
 }
-
-
-def _exit_kind(exit_code: int | None) -> DeathKind:
-    """The kind of death of a batch script (the runner) that exited with ``exit_code``
-    without a result: what the runner's exit status says, else that it exited."""
-    if exit_code is None:
-        return DeathKind.EXITED
-    return _EXIT_KINDS.get(exit_code, DeathKind.EXITED)
 
 
 def describe(record: Record, resources: Resources, err_log: str | None = None) -> JobStatus:
@@ -216,7 +201,7 @@ def describe(record: Record, resources: Resources, err_log: str | None = None) -
                          kind=DeathKind.KILLED)
     if state in ("COMPLETED", "FAILED"):
         return JobStatus(Status.ENDED, describe_exit(record.exit_code, None, err_log),
-                         record.exit_code, kind=_exit_kind(record.exit_code))
+                         record.exit_code, kind=kind_of_exit(record.exit_code, DeathKind.EXITED))
     # A state this module does not know: neither it nor its exit code says what kind
     # of death it was.
     return JobStatus(Status.ENDED, f"ended in Slurm state {state}", record.exit_code,

@@ -1,0 +1,26 @@
+"""The kind of death that a runner's exit status means, for the monitor and the
+backends alike (one table, so that a scheduler's verdict and the monitor's agree)."""
+
+from __future__ import annotations
+
+from gridmap_core.model.death import DeathKind
+from gridmap_core.wire.exits import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+
+__all__ = ["kind_of_exit"]
+
+# The runner's own exit statuses; any other status is a runner (or job) that exited.
+_EXIT_KINDS = {EXIT_UNREACHABLE: DeathKind.UNREACHABLE, EXIT_LOST: DeathKind.MONITOR_LOST,
+               EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED}
+
+
+def kind_of_exit(exit_status: int | None, unknown: DeathKind = DeathKind.OTHER) -> DeathKind:
+    """The kind of death of a runner that ended with ``exit_status`` without a result.
+
+    A negative status is a kill by signal ``-exit_status``; ``None`` (the scheduler
+    does not say) is ``unknown``.
+    """
+    if exit_status is None:
+        return unknown
+    if exit_status < 0:
+        return DeathKind.KILLED
+    return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)
