@@ -80,18 +80,18 @@ def process_jobs(
     for index, job in enumerate(jobs):
         if not isinstance(job, Job):
             raise TypeError(f"jobs[{index}] is a {type(job).__name__}, not a gridmap Job")
-    with GridMapExecutor(
-        backend,
-        max_processes=max_processes,
-        local=local,
-        require_cluster=require_cluster,
-        temp_dir=temp_dir,
-        white_list=white_list,
-        quiet=quiet,
-        status_page=status_page,
-    ) as executor:
+    with GridMapExecutor(backend, **_executor_arguments(locals())) as executor:
         say_backend(executor, jobs[0].name if jobs else "process_jobs")
         return MapRun.of_jobs(executor.runtime, jobs, on_failure=on_failure).run()
+
+
+# The parameters that grid_map and process_jobs pass on to GridMapExecutor as they are.
+_EXECUTOR_ARGUMENTS = ("max_processes", "local", "require_cluster", "temp_dir", "white_list",
+                       "quiet", "status_page")
+
+
+def _executor_arguments(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in _EXECUTOR_ARGUMENTS}
 
 
 def _as_args(item: Any) -> Any:
@@ -155,17 +155,7 @@ def grid_map(
     args = [_as_args(item) for item in args_list]
     # The signature above is the original GridMap's; its job options go on by name.
     options = JobOptions.of(locals(), strict=False)
-    with GridMapExecutor(
-        backend,
-        max_processes=max_processes,
-        local=local,
-        require_cluster=require_cluster,
-        temp_dir=temp_dir,
-        white_list=white_list,
-        quiet=quiet,
-        status_page=status_page,
-        **options.as_dict(),
-    ) as executor:
+    with GridMapExecutor(backend, **_executor_arguments(locals()), **options.as_dict()) as executor:
         say_backend(executor, name)
         return MapRun.of_calls(executor.runtime, f, args, name, on_failure=on_failure,
                                completion_mail=completion_mail).run()
