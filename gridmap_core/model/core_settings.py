@@ -8,7 +8,6 @@ declared in that plugin's contribution instead, and read in the same way.
 
 from __future__ import annotations
 
-import getpass
 import os
 import socket
 
@@ -30,6 +29,9 @@ DEFAULT_TRANSPORT = "zmq"
 
 
 def _default_recipient() -> str:
+    # getpass imports termios: not at import time, which a runner pays at every start.
+    import getpass
+
     try:
         user = getpass.getuser()
     except Exception:  # no user name in a bare container: keep going
