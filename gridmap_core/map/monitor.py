@@ -50,7 +50,7 @@ from gridmap_core.transports import (
 )
 from gridmap_core.wire.protocol import Codec, ReplayGuard, new_key, write_key_file
 
-__all__ = ["MonitoredSession"]
+__all__ = ["MonitoredSession", "open_monitored"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.2  # longest the loop blocks, so stop requests and polls are seen quickly
@@ -272,3 +272,23 @@ class MonitoredSession:
                 time.sleep(_TICK)
             except Exception:  # the loop must survive anything, or every job would hang
                 logger.exception("monitor error (the monitor keeps serving)")
+
+
+def open_monitored(scheduler: Scheduler, options: SessionOptions, *, name: str,
+                   python: object = None, work_dir: str | None = None) -> MonitoredSession:
+    """A :class:`MonitoredSession` over ``scheduler``, named ``name`` (its thread's name).
+
+    ``python`` is the interpreter the runners start with (the backend's ``python``
+    option; empty or None for this one's), ``work_dir`` where the session's private
+    directory goes (``options.temp_dir`` by default: it must be visible to the nodes).
+    When the session cannot start (a bad transport, a port in use), the scheduler is
+    closed before the error goes on, since no session will ever close it: its
+    connection or threads would otherwise outlive the failed ``open``.
+    """
+    try:
+        return MonitoredSession(scheduler, options,
+                                work_dir=options.temp_dir if work_dir is None else work_dir,
+                                python=str(python) if python else None, name=name)
+    except BaseException:
+        scheduler.close()
+        raise

@@ -11,9 +11,8 @@ import pytest
 
 from gridmap_core.backend import SessionOptions
 from gridmap_core.backend.arrays import TrackedJob, TrackedJobs
-from gridmap_core.backend.monitored import open_monitored
 from gridmap_core.backend.scheduler import JobStatus, Launch
-from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.monitor import MonitoredSession, open_monitored
 from gridmap_core.model.config import load_settings
 from gridmap_core.model.resources import Resources
 

@@ -10,8 +10,7 @@ import os
 import tempfile
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
-from gridmap_core.backend.monitored import open_monitored
-from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.monitor import MonitoredSession, open_monitored
 
 from .pool import LocalSession
 from .processes import ProcessScheduler

@@ -12,8 +12,7 @@ from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
 from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
-from gridmap_core.backend.monitored import open_monitored
-from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.monitor import MonitoredSession, open_monitored
 from gridmap_core.model.config import Settings
 from gridmap_core.model.resources import ResourceError
 

@@ -11,8 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
-from gridmap_core.backend.monitored import open_monitored
-from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.monitor import MonitoredSession, open_monitored
 from gridmap_core.model.resources import ResourceError
 
 from .cluster import Cluster, read_cluster

@@ -13,8 +13,7 @@ from gridmap_slurm.options import SlurmOptions
 
 from gridmap_core.backend import Availability, JobSpec, SessionOptions
 from gridmap_core.backend.drmaa import DrmaaConnection, library_problem
-from gridmap_core.backend.monitored import open_monitored
-from gridmap_core.map.monitor import MonitoredSession
+from gridmap_core.map.monitor import MonitoredSession, open_monitored
 
 from .native import check_job, check_options, native_specification
 from .scheduler import SlurmDrmaaScheduler
