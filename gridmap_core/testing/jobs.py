@@ -61,8 +61,16 @@ def sleep_then(seconds: float, value: int) -> int:
 
 def wait_for_file(path: str, seconds: float, value: int) -> int:
     """Wait until ``path`` exists (at most ``seconds``), then return ``value``: a long
-    job that a test can end, should the backend have left it running."""
+    job that a test can end, should the backend have left it running.
+
+    It ends too when ``path``'s folder is gone: a test that made the file and then
+    removed its folder at once (before the job looked again) has ended it as well, and
+    a job left running in the test's own process (a backend of threads) would
+    otherwise hold the process at its exit until ``seconds`` passed.
+    """
     deadline = time.monotonic() + seconds
-    while not os.path.exists(path) and time.monotonic() < deadline:
+    folder = os.path.dirname(path) or "."
+    while (not os.path.exists(path) and os.path.isdir(folder)
+           and time.monotonic() < deadline):
         time.sleep(0.2)
     return value
