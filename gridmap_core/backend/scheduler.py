@@ -114,6 +114,10 @@ class Scheduler(Protocol):
     Calls come from the submitting thread (the first launch of a batch) and from the
     monitor's thread (polls, resubmissions, cancels), so implementations must be
     thread-safe.
+
+    A scheduler may also have ``peers() -> Sequence[str]``: the hosts (names or
+    addresses) that run its jobs. The monitor then advertises the address of this
+    host that they reach it by (the route to them), not the host's first interface.
     """
 
     def launch(self, launch: Launch) -> list[str]:

@@ -98,7 +98,7 @@ class MonitoredSession:
         self._remove_abandoned(work_dir)
         self.directory = self._make_directory(work_dir)
         try:
-            key = self._open(transport, spec, settings)
+            key = self._open(transport, spec, settings, _peers(scheduler))
         except BaseException:
             # Nothing of a session that could not start stays on disk: no key, no
             # directory.
@@ -143,16 +143,21 @@ class MonitoredSession:
         """Messages refused: forged, malformed, replayed, …"""
         return self._server.dropped
 
-    def _open(self, transport: Transport, spec: TransportSpec, settings: Any) -> bytes:
+    def _open(self, transport: Transport, spec: TransportSpec, settings: Any,
+              peers: Sequence[str]) -> bytes:
         """Fill the session directory (the submitter's record, logs, the key) and start
-        serving, with the options the transport builds from the settings; the map's key."""
+        serving, with the options the transport builds from the settings and the hosts
+        that will run the runners; the map's key."""
         record_submitter(self.directory)
         self.log_dir = str(self.directory / "logs")
         os.mkdir(self.log_dir, 0o700)
         key = new_key()
         self.key_file = str(write_key_file(self.directory / "key", key))
-        self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings))
+        self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings,
+                                                                   peers))
         self.address = self.endpoint.address
+        logger.debug("runners reach the monitor at %s (the scheduler's nodes: %s)",
+                     self.address, ", ".join(peers) or "not known")
         return key
 
     @staticmethod
@@ -272,6 +277,20 @@ class MonitoredSession:
                 time.sleep(_TICK)
             except Exception:  # the loop must survive anything, or every job would hang
                 logger.exception("monitor error (the monitor keeps serving)")
+
+
+def _peers(scheduler: Scheduler) -> tuple[str, ...]:
+    """The hosts that run the scheduler's jobs, if it can say (its optional ``peers``):
+    the transport advertises the address they reach this host by. Asking must not
+    keep a map from starting."""
+    peers = getattr(scheduler, "peers", None)
+    if peers is None:
+        return ()
+    try:
+        return tuple(str(peer) for peer in peers())
+    except Exception as error:  # a scheduler command that failed: guess as before
+        logger.debug("the scheduler could not name its nodes: %s", error)
+        return ()
 
 
 def open_monitored(scheduler: Scheduler, options: SessionOptions, *, name: str,

@@ -11,7 +11,7 @@ the core's are; a backend also declares its ``options``
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -116,9 +116,11 @@ class TransportSpec:
     """A way for runners on compute nodes to reach the submitting process.
 
     ``factory`` returns a :class:`~gridmap_core.transports.Transport`.
-    ``serve_options(directory, settings)`` returns the options its ``serve`` takes
-    for a map, from the map's settings and the map's private ``directory`` (shared
-    with the nodes); without it, ``serve`` gets none. ``advice`` is what ``gridmap
+    ``serve_options(directory, settings, peers)`` returns the options its ``serve``
+    takes for a map, from the map's settings, the map's private ``directory`` (shared
+    with the nodes) and ``peers``, the hosts that will run the map's runners as the
+    scheduler names them (empty when it does not say); without it, ``serve`` gets
+    none. ``advice`` is what ``gridmap
     doctor`` says about it: a :class:`~gridmap_core.transports.advice.TransportAdvice`.
     Both may be given as ``"package.module:name"``, imported when first used.
     """
@@ -127,7 +129,8 @@ class TransportSpec:
     factory: str | Callable[[], Any]
     description: str
     needs_shared_filesystem: bool = False
-    serve_options: str | Callable[[Path, Any], Mapping[str, Any]] | None = None
+    serve_options: (str | Callable[[Path, Any, Sequence[str]], Mapping[str, Any]]
+                    | None) = None
     advice: Any = None
     settings: tuple[Setting, ...] = ()
 
@@ -142,12 +145,14 @@ class TransportSpec:
             raise ValueError(f"transport {self.name!r}: advice {self.advice!r} must be "
                              "'package.module:name' or the object itself")
 
-    def options_for(self, directory: Path, settings: Any) -> dict[str, Any]:
-        """The options of ``serve`` for a map whose private directory is ``directory``."""
+    def options_for(self, directory: Path, settings: Any,
+                    peers: Sequence[str] = ()) -> dict[str, Any]:
+        """The options of ``serve`` for a map whose private directory is ``directory``
+        and whose runners run on ``peers``."""
         if self.serve_options is None:
             return {}
         build = load_factory("transport", self.name, self.serve_options)
-        return dict(build(directory, settings.including(self.settings)))
+        return dict(build(directory, settings.including(self.settings), tuple(peers)))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ transport's ``serve`` takes for a map is built here, from the map's settings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +29,31 @@ ZMQ_SETTINGS = (
 )
 
 
-def zmq_serve_options(directory: Path, settings: Any) -> dict[str, Any]:
+def zmq_serve_options(directory: Path, settings: Any, peers: Sequence[str] = ()
+                      ) -> dict[str, Any]:
     """The zmq endpoint's options from its MONITOR_* settings (the session's directory
-    plays no part: runners connect over TCP)."""
+    plays no part: runners connect over TCP).
+
+    The address runners dial is MONITOR_ADDRESS when set; else this host's address on
+    the route to the nodes that run them (``peers``), when they are other hosts; else
+    the endpoint's own guess (:func:`gridmap_core.transports.zmq.default_host`).
+    """
     options: dict[str, Any] = {"interface": settings["MONITOR_INTERFACE"]}
     if settings["MONITOR_PORTS"]:
         options["port_range"] = settings["MONITOR_PORTS"]
     if settings["MONITOR_ADDRESS"]:
         options["address"] = settings["MONITOR_ADDRESS"]
+    elif peers:
+        from gridmap_core.transports.routes import address_for_peers
+
+        address = address_for_peers(peers)
+        if address is not None:
+            options["address"] = address
     return options
 
 
-def filesystem_serve_options(directory: Path, settings: Any) -> dict[str, Any]:
+def filesystem_serve_options(directory: Path, settings: Any, peers: Sequence[str] = ()
+                             ) -> dict[str, Any]:
     """The message files go in the session's own directory, which the nodes share."""
     return {"directory": str(directory)}
 

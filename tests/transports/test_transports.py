@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -307,7 +307,7 @@ class SharedDirTransport:
                               "gridmap_core.transports.filesystem:FilesystemTransport",
                               "files in a directory of the session", serve_options=self.options)]
 
-    def options(self, directory: Path, settings: Any) -> dict[str, Any]:
+    def options(self, directory: Path, settings: Any, peers: Sequence[str]) -> dict[str, Any]:
         self.calls.append((directory, settings["TRANSPORT"]))
         return {"directory": str(directory / "exchange"), "poll_interval": 0.01}
 
@@ -339,6 +339,37 @@ def test_each_built_in_transport_builds_its_serve_options_from_the_settings(
     assert specs["zmq"].options_for(tmp_path, load_settings(environ={}, cwd=tmp_path)) == {
         "interface": "*"}
     assert specs["filesystem"].options_for(tmp_path, settings) == {"directory": str(tmp_path)}
+
+
+def test_runners_are_told_this_hosts_address_on_the_route_to_the_nodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MONITOR_ADDRESS, the zmq transport advertises the address the scheduler's
+    nodes reach this host by; MONITOR_ADDRESS still wins, and nodes that are this host
+    (a loopback name) leave the guess as it was."""
+    from gridmap_core.transports import routes
+
+    routes_to = {"10.9.1.1": "10.9.0.1", "10.9.1.2": "10.9.0.1", "172.16.0.5": "172.16.0.1"}
+    monkeypatch.setattr(routes, "source_address_to", routes_to.get)
+    monkeypatch.setattr(routes, "local_addresses", lambda: {"127.0.0.1", "10.9.0.1",
+                                                            "172.16.0.1", "192.0.2.2"})
+    zmq = get_plugin_manager().transports()["zmq"]
+    default = load_settings(environ={}, cwd=tmp_path)
+    nodes = ("10.9.1.1", "10.9.1.2", "172.16.0.5")
+    assert zmq.options_for(tmp_path, default, nodes) == {"interface": "*",
+                                                         "address": "10.9.0.1"}
+    chosen = load_settings({"MONITOR_ADDRESS": "head"}, environ={}, cwd=tmp_path)
+    assert zmq.options_for(tmp_path, chosen, nodes)["address"] == "head"
+    assert "address" not in zmq.options_for(tmp_path, default, ("127.0.0.1",))
+    assert "address" not in zmq.options_for(tmp_path, default, ("no-such-host.invalid",))
+    # A node that is this host votes for the address it has here.
+    assert routes.address_for_peers(["192.0.2.2", "10.9.1.1"]) == "192.0.2.2"
+
+
+def test_the_route_to_an_address_is_read_without_sending_anything() -> None:
+    from gridmap_core.transports.routes import local_addresses, source_address_to
+
+    assert source_address_to("127.0.0.1") == "127.0.0.1"
+    assert "127.0.0.1" in local_addresses()
 
 
 def test_the_runner_loads_its_transport_without_the_plugin_manager(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -134,6 +135,16 @@ class SgeScheduler:
         return ["--environment", path]
 
     # -- watching --------------------------------------------------------------------
+
+    def peers(self) -> tuple[str, ...]:
+        """The cluster's execution hosts (``qconf -sel``), whose route here the monitor
+        advertises; none when qconf cannot say."""
+        try:
+            done = subprocess.run(["qconf", "-sel"], capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return ()
+        return tuple(done.stdout.split()) if done.returncode == 0 else ()
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self.connection.reap()

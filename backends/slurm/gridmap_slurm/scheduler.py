@@ -111,6 +111,10 @@ class SlurmScheduler:
 
     # -- watching and stopping ---------------------------------------------------------
 
+    def peers(self) -> tuple[str, ...]:
+        """The cluster's nodes (sinfo), whose route here the monitor advertises."""
+        return self.cluster.nodes or ()
+
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         return self.jobs.poll(ids)
 

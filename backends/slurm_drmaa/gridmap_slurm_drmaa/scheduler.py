@@ -201,6 +201,10 @@ class SlurmDrmaaScheduler:
 
     # -- watching --------------------------------------------------------------------
 
+    def peers(self) -> tuple[str, ...]:
+        """The cluster's nodes (sinfo), whose route here the monitor advertises."""
+        return self.cluster.nodes or ()
+
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self._drain()
         answer = self.jobs.poll(ids)
