@@ -11,12 +11,17 @@ from gridmap_core.backend.scheduler import Launch, Scheduler, Status
 from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
 from gridmap_core.map.tasks import ENDED, QUEUED, RUNNING, Task, TaskTable, failure_of, job_name
 
-__all__ = ["STALL", "JobWatch"]
+__all__ = ["STALL", "UNHEARD_AFTER", "JobWatch"]
 # One logger for the whole monitor, whichever module speaks: the name users (and
 # tests) configure.
 logger = logging.getLogger("gridmap_core.map.monitor")
 
 STALL = 1.0  # seconds of work in one go after which heartbeats queued meanwhile get grace
+# How long jobs may run, as the scheduler says, before the user hears that none of
+# them has reached the monitor: a runner calls within a second or two of its start,
+# and a map whose nodes cannot reach this host would otherwise be silent until
+# MAX_TIME_BETWEEN_HEARTBEATS counted its jobs dead, one wave after another.
+UNHEARD_AFTER = 10.0
 
 
 class JobWatch:
@@ -29,7 +34,8 @@ class JobWatch:
 
     def __init__(self, table: TaskTable, scheduler: Scheduler, limits: Limits, *,
                  address: str, max_resubmits: int,
-                 launch: Callable[[JobSpec, Sequence[int], int], Launch]) -> None:
+                 launch: Callable[[JobSpec, Sequence[int], int], Launch],
+                 unheard: Callable[[int, float], None] | None = None) -> None:
         self.table = table
         self.scheduler = scheduler
         self.limits = limits
@@ -43,6 +49,9 @@ class JobWatch:
         self.polled_at = 0.0  # when the last scheduler poll began
         self.next_cancel = 0.0  # superseded jobs are cancelled from then on
         self._notes_told: set[str] = set()
+        # Told once per map, with (jobs, seconds), while no runner has called at all.
+        self._unheard = unheard
+        self._heard_any = False
 
     def grant_grace(self) -> float:
         """The loop was busy for a while: count silence from now on; now."""
@@ -167,9 +176,26 @@ class JobWatch:
                 found.append((task, verdict, since + self.limits.max_silence))
         return found
 
+    def _tell_unheard(self, tasks: Sequence[Task], now: float) -> None:
+        """While no runner of the map has called, say so once, early, when jobs the
+        scheduler runs have stayed silent for UNHEARD_AFTER seconds."""
+        if self._heard_any or self._unheard is None:
+            return
+        if any(task.state == RUNNING for task in tasks):
+            self._heard_any = True
+            return
+        waiting = [now - task.running_since for task in tasks
+                   if task.state == QUEUED and task.running_since is not None
+                   and task.suspended_at is None]
+        if waiting and max(waiting) >= UNHEARD_AFTER:
+            self._heard_any = True  # once
+            self._unheard(len(waiting), max(waiting))
+
     def sweep(self, now: float) -> None:
         """Find jobs gone silent."""
-        silent = self._silent(self.table.snapshot(), now)
+        tasks = self.table.snapshot()
+        self._tell_unheard(tasks, now)
+        silent = self._silent(tasks, now)
         if silent and self.polled_at < max(over for _, _, over in silent):
             # Ask the scheduler before counting a silent job dead: it may have been
             # suspended (or have ended, with a better cause) since the last poll.

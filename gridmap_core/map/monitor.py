@@ -48,6 +48,7 @@ from gridmap_core.transports import (
     load_transport,
     transport_spec,
 )
+from gridmap_core.transports.advice import advice_for
 from gridmap_core.wire.protocol import Codec, ReplayGuard, new_key, write_key_file
 
 __all__ = ["MonitoredSession", "open_monitored"]
@@ -124,7 +125,8 @@ class MonitoredSession:
         # the runners and watches the jobs, each part moving the table's tasks on.
         self._table = TaskTable(self.guard, reuse_runners=self.reuse_runners)
         self._watch = JobWatch(self._table, scheduler, self.limits, address=self.address,
-                               max_resubmits=self.max_resubmits, launch=self._launch)
+                               max_resubmits=self.max_resubmits, launch=self._launch,
+                               unheard=self._tell_unheard)
         self._server = Server(self.endpoint, self.codec, self._table, self._watch,
                               self.limits)
         self._stop = threading.Event()
@@ -159,6 +161,21 @@ class MonitoredSession:
         logger.debug("runners reach the monitor at %s (the scheduler's nodes: %s)",
                      self.address, ", ".join(peers) or "not known")
         return key
+
+    def _tell_unheard(self, jobs: int, seconds: float) -> None:
+        """No runner has reached the monitor, though the scheduler runs jobs: say what
+        the transport advises now, not when the jobs are counted dead."""
+        cause = (f"{jobs} job(s) the scheduler runs have not called it in {seconds:.0f} s; "
+                 "they are counted dead after MAX_TIME_BETWEEN_HEARTBEATS "
+                 f"({self.limits.max_silence:g} s)")
+        try:
+            what, todo = advice_for(self.transport_name).unreachable(
+                self.transport_name, self.address, cause, self.settings,
+                str(self.directory.parent))
+        except Exception as error:  # advice is a courtesy: never fail the map for it
+            logger.debug("no advice from transport %s: %s", self.transport_name, error)
+            what, todo = f"no job reached the monitor at {self.address}: {cause}", ""
+        logger.warning("%s%s", what, f". What to do: {todo}" if todo else "")
 
     @staticmethod
     def _remove_abandoned(work_dir: str) -> None:
