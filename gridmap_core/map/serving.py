@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import logging
 import time
@@ -41,8 +42,17 @@ class Server:
     """Answers each message of a runner, on the monitor's thread: FETCH with the task,
     HEARTBEAT with ACK (or STOP, when the beat shows the job dead), RESULT with ACK (or,
     with REUSE_RUNNERS, the next queued task of the same request). A message that is
-    forged, malformed or replayed is dropped; one for an ended task or an attempt
-    superseded by a resubmission is answered STOP."""
+    forged, malformed or replayed is dropped.
+
+    Only the task's current attempt counts. A message of an attempt that was
+    superseded (the job was counted dead and resubmitted, or its task was taken by
+    another runner) or of a task that has ended is a *late* one: it is answered STOP,
+    and what it carries is ignored, so each job's result reaches its sink exactly once
+    and a late result never replaces the accepted one. The monitor logs the first late
+    message of each attempt, naming the job, the attempt and the host (a late runner
+    that comes back after a network cut may have repeated the job's side effects). The
+    one exception is a result retried by the runner whose result was accepted (the
+    acknowledgement was lost): it is acknowledged again, and nothing more."""
 
     def __init__(self, endpoint: Endpoint, codec: Codec, table: TaskTable, watch: JobWatch,
                  limits: Limits) -> None:
@@ -53,6 +63,14 @@ class Server:
         self.limits = limits
         self._spec_limits: dict[int, Limits] = {}  # spec key -> limits with its h_vmem
         self.dropped = 0  # messages refused: forged, malformed, replayed, …
+        # Per task id (ids are consecutive from 0): 1 + the attempt whose result was
+        # accepted, 0 for none. Two bytes a task, so a retried result is told apart
+        # from a late one for as long as the session lasts.
+        self._accepted = array.array("H")
+        # The names of tasks resubmitted after a death, for the log of their late
+        # messages after they ended (by then the task and its batch are gone).
+        self._names: dict[int, str] = {}
+        self._told_late: set[tuple[int, int, bool]] = set()  # (task, attempt, is result)
 
     def handle(self, token: Any, frames: list[memoryview]) -> None:
         """Check one request and answer it."""
@@ -67,15 +85,17 @@ class Server:
         header = message.header
         task = self.table.live.get(header.task_id)  # one dict read: atomic, no lock needed
         if task is None:
-            if header.kind is Kind.RESULT and header.task_id in self.table.ended:
-                self._reply(token, message, Kind.ACK)  # a retried result: already have it
-            else:
-                self._reply(token, message, Kind.STOP, b"this job has ended")
+            self._after_end(token, message)
             return
         if header.attempt != task.attempt:
             self._reply(token, message, Kind.STOP,
                         f"superseded by attempt {task.attempt}".encode())
+            if header.attempt < task.attempt:
+                self._tell_late(message, job_name(task), f"attempt {task.attempt} has replaced "
+                                f"it and {'runs' if task.state == RUNNING else 'waits to start'}")
             return
+        if task.resubmits and task.id not in self._names:
+            self._names[task.id] = job_name(task)
         now = time.monotonic()
         if task.suspended_at is not None:  # it speaks: it was resumed
             self.watch.resume(task, now)
@@ -89,6 +109,71 @@ class Server:
             self._heartbeat(token, message, task, previous)
         else:
             self._result(token, message, task)
+
+    def _after_end(self, token: Any, message: Message) -> None:
+        """A message for a task that is no longer live: ended, or never known."""
+        header = message.header
+        accepted = self._accepted_attempt(header.task_id)
+        if header.kind is Kind.RESULT and accepted == header.attempt:
+            # The runner retried a result whose acknowledgement it lost: already have it.
+            self._reply(token, message, Kind.ACK)
+        else:
+            self._reply(token, message, Kind.STOP, b"this job has ended")
+            # A straggler of the attempt whose result was accepted is no late runner.
+            if header.task_id in self.table.ended and accepted != header.attempt:
+                ended = ("the job has ended without a result" if accepted is None
+                         else f"the job's result came from attempt {accepted}")
+                self._tell_late(message, self._names.get(header.task_id, ""), ended)
+
+    def _accepted_attempt(self, task_id: int) -> int | None:
+        if 0 <= task_id < len(self._accepted) and self._accepted[task_id]:
+            return self._accepted[task_id] - 1
+        return None
+
+    def _record_accepted(self, task: Task) -> None:
+        if task.id >= len(self._accepted):
+            self._accepted.frombytes(bytes(2 * (task.id + 1 - len(self._accepted))))
+        self._accepted[task.id] = min(task.attempt + 1, 0xFFFF)
+        if task.resubmits and task.id not in self._names:
+            self._names[task.id] = job_name(task)
+
+    def _tell_late(self, message: Message, name: str, now: str) -> None:
+        """Log the first late message of a task's attempt: what it was, from where, and
+        that it was ignored; ``now`` says what became of the job. A FETCH (a superseded
+        scheduler job that started anyway, having run nothing) is routine: INFO. A
+        heartbeat or a result comes from a runner that ran the job after its attempt
+        was given up: WARNING."""
+        header = message.header
+        is_result = header.kind is Kind.RESULT
+        key = (header.task_id, header.attempt, is_result)
+        if key in self._told_late:
+            return
+        self._told_late.add(key)
+        job = f"{name} (task {header.task_id})" if name else f"task {header.task_id}"
+        if header.kind is Kind.FETCH:
+            logger.info("%s attempt %d asked for its task after it was superseded (%s); "
+                        "told to stop", job, header.attempt, now)
+            return
+        host = self._late_host(message) or "an unknown host"
+        if is_result:
+            logger.warning("ignored the late result of %s attempt %d from %s: that attempt "
+                           "was given up and %s; its runner is told to stop", job,
+                           header.attempt, host, now)
+        else:
+            logger.warning("a runner of %s attempt %d on %s is still running after that "
+                           "attempt was given up (%s); told to stop. Its copy of the job ran "
+                           "as well, so the job's side effects may have happened twice", job,
+                           header.attempt, host, now)
+
+    @staticmethod
+    def _late_host(message: Message) -> str:
+        """The host a late heartbeat or result names (the message is authentic)."""
+        try:
+            if message.header.kind is Kind.HEARTBEAT:
+                return decode_heartbeat(message.payload).host_name
+            return decode_result(message.payload).host_name
+        except Exception:  # a late message's host is worth a log line, not a failure
+            return ""
 
     def _reply(self, token: Any, message: Message, kind: Kind, payload: bytes = b"") -> None:
         self.endpoint.reply(token, self.codec.reply(message.header, kind, payload))
@@ -162,6 +247,7 @@ class Server:
     def _result(self, token: Any, message: Message, task: Task) -> None:
         outcome = decode_result(message.payload)
         self.table.end(task)
+        self._record_accepted(task)
         host = outcome.host_name or task.host_name
         following = self._take_for(task, host) if self.table.takeable else None
         if following is None:
