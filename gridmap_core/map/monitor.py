@@ -35,6 +35,7 @@ from gridmap_core.map.liveness import Limits
 from gridmap_core.map.serving import Server
 from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
 from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
+from gridmap_core.map.shared_dir import check_shared
 
 # MAX_TRACK stays importable from here, where it was first defined.
 from gridmap_core.map.tasks import MAX_TRACK as MAX_TRACK
@@ -96,10 +97,14 @@ class MonitoredSession:
         self.transport_name = str(settings["TRANSPORT"])
         spec = transport_spec(self.transport_name, "setting TRANSPORT")
         transport = load_transport(self.transport_name, "setting TRANSPORT", spec.factory)
+        peers = _peers(scheduler)
+        # Before anything is made or submitted: a temp_dir only this host sees would
+        # fail every job at launch, on every node.
+        check_shared(work_dir, peers)
         self._remove_abandoned(work_dir)
         self.directory = self._make_directory(work_dir)
         try:
-            key = self._open(transport, spec, settings, _peers(scheduler))
+            key = self._open(transport, spec, settings, peers)
         except BaseException:
             # Nothing of a session that could not start stays on disk: no key, no
             # directory.
