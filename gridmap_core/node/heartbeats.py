@@ -100,21 +100,40 @@ class HeartbeatThread(threading.Thread):
 
     def run(self) -> None:
         last_answer = time.monotonic()
-        while not self.finished.wait(self.interval):
+        while not self.finished.wait(self._pause(last_answer)):
             with self.busy:
                 last_answer = self._beat_once(last_answer)
 
+    def _left(self, last_answer: float) -> float:
+        """Seconds until the runner gives up on a monitor that last answered then."""
+        return self.give_up - (time.monotonic() - last_answer)
+
+    def _pause(self, last_answer: float) -> float:
+        """Seconds to the next beat: the interval, or less when the give-up comes first."""
+        return max(0.0, min(self.interval, self._left(last_answer)))
+
     def _beat_once(self, last_answer: float) -> float:
-        """Send one heartbeat and obey the answer; when the monitor last answered."""
+        """Send one heartbeat and obey the answer; when the monitor last answered.
+
+        The runner gives up ``give_up`` seconds after the monitor's last answer, not up
+        to a beat and a timeout later: the monitor counts the job dead and launches it
+        again after as many seconds of silence (MAX_TIME_BETWEEN_HEARTBEATS), and a
+        runner cut off from it that ran on would run beside the new copy. So a beat
+        after which the next would come too late waits for its answer until then."""
         beat = self.beat()
         payload = encode_heartbeat(beat)
+        left = self._left(last_answer)
+        timeout = max(self.interval, 5.0)
+        if left - timeout < self.interval:
+            timeout = max(0.1, left)
         try:
-            reply = self.link.exchange(Kind.HEARTBEAT, payload, max(self.interval, 5.0))
+            reply = self.link.exchange(Kind.HEARTBEAT, payload, timeout)
         except TransportTimeout:
             silent = time.monotonic() - last_answer
-            if silent > self.give_up and not self.finished.is_set():
+            if silent >= self.give_up and not self.finished.is_set():
                 end_runner(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
-                     "the job (the submitting process has probably ended)")
+                           "the job (the submitting process has ended, or this node lost "
+                           "the network: the monitor counts the job dead by now)")
             return last_answer
         except (TransportError, ProtocolError, OSError) as error:
             logger.warning("heartbeat not sent: %s", error)

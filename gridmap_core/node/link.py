@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import time
 
+from gridmap_core.node.ending import end_runner
 from gridmap_core.transports import Client, TransportTimeout
+from gridmap_core.wire.exits import EXIT_STOPPED
 from gridmap_core.wire.protocol import (
     FROM_MONITOR,
     Codec,
@@ -60,7 +62,11 @@ class Link:
     def call(self, kind: Kind, payload: bytes | bytearray | memoryview, *, give_up: float,
              timeout: float) -> Message | None:
         """:meth:`exchange` with retries until ``give_up`` seconds have passed; None
-        if the monitor never answered."""
+        if the monitor never answered.
+
+        A RESULT answered STOP ends the runner with status 4: the monitor has given
+        up this attempt (the job was counted dead and launched again, as after a
+        network cut, or it has ended) and ignores its result."""
         deadline = time.monotonic() + give_up
         pause = 0.1
         tries = 0
@@ -68,7 +74,7 @@ class Link:
             tries += 1
             left = deadline - time.monotonic()
             try:
-                return self.exchange(kind, payload, max(0.1, min(timeout, left)))
+                reply = self.exchange(kind, payload, max(0.1, min(timeout, left)))
             except TransportTimeout:
                 if time.monotonic() + pause >= deadline:
                     logger.error(
@@ -76,5 +82,12 @@ class Link:
                         kind.value, tries, give_up,
                     )
                     return None
+            else:
+                if kind is Kind.RESULT and reply.header.kind is Kind.STOP:
+                    reason = bytes(reply.payload).decode("utf-8", "replace")
+                    end_runner(EXIT_STOPPED, f"the monitor ignored the result of task "
+                               f"{self.task} attempt {self.attempt} and says stop: "
+                               f"{reason or 'no reason given'}")
+                return reply
             time.sleep(pause)
             pause = min(pause * 2, 5.0)
