@@ -12,7 +12,9 @@ Exit status: 0 when the result was delivered (also when the function raised);
 2 for a bad command line or key file; 3 when the monitor could not be reached;
 4 when the monitor said stop (cancelled, or superseded by a resubmission); 5 when
 the monitor was lost while the job ran or its result could not be delivered; 6 when
-the job's process ended without a result (killed by a signal, or it exited). These
+the job's process ended without a result (killed by a signal, or it exited); 7 when
+this node does not see the map's session directory, the directory of the key file
+(temp_dir is not shared with the submitting host). These
 statuses, and :func:`~gridmap_core.wire.exits.describe_exit` that reads them back, are
 in :mod:`gridmap_core.wire.exits`, which the backends that start runners import too.
 
@@ -32,6 +34,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -45,6 +48,7 @@ from gridmap_core.transports import DEFAULT_TRANSPORT, load_transport
 from gridmap_core.wire.exits import (
     EXIT_JOB_DIED,
     EXIT_LOST,
+    EXIT_NOT_SHARED,
     EXIT_SETUP,
     EXIT_STOPPED,
     EXIT_UNREACHABLE,
@@ -54,11 +58,20 @@ from gridmap_core.wire.messages import decode_next, encode_error, encode_value, 
 from gridmap_core.wire.protocol import Codec, Kind, Message, Oversized, read_key_file
 
 __all__ = [
-    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",
-    "describe_exit", "main",
+    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_NOT_SHARED", "EXIT_SETUP", "EXIT_STOPPED",
+    "EXIT_UNREACHABLE", "describe_exit", "main",
 ]
 
 logger = logging.getLogger("gridmap.runner")
+
+# How long a runner looks for the map's session directory before it concludes that
+# this node does not see temp_dir: a network file system may show a directory made
+# on another host a moment late.
+SESSION_WAIT = 3.0
+# Variables naming a temporary directory, copied from the submitting process with its
+# environment: one that does not exist on this node is dropped, so the job's tools use
+# the node's own instead of failing.
+TEMP_VARIABLES = ("TMPDIR", "TMP", "TEMP")
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -97,6 +110,34 @@ def _task_id(args: argparse.Namespace) -> int:
     return int(args.task) + index - int(args.first_index)
 
 
+def _unseen_session(key_file: str, wait: float = SESSION_WAIT) -> str:
+    """Why this node does not see the map's session directory (the key file's, which
+    the monitor made in temp_dir just before it submitted the job), or "" when it does.
+    The directory's random name is the marker: no directory of a node's own has it."""
+    directory = os.path.dirname(os.path.abspath(key_file))
+    deadline = time.monotonic() + wait
+    while not os.path.isdir(directory):
+        if time.monotonic() >= deadline:
+            return (f"the map's session directory {directory} does not exist on this node "
+                    f"({socket.gethostname()}): temp_dir {os.path.dirname(directory)} is "
+                    "not shared with the submitting host. Set DEFAULT_TEMP_DIR (or pass "
+                    "temp_dir=) to a directory that every node mounts at the same path, "
+                    "such as one in your home directory")
+        time.sleep(0.5)
+    return ""
+
+
+def _drop_missing_temp_dirs() -> None:
+    """Unset TMPDIR, TMP and TEMP where they name no directory of this node: copied
+    from the submitting host, they may name its own private temporary directory."""
+    for name in TEMP_VARIABLES:
+        value = os.environ.get(name)
+        if value and not os.path.isdir(value):
+            logger.info("%s=%s does not exist on this node: unset, the job uses the "
+                        "node's own temporary directory", name, value)
+            del os.environ[name]
+
+
 def _run(function: Any, args: tuple[Any, ...], kwargs: dict[str, Any], host: str) -> bytes:
     """Call the job and return its RESULT payload, whatever it does."""
     try:
@@ -117,11 +158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="gridmap runner %(asctime)s %(levelname)s %(message)s",
     )
     args = _parse(argv)
+    unseen = _unseen_session(args.key_file)
+    if unseen:
+        logger.error("%s", unseen)
+        return EXIT_NOT_SHARED
     try:
         task_id = _task_id(args)
         if args.environment:
             with open(args.environment, encoding="utf-8") as handle:
                 os.environ.update(json.load(handle))
+        _drop_missing_temp_dirs()
         key = read_key_file(args.key_file)
         options: dict[str, Any] = json.loads(args.transport_options)
         # With the factory's dotted path, the plugin manager is not even imported.
@@ -180,7 +226,14 @@ def _prepare(payload: memoryview, host: str, max_bytes: int) -> Callable[[], byt
     ``sys.path`` entries in front of this one's: a call that runs the job and returns
     its RESULT payload."""
     setting, body = open_task(payload)
-    os.chdir(setting.working_dir)
+    try:
+        os.chdir(setting.working_dir)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            error.errno, f"the job's working directory does not exist on host {host} "
+            "(jobs run in the submitting process's working directory unless given "
+            "working_dir=): run the map from a directory every node mounts at the same "
+            "path, or give the jobs such a working_dir", setting.working_dir) from None
     add_search_path(setting.search_path)
     try:
         task = load_task(setting, body)

@@ -4,13 +4,20 @@ backends alike (one table, so that a scheduler's verdict and the monitor's agree
 from __future__ import annotations
 
 from gridmap_core.model.death import DeathKind
-from gridmap_core.wire.exits import EXIT_LOST, EXIT_SETUP, EXIT_STOPPED, EXIT_UNREACHABLE
+from gridmap_core.wire.exits import (
+    EXIT_LOST,
+    EXIT_NOT_SHARED,
+    EXIT_SETUP,
+    EXIT_STOPPED,
+    EXIT_UNREACHABLE,
+)
 
-__all__ = ["kind_of_exit"]
+__all__ = ["kind_of_exit", "worth_resubmitting"]
 
 # The runner's own exit statuses; any other status is a runner (or job) that exited.
 _EXIT_KINDS = {EXIT_UNREACHABLE: DeathKind.UNREACHABLE, EXIT_LOST: DeathKind.MONITOR_LOST,
-               EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED}
+               EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED,
+               EXIT_NOT_SHARED: DeathKind.RUNNER_FAILED}
 
 
 def kind_of_exit(exit_status: int | None, unknown: DeathKind = DeathKind.OTHER) -> DeathKind:
@@ -24,3 +31,10 @@ def kind_of_exit(exit_status: int | None, unknown: DeathKind = DeathKind.OTHER) 
     if exit_status < 0:
         return DeathKind.KILLED
     return _EXIT_KINDS.get(exit_status, DeathKind.EXITED)
+
+
+def worth_resubmitting(exit_status: int | None) -> bool:
+    """Whether a runner that ended with ``exit_status`` may do better in a new job.
+    Not one that could not see temp_dir: every job of the map would fail the same
+    way, so the map ends with the cause instead of resubmitting NUM_RESUBMITS times."""
+    return exit_status != EXIT_NOT_SHARED

@@ -12,7 +12,9 @@ Exit status: 0 when the result was delivered (also when the function raised);
 the monitor could not be reached; :data:`EXIT_STOPPED` when the monitor said stop
 (cancelled, or superseded by a resubmission); :data:`EXIT_LOST` when the monitor was
 lost while the job ran or its result could not be delivered; :data:`EXIT_JOB_DIED`
-when the job's process ended without a result (killed by a signal, or it exited).
+when the job's process ended without a result (killed by a signal, or it exited);
+:data:`EXIT_NOT_SHARED` when the node does not see the map's session directory in
+temp_dir (temp_dir is not shared with the submitting host).
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import re
 import signal
 
 __all__ = [
-    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_SETUP", "EXIT_STOPPED", "EXIT_UNREACHABLE",
-    "JOB_DIED", "describe_exit", "name_of_signal", "tail",
+    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_NOT_SHARED", "EXIT_SETUP", "EXIT_STOPPED",
+    "EXIT_UNREACHABLE", "JOB_DIED", "describe_exit", "name_of_signal", "tail",
 ]
 
 EXIT_SETUP = 2
@@ -31,6 +33,7 @@ EXIT_UNREACHABLE = 3
 EXIT_STOPPED = 4
 EXIT_LOST = 5
 EXIT_JOB_DIED = 6
+EXIT_NOT_SHARED = 7
 #: How every cause of the job's process's death starts, as the runner logs it last
 #: before it exits with :data:`EXIT_JOB_DIED`; :func:`describe_exit` looks for it.
 JOB_DIED = "the job's process"
@@ -40,6 +43,8 @@ _EXIT_MEANINGS = {
     EXIT_STOPPED: "stopped by the monitor",
     EXIT_LOST: "the runner lost the monitor",
     EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
+    EXIT_NOT_SHARED: "the runner cannot see the map's session directory: temp_dir is not "
+                     "shared with this node",
 }
 
 
