@@ -19,7 +19,8 @@ from typing import NamedTuple, Protocol, runtime_checkable
 
 from gridmap_core.backend import DeathKind, JobSpec
 
-__all__ = ["JobStatus", "Launch", "PollSoon", "Scheduler", "Status", "runner_prefix"]
+__all__ = ["JobStatus", "Launch", "PollSoon", "Scheduler", "Status", "hosts_to_avoid",
+           "runner_prefix", "same_host", "short_host"]
 
 
 class Status(str, enum.Enum):
@@ -43,7 +44,10 @@ class JobStatus(NamedTuple):
     or was not wanted (a user deleted the job); ``note`` explains a long wait in
     the queue ("no queue instance can run it: all.q@node is in state E"); ``kind``
     says what kind of death ``cause`` is, where the scheduler knows better than the
-    status and ``exit_status`` tell (out of memory, a time limit, a cancel).
+    status and ``exit_status`` tell (out of memory, a time limit, a cancel); ``host`` is
+    the node the scheduler runs the job on, or last ran it on (a job it put back in the
+    queue), in the scheduler's own spelling, "" when it does not say: the monitor asks
+    whether that node failed when the job dies before its runner told where it runs.
     """
 
     status: Status
@@ -52,6 +56,7 @@ class JobStatus(NamedTuple):
     resubmit: bool = True
     note: str = ""
     kind: DeathKind | None = None
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,11 @@ class Launch:
     Each task runs ``command(task)``. For an array job, run :meth:`array_command`
     once per element: the runner reads the element's number from ``index_var`` (such
     as ``SGE_TASK_ID``) and finds its task from it.
+
+    ``avoid`` names hosts whose node failed earlier in the session (as the scheduler's
+    ``down_hosts`` or the runners named them): a resubmission should not run there. A
+    backend excludes those of its nodes it can (:func:`hosts_to_avoid`), never every
+    node the job may run on; one that cannot exclude hosts ignores them.
     """
 
     spec: JobSpec
@@ -69,6 +79,7 @@ class Launch:
     log_dir: str
     runner: Sequence[str]  # the runner command up to its per-task arguments
     name: str = "gridmap_job"
+    avoid: tuple[str, ...] = ()
 
     def command(self, task: int) -> list[str]:
         """The command line that runs ``task``."""
@@ -107,6 +118,31 @@ def runner_prefix(python: str | None = None) -> list[str]:
     return [python or sys.executable, "-m", "gridmap_core.node.runner"]
 
 
+def short_host(name: str) -> str:
+    """A host name without its domain, lower case: a runner reports its node's
+    ``socket.gethostname()``, which may or may not be the name the scheduler uses.
+    An IPv4 address is kept whole."""
+    name = name.strip().lower()
+    if name.replace(".", "").isdigit():
+        return name
+    return name.split(".", 1)[0]
+
+
+def same_host(one: str, other: str) -> bool:
+    """Whether two names of hosts name the same host (by their short names)."""
+    return bool(one) and bool(other) and short_host(one) == short_host(other)
+
+
+def hosts_to_avoid(candidates: Sequence[str], avoid: Sequence[str]) -> list[str]:
+    """Which of ``candidates`` (the nodes a job may run on, as the scheduler names
+    them) to exclude for ``avoid`` (:attr:`Launch.avoid`, in any spelling): those named
+    there, unless that would leave the job no node at all. Then none: a job that can
+    run only where a node failed waits for it, and its note says why."""
+    avoided = {short_host(name) for name in avoid}
+    excluded = [name for name in candidates if short_host(name) in avoided]
+    return excluded if len(excluded) < len(candidates) else []
+
+
 @runtime_checkable
 class Scheduler(Protocol):
     """What a backend gives :class:`~gridmap_core.map.monitor.MonitoredSession`.
@@ -118,6 +154,14 @@ class Scheduler(Protocol):
     A scheduler may also have ``peers() -> Sequence[str]``: the hosts (names or
     addresses) that run its jobs. The monitor then advertises the address of this
     host that they reach it by (the route to them), not the host's first interface.
+
+    And it may have ``down_hosts() -> Mapping[str, str]``: the nodes it considers
+    failed now, each (by the scheduler's name for it) with the scheduler's own words
+    for the failure ("Slurm says mn-slurm2 is DOWN+NOT_RESPONDING: Not responding",
+    "Grid Engine says all.q@mn-sge2 is in state au: its execution daemon does not
+    answer"). The monitor asks only when a job dies without a clear cause (silence, a
+    kill, a vanishing), to tell a node's failure apart, and then resubmits with
+    :attr:`Launch.avoid`; an error from it is logged and ignored.
     """
 
     def launch(self, launch: Launch) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 
 from gridmap_core.backend import JobSpec
 from gridmap_core.backend.scheduler import Launch, Scheduler, Status
+from gridmap_core.map.failed_nodes import FailedNodes
 from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
 from gridmap_core.map.tasks import ENDED, QUEUED, RUNNING, Task, TaskTable, failure_of, job_name
 
@@ -30,6 +32,12 @@ class JobWatch:
     to ``max_resubmits`` times, or reports them failed.
 
     ``launch`` builds the :class:`Launch` of a resubmission: spec, task ids, attempt.
+
+    A job that dies of silence, a kill or a vanishing is asked about its node: when the
+    scheduler (its optional ``down_hosts``) says that node failed, the job died of its
+    node (:attr:`DeathKind.NODE_FAILED`), and resubmissions avoid the node from then on
+    (:attr:`Launch.avoid`), until the scheduler no longer counts it failed
+    (:class:`~gridmap_core.map.failed_nodes.FailedNodes`).
     """
 
     def __init__(self, table: TaskTable, scheduler: Scheduler, limits: Limits, *,
@@ -52,6 +60,8 @@ class JobWatch:
         # Told once per map, with (jobs, seconds), while no runner has called at all.
         self._unheard = unheard
         self._heard_any = False
+        # Nodes found failed in this session: resubmissions avoid them.
+        self.failed_nodes = FailedNodes(scheduler)
 
     def grant_grace(self) -> float:
         """The loop was busy for a while: count silence from now on; now."""
@@ -75,6 +85,9 @@ class JobWatch:
             task.state = QUEUED
             task.job_id = ""
             task.running_since = None
+            # The next attempt may run elsewhere: its node is known when it is told.
+            task.host_name = ""
+            task.scheduler_host = ""
             task.note = ""
             task.idle_since = None
             task.idle_warned = False
@@ -84,6 +97,8 @@ class JobWatch:
             task.batch.sink.resubmitted(task.index, verdict.cause, verdict.kind)
             try:
                 launch = self._launch(task.batch.spec, [task.id], task.attempt)
+                if self.failed_nodes.hosts:
+                    launch = dataclasses.replace(launch, avoid=self.failed_nodes.avoid)
                 job_id = self.scheduler.launch(launch)[0]
                 self.table.launched([task], [job_id])
             except Exception as error:
@@ -111,10 +126,13 @@ class JobWatch:
             logger.warning("could not ask the scheduler about %d jobs: %s", len(live), error)
             return
         now = time.monotonic()
+        deaths: list[tuple[Task, Verdict, bool]] = []
         for job_id, status in statuses.items():
             task = live.get(job_id)
             if task is None or task.job_id != job_id:
                 continue
+            if status.host:
+                task.scheduler_host = status.host
             if status.status is Status.SUSPENDED:
                 if task.suspended_at is None:
                     task.suspended_at = now
@@ -135,7 +153,10 @@ class JobWatch:
                     logger.warning("jobs are waiting in the queue: %s", status.note)
             verdict = judge_status(status, job_id)
             if verdict is not None:
-                self.died(task, verdict, cancel=status.status is not Status.ENDED)
+                deaths.append((task, verdict, status.status is not Status.ENDED))
+        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in deaths])
+        for (task, _, cancel), verdict in zip(deaths, verdicts, strict=True):
+            self.died(task, verdict, cancel=cancel)
 
     def resume(self, task: Task, now: float) -> None:
         """A suspended task runs again: its liveness clocks go on from where they
@@ -204,7 +225,8 @@ class JobWatch:
                 self.grace_from = time.monotonic()
                 return
             silent = self._silent([task for task, _, _ in silent], time.monotonic())
-        for task, verdict, _ in silent:
+        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in silent])
+        for (task, _, _), verdict in zip(silent, verdicts, strict=True):
             self.died(task, verdict)
 
     def cancel_superseded(self) -> None:

@@ -7,16 +7,17 @@ found dead gets the returned text as its ``cause_of_death`` and the returned kin
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gridmap_core.backend.scheduler import JobStatus, Status
+from gridmap_core.backend.scheduler import JobStatus, Status, same_host
 from gridmap_core.model.death import DeathKind
 from gridmap_core.wire.exit_kinds import kind_of_exit
 from gridmap_core.wire.messages import Heartbeat
 
 __all__ = [
-    "Limits", "Verdict", "idle_warning", "is_idle", "judge_heartbeat", "judge_silence",
-    "judge_status",
+    "NODE_SUSPECTS", "Limits", "Verdict", "failed_node", "idle_warning", "is_idle",
+    "judge_heartbeat", "judge_node", "judge_silence", "judge_status",
 ]
 
 
@@ -142,6 +143,33 @@ def judge_status(status: JobStatus, job_id: str) -> Verdict | None:
         return Verdict(status.cause or f"the scheduler no longer knows job {job_id}",
                        status.resubmit, status.kind or DeathKind.VANISHED)
     return None
+
+
+#: Deaths a failed node explains, when the scheduler says the job's node failed: the
+#: job fell silent, was killed, vanished, or its runner lost the monitor or exited
+#: without a result. Other kinds (a time limit, out of memory, a cancel) are the job's
+#: or someone's doing, whatever became of its node since.
+NODE_SUSPECTS = frozenset({
+    DeathKind.NO_HEARTBEAT, DeathKind.SILENT, DeathKind.KILLED, DeathKind.VANISHED,
+    DeathKind.EXITED, DeathKind.MONITOR_LOST, DeathKind.UNREACHABLE, DeathKind.OTHER,
+})
+
+
+def failed_node(host: str, down: Mapping[str, str]) -> tuple[str, str] | None:
+    """The entry of ``down`` (a scheduler's ``down_hosts``: its name of each failed
+    node, and its words) that names ``host`` (as the runner or the scheduler named the
+    job's node; short names compare), or None."""
+    for name, words in down.items():
+        if same_host(name, host):
+            return name, words
+    return None
+
+
+def judge_node(verdict: Verdict, host: str, words: str) -> Verdict:
+    """A job found dead (``verdict``) whose node ``host`` the scheduler says failed, in
+    ``words``: it died of its node, and is resubmitted elsewhere."""
+    return Verdict(f"its node {host} failed ({words}); {verdict.cause}", True,
+                   DeathKind.NODE_FAILED)
 
 
 def _ended_kind(exit_status: int | None) -> DeathKind:

@@ -33,7 +33,10 @@ class Task:
     state: str = QUEUED
     last_seen: float = 0.0  # monotonic time of its last message
     running_since: float | None = None  # when the scheduler first said running
-    host_name: str = ""
+    host_name: str = ""  # where this attempt runs, as its runner said
+    # Where the scheduler runs (or last ran) this attempt, as it names the node: what a
+    # job that dies before its runner said where it runs is known by.
+    scheduler_host: str = ""
     idle_since: float | None = None  # monotonic time from which its beats show it idle
     idle_warned: bool = False
     resubmits: int = 0
@@ -55,7 +58,8 @@ def job_name(task: Task) -> str:
 def failure_of(task: Task, exception: BaseException | None, traceback: str | None,
                cause: str | None, host: str = "", kind: DeathKind | None = None) -> Failure:
     """The :class:`Failure` a task's sink is told, with the task's history."""
-    return Failure(exception, traceback, host or task.host_name, cause, task.resubmits,
+    return Failure(exception, traceback, host or task.host_name or task.scheduler_host,
+                   cause, task.resubmits,
                    tuple(task.track_cpu), tuple(task.track_mem), task.heart_beat,
                    task.job_id, kind)
 
