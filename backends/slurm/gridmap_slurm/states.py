@@ -8,14 +8,15 @@ that in late and changes it after a slurmdbd restart.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
-from gridmap_core.wire.exit_kinds import kind_of_exit
+from gridmap_core.wire.exit_kinds import kind_of_exit, worth_resubmitting
 from gridmap_core.wire.exits import (
     describe_exit,
     name_of_signal,
@@ -24,6 +25,8 @@ from gridmap_core.wire.exits import (
 from .options import memory_mb
 
 __all__ = [
+    "SACCT_FIELDS",
+    "SQUEUE_FORMAT",
     "Record",
     "describe",
     "parse_jobcomp",
@@ -45,6 +48,15 @@ _HOPELESS = {
     "DependencyNeverSatisfied": "a job it depends on failed",
 }
 _HELD = ("JobHeldUser", "JobHeldAdmin")
+# What squeue and sacct are asked for, in the order the parsers read it.
+SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|,NodeList:|"
+SACCT_FIELDS = "JobID,State,ExitCode,Reason,NodeList"
+# A batch job whose output or error file slurmd could not open ends FAILED with
+# slurmd's error code in place of a wait status: ESLURMD_IO_ERROR (4021 in Slurm 22.05,
+# "Slurmd could not connect IO"), which reads as signal 53. Its reason,
+# JobLaunchFailure, says less: Slurm gives it to every batch job killed by a signal.
+_IO_ERROR = 4021
+_IO_ERROR_SIGNAL = _IO_ERROR & 0x7F
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,9 @@ class Record:
     reason: str = ""
     exit_code: int | None = None
     signal: int | None = None
+    # The node it ran on (or was to start on), where the tool said; not part of what
+    # the record says about the job's state.
+    node: str = field(default="", compare=False)
 
 
 def _wait_status(text: str) -> tuple[int | None, int | None]:
@@ -78,20 +93,30 @@ def _state(text: str) -> str:
     return text.strip().split(" ", 1)[0].rstrip("+")
 
 
+def _node(text: str) -> str:
+    """A node list as squeue and sacct print it: "" for none ("(null)", "None
+    assigned")."""
+    text = text.strip()
+    return "" if not text or text.startswith(("(", "None")) else text
+
+
 def parse_squeue(text: str) -> dict[str, Record]:
-    """``squeue -h -r -t all -O JobArrayID:|,State:|,Reason:|,exit_code:|`` output."""
+    """``squeue -h -r -t all -O`` :data:`SQUEUE_FORMAT` output (the node list may be
+    left out)."""
     records = {}
     for line in text.splitlines():
         fields = [f.strip() for f in line.split("|")]
         if len(fields) < 4 or not fields[0]:
             continue
         code, sig = _wait_status(fields[3])
-        records[fields[0]] = Record(fields[0], _state(fields[1]), fields[2], code, sig)
+        node = _node(fields[4]) if len(fields) > 4 else ""
+        records[fields[0]] = Record(fields[0], _state(fields[1]), fields[2], code, sig, node)
     return records
 
 
 def parse_sacct(text: str) -> dict[str, Record]:
-    """``sacct -X -n -P -o JobID,State,ExitCode,Reason`` output (job lines only)."""
+    """``sacct -X -n -P -o`` :data:`SACCT_FIELDS` output (job lines only; the reason
+    and node list may be left out)."""
     records = {}
     for line in text.splitlines():
         fields = line.split("|")
@@ -99,14 +124,16 @@ def parse_sacct(text: str) -> dict[str, Record]:
             continue
         code, sig = _exit_pair(fields[2])
         reason = fields[3] if len(fields) > 3 else ""
-        records[fields[0]] = Record(fields[0], _state(fields[1]), reason, code, sig)
+        node = _node(fields[4]) if len(fields) > 4 else ""
+        records[fields[0]] = Record(fields[0], _state(fields[1]), reason, code, sig, node)
     return records
 
 
 # The completion log's values are not quoted, and a job name may hold spaces and
 # "Key=value" text: the name runs from " Name=" to the last " JobState=", and keys are
 # read only before and after it.
-_JOBCOMP_KEYS = re.compile(r"(?:^| )(JobId|JobState|ArrayJobId|ArrayTaskId|ExitCode)=(\S*)")
+_JOBCOMP_KEYS = re.compile(
+    r"(?:^| )(JobId|JobState|ArrayJobId|ArrayTaskId|ExitCode|NodeList)=(\S*)")
 
 
 def _jobcomp_fields(line: str) -> dict[str, str]:
@@ -132,7 +159,8 @@ def parse_jobcomp(lines: Iterable[str]) -> dict[str, Record]:
         if values.get("ArrayJobId") and values.get("ArrayTaskId"):
             job_id = f"{values['ArrayJobId']}_{values['ArrayTaskId']}"
         code, sig = _exit_pair(values.get("ExitCode", ""))
-        records[job_id] = Record(job_id, _state(values["JobState"]), "", code, sig)
+        records[job_id] = Record(job_id, _state(values["JobState"]), "", code, sig,
+                                 _node(values.get("NodeList", "")))
     return records
 
 
@@ -196,13 +224,46 @@ def describe(record: Record, resources: Resources, err_log: str | None = None) -
         # Withdrawn from this cluster by Slurm itself: a cancel, not the job's doing.
         return JobStatus(Status.ENDED, "revoked: a federated sibling cluster ran it", None,
                          resubmit=False, kind=DeathKind.CANCELLED)
+    if state == "FAILED" and record.signal == _IO_ERROR_SIGNAL:
+        return _launch_failure(record, _log_not_opened(err_log))
     if record.signal:
         return JobStatus(Status.ENDED, describe_exit(None, name_of_signal(record.signal)), None,
                          kind=DeathKind.KILLED)
     if state in ("COMPLETED", "FAILED"):
         return JobStatus(Status.ENDED, describe_exit(record.exit_code, None, err_log),
-                         record.exit_code, kind=kind_of_exit(record.exit_code, DeathKind.EXITED))
+                         record.exit_code, kind=kind_of_exit(record.exit_code, DeathKind.EXITED),
+                         resubmit=worth_resubmitting(record.exit_code))
     # A state this module does not know: neither it nor its exit code says what kind
     # of death it was.
     return JobStatus(Status.ENDED, f"ended in Slurm state {state}", record.exit_code,
                      kind=DeathKind.OTHER)
+
+
+def _log_not_opened(err_log: str | None) -> str:
+    """The job's log directory, when it is on this host but the job's log file is not:
+    Slurm opens the file on the node before the job starts, so the node could not."""
+    if not err_log:
+        return ""
+    log_dir = os.path.dirname(err_log)
+    return log_dir if os.path.isdir(log_dir) and not os.path.exists(err_log) else ""
+
+
+def _launch_failure(record: Record, log_dir: str) -> JobStatus:
+    """A job that slurmd could not start because it could not open its log files.
+    With its log directory here (``log_dir``) but no log file in it, the node did not
+    see the directory: temp_dir is not shared with the node, and every job of the map
+    would fail the same way, so it is not resubmitted."""
+    where = f"node {record.node}" if record.node else "its node"
+    if log_dir:
+        return JobStatus(
+            Status.ENDED,
+            f"Slurm could not start it: the job's log directory {log_dir} could not be "
+            f"opened on {where} (its log files were never made): temp_dir must be on "
+            "storage that the nodes share with this host. Set DEFAULT_TEMP_DIR (or pass "
+            "temp_dir=) to a directory that every node mounts at the same path, such as "
+            "one in your home directory",
+            None, resubmit=False, kind=DeathKind.SCHEDULER_ERROR)
+    return JobStatus(Status.ENDED, f"Slurm could not start it: slurmd could not open its "
+                     f"output or error file on {where} (ESLURMD_IO_ERROR, reported as "
+                     "signal 53); that node's slurmd log says which", None,
+                     kind=DeathKind.SCHEDULER_ERROR)
