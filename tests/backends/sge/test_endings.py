@@ -43,10 +43,10 @@ def test_aborted_with_usage_was_deleted_while_running(failed: tuple[int, str] | 
 
 def test_aborted_with_a_failure_code_could_not_start() -> None:
     status = describe_ending(Ending("5", aborted=True), Resources(), None,
-                             (26, "opening input/output file"))
+                             (27, "searching requested shell"))
     assert status.status is Status.ENDED and status.exit_status is None
-    assert status.cause == ("Grid Engine could not start it (failed 26: opening "
-                            "input/output file)")
+    assert status.cause == ("Grid Engine could not start it (failed 27: searching "
+                            "requested shell)")
     assert status.kind is DeathKind.SCHEDULER_ERROR
 
 
