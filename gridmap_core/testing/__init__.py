@@ -16,7 +16,8 @@ with ``require_cluster`` as the backend's :class:`~gridmap_core.plugins.types.Ba
 says (``is_cluster``): a cluster backend that cannot run here fails instead of falling
 back to the local one, and a backend that runs jobs on this machine is tested as it is.
 Jobs write their marker files in ``shared_dir``, which must be visible to the nodes.
-Override :meth:`kill` when the jobs do not run on this host. Add tests for what only
+Override :meth:`kill` when the jobs do not run on this host, and :meth:`process_ended`
+so that the cancelling test checks their processes end there. Add tests for what only
 your scheduler can check (slots, memory and runtime limits as it granted them) in
 the subclass. A test of a contract the backend cannot keep by its nature (a thread
 cannot be killed alone) is turned off by setting it to None in the subclass, with a

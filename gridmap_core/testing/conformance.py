@@ -102,6 +102,11 @@ class BackendConformance:
         )
         os.kill(pid, signal.SIGKILL)
 
+    def process_ended(self, pid: int, host: str) -> bool | None:
+        """Whether a job's process ``pid`` on ``host`` has ended; None when this process
+        cannot see that host's processes (by default, any host but this one)."""
+        return not _alive(pid) if host == socket.gethostname() else None
+
     #: What test_resources_are_honoured asks for (Job keyword arguments).
     resource_request: Mapping[str, Any] = {"num_slots": 2, "h_vmem": "600M", "h_rt": 600}
 
@@ -222,8 +227,9 @@ class BackendConformance:
             executor.shutdown(cancel_futures=True)
             assert future.cancelled() or future.done(), (
                 "the future of a cancelled job is still pending after the shutdown")
-            if host == socket.gethostname():
-                _wait_for(lambda: not _alive(int(pid)), 60, f"job process {pid} to end")
+            if self.process_ended(int(pid), host) is not None:
+                _wait_for(lambda: self.process_ended(int(pid), host), 60,
+                          f"job process {pid} on {host} to end")
 
     def test_environment_and_working_directory_are_honoured(self) -> None:
         with self.shared_dir() as shared:

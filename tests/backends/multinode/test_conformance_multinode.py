@@ -71,7 +71,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the nodes need no
 
 class AcrossNodes(BackendConformance):
     """The suite on a multi-node cluster: temp_dir in the shared directory, jobs killed
-    on their node, and checks that the jobs ran on the cluster's nodes."""
+    and watched on their node, and checks that the jobs ran on the cluster's nodes."""
 
     kind: ClassVar[str]  # the cluster: "slurm" or "sge"
     #: Variables the scheduler sets in each job it starts: the job's number, and the
@@ -89,10 +89,18 @@ class AcrossNodes(BackendConformance):
 
     def kill(self, pid: int, host: str) -> None:
         # The nodes are namespaces without a PID namespace of their own: a job's pid is
-        # also its pid on this host.
+        # also its pid on this host (and so for process_ended).
         assert host in self.cluster.nodes, (
             f"the job ran on {host}, not on a node of the cluster {self.cluster.nodes}")
         os.kill(pid, signal.SIGKILL)
+
+    def process_ended(self, pid: int, host: str) -> bool | None:
+        assert host in self.cluster.nodes, (
+            f"the job ran on {host}, not on a node of the cluster {self.cluster.nodes}")
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
 
     def assert_ran_on_backend(self, where: Mapping[str, Any]) -> None:
         super().assert_ran_on_backend(where)
