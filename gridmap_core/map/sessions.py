@@ -7,6 +7,11 @@ logs. A submitter that was killed (SIGKILL, a crash, a node that went down) cann
 so the next map, and ``gridmap clean``, remove the directories whose submitter ran on
 this host and is gone. A directory is never removed while its submitter lives, nor
 for a submitter on another host, whose life cannot be checked from here.
+
+"This host" is not told by the host name alone: hosts that share temp_dir may have
+the same name (cloned login nodes, containers named ``localhost``). The record also
+holds the kernel's boot id and the process-id namespace, where the system has them;
+a submitter is checked here only when all three are this process's own.
 """
 
 from __future__ import annotations
@@ -56,10 +61,32 @@ def _write(directory: Path, record: dict[str, object]) -> None:
     os.replace(temporary, directory / SUBMITTER)
 
 
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as handle:
+            return handle.read().strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def _pid_space() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+def machine() -> dict[str, str]:
+    """What tells this process's machine and process ids apart from another's with
+    the same host name: the kernel's boot id and the pid namespace ("" for either
+    where the system does not say)."""
+    return {"boot": _read_text("/proc/sys/kernel/random/boot_id"), "pids": _pid_space()}
+
+
 def record_submitter(directory: Path) -> None:
     """Record that this process, on this host, submits the map of ``directory``."""
     pid = os.getpid()
-    _write(directory, {"host": socket.gethostname(), "pid": pid,
+    _write(directory, {"host": socket.gethostname(), **machine(), "pid": pid,
                        "started": _start_time(pid), "ended": False})
 
 
@@ -84,6 +111,17 @@ class Session:
     ended: bool = False
     recorded: bool = True  # False: no readable record (an older gridmap, or one
     # being made right now)
+    boot: str = ""  # the submitter's kernel boot id and pid namespace ("": not
+    pids: str = ""  # recorded, by an older gridmap or a system without them)
+
+    @property
+    def here(self) -> bool:
+        """Whether its submitter ran on this machine, among these process ids."""
+        if self.host != socket.gethostname():
+            return False
+        mine = machine()
+        return all(not theirs or theirs == mine[name]
+                   for name, theirs in (("boot", self.boot), ("pids", self.pids)))
 
 
 def _read(path: Path) -> Session:
@@ -92,7 +130,8 @@ def _read(path: Path) -> Session:
         started = record.get("started")
         return Session(path, str(record["host"]), int(record["pid"]),
                        float(started) if started is not None else None,
-                       bool(record.get("ended")))
+                       bool(record.get("ended")), boot=str(record.get("boot") or ""),
+                       pids=str(record.get("pids") or ""))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return Session(path, recorded=False)
 
@@ -120,7 +159,7 @@ def sessions_in(root: str | Path) -> list[Session]:
 def abandoned(session: Session) -> bool:
     """Whether the map of ``session`` is over without having cleaned up: its record
     says it runs, on this host, and its submitting process is gone."""
-    if not session.recorded or session.ended or session.host != socket.gethostname():
+    if not session.recorded or session.ended or not session.here:
         return False
     if session.pid == os.getpid():
         return False
@@ -162,7 +201,7 @@ def clean(roots: Iterable[str | Path], *, logs: bool = False, dry_run: bool = Fa
                 why = "its map ended; these are the logs it kept"
             else:
                 left["unrecorded" if not session.recorded else "kept" if session.ended
-                     else "elsewhere" if session.host != socket.gethostname()
+                     else "elsewhere" if not session.here
                      else "running"] += 1
                 continue
             if dry_run or remove([session]):
