@@ -102,14 +102,15 @@ def _log_not_opened(ending: Ending, failed: tuple[int, str], err_log: str | None
     could_not = f"Grid Engine could not start it (failed {failed[0]}: {failed[1]})"
     if not (log_dir and os.path.isdir(log_dir)):
         return JobStatus(Status.ENDED, f"{could_not}: the job's log file could not be "
-                         f"opened on {where}", None, kind=DeathKind.SCHEDULER_ERROR)
+                         f"opened on {where}", None, kind=DeathKind.SCHEDULER_ERROR,
+                         host=host)
     return JobStatus(
         Status.ENDED,
         f"{could_not}: the job's log directory {log_dir} could not be opened on {where}: "
         "temp_dir must be on storage that the nodes share with this host. Set "
         "DEFAULT_TEMP_DIR (or pass temp_dir=) to a directory that every node mounts at "
         "the same path, such as one in your home directory",
-        None, resubmit=False, kind=DeathKind.SCHEDULER_ERROR)
+        None, resubmit=False, kind=DeathKind.SCHEDULER_ERROR, host=host)
 
 
 def describe_ending(ending: Ending, resources: Resources, err_log: str | None = None,

@@ -262,8 +262,8 @@ def _launch_failure(record: Record, log_dir: str) -> JobStatus:
             "storage that the nodes share with this host. Set DEFAULT_TEMP_DIR (or pass "
             "temp_dir=) to a directory that every node mounts at the same path, such as "
             "one in your home directory",
-            None, resubmit=False, kind=DeathKind.SCHEDULER_ERROR)
+            None, resubmit=False, kind=DeathKind.SCHEDULER_ERROR, host=record.node)
     return JobStatus(Status.ENDED, f"Slurm could not start it: slurmd could not open its "
                      f"output or error file on {where} (ESLURMD_IO_ERROR, reported as "
                      "signal 53); that node's slurmd log says which", None,
-                     kind=DeathKind.SCHEDULER_ERROR)
+                     kind=DeathKind.SCHEDULER_ERROR, host=record.node)

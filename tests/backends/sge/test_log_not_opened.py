@@ -56,6 +56,7 @@ def test_a_log_directory_the_node_could_not_open_ends_the_job_with_what_to_do(
     assert f"log directory {logs} could not be opened on host mn-sge2" in status.cause
     assert "temp_dir must be on storage that the nodes share" in status.cause
     assert "DEFAULT_TEMP_DIR" in status.cause
+    assert status.host == "mn-sge2"  # where the monitor may look for a failed node
 
 
 def test_without_a_log_directory_here_it_may_be_the_nodes_own_trouble(

@@ -61,6 +61,7 @@ def test_a_log_directory_the_node_could_not_open_ends_the_job_with_what_to_do(
     assert "temp_dir must be on storage that the nodes share" in status.cause
     assert "DEFAULT_TEMP_DIR" in status.cause
     assert "signal 53" not in status.cause
+    assert status.host == "mn-slurm2"  # where the monitor may look for a failed node
 
 
 def test_an_io_error_with_its_log_file_made_is_told_apart(tmp_path: Path) -> None:
