@@ -37,7 +37,28 @@ _SHOWN_HOSTS = 3  # other hosts named in the error; the rest are counted
 
 
 class TempDirNotShared(GridMapError):
-    """temp_dir is local to this host, but the map's jobs run on other hosts."""
+    """temp_dir is local to this host, but the map's jobs run on other hosts: ``what``
+    says so (the directory, why it is local, which hosts), ``todo`` what to do."""
+
+    def __init__(self, temp_dir: str, reason: str, hosts: Sequence[str]) -> None:
+        self.temp_dir = temp_dir
+        self.reason = reason
+        self.hosts = tuple(hosts)
+        shown = ", ".join(self.hosts[:_SHOWN_HOSTS])
+        if len(self.hosts) > _SHOWN_HOSTS:
+            shown += f" and {len(self.hosts) - _SHOWN_HOSTS} more"
+        self.what = (f"temp_dir {temp_dir} is local to this host ({reason}), but the jobs "
+                     f"run on other hosts ({shown}): they could not open their logs or "
+                     "read the map's key there")
+        example = Path.home() / "gridmap-tmp"
+        self.todo = ("set DEFAULT_TEMP_DIR (or pass temp_dir=) to a directory that every "
+                     "node mounts at the same path, such as one in your home directory: "
+                     f"mkdir -p {example} and export DEFAULT_TEMP_DIR={example}")
+        super().__init__(f"{self.what}, so nothing was submitted. {self.todo[0].upper()}"
+                         f"{self.todo[1:]}")
+
+    def __reduce__(self) -> tuple[type[TempDirNotShared], tuple[str, str, tuple[str, ...]]]:
+        return type(self), (self.temp_dir, self.reason, self.hosts)
 
 
 def _under(path: str, root: str) -> bool:
@@ -141,16 +162,5 @@ def check_shared(temp_dir: str, peers: Sequence[str]) -> None:
     if reason is None or not peers:
         return
     others = other_hosts(peers)
-    if not others:
-        return
-    shown = ", ".join(others[:_SHOWN_HOSTS])
-    if len(others) > _SHOWN_HOSTS:
-        shown += f" and {len(others) - _SHOWN_HOSTS} more"
-    example = Path.home() / "gridmap-tmp"
-    raise TempDirNotShared(
-        f"temp_dir {temp_dir} is local to this host ({reason}), but the jobs run on "
-        f"other hosts ({shown}): they could not open their logs or read the map's key "
-        f"there, so nothing was submitted. Set DEFAULT_TEMP_DIR (or pass temp_dir=) to "
-        f"a directory that every node mounts at the same path, such as one in your home "
-        f"directory: mkdir -p {example} and export DEFAULT_TEMP_DIR={example}"
-    )
+    if others:
+        raise TempDirNotShared(temp_dir, reason, others)

@@ -4,6 +4,7 @@ the scheduler's nodes include other hosts; on a one-host cluster nothing changes
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -93,6 +94,8 @@ def test_a_local_temp_dir_is_refused_for_other_hosts_with_what_to_do() -> None:
     assert "and 1 more" in message
     assert "DEFAULT_TEMP_DIR" in message and "temp_dir=" in message
     assert str(Path.home()) in message
+    assert raised.value.hosts == OTHERS and raised.value.temp_dir == "/tmp/gridmap"
+    assert str(pickle.loads(pickle.dumps(raised.value))) == message
 
 
 def test_a_local_temp_dir_is_fine_when_jobs_run_here_or_nodes_are_unknown() -> None:
