@@ -5,6 +5,11 @@ records what happened in a :class:`Trip`; the three ``check_*`` functions read i
 the checks "round trip", "nodes reach monitor" and "temp_dir shared". A job that died
 is diagnosed from the kind of its death (a :class:`DeathKind`), and its cause of death
 is shown in the runner's and the monitor's own words.
+
+The job proves what a compute node sees: it reports the node's host name and
+addresses, and each check names that node. A temp_dir the monitor refuses before
+submitting (local to this host, while the jobs run on other hosts) fails "temp_dir
+shared" with no job run at all.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from typing import Any
 
 from gridmap_core.doctor.verdicts import MONITOR, ROUND_TRIP, SHARED, Check, Plan, Verdict
 from gridmap_core.face.executor import GridMapExecutor
+from gridmap_core.map.shared_dir import TempDirNotShared
 from gridmap_core.model.config import ConfigError, Settings
 from gridmap_core.model.death import UNHEARD, DeathKind
 from gridmap_core.model.job import Job, JobState
 from gridmap_core.plugins.types import BackendSpec
 from gridmap_core.transports import TransportError
 from gridmap_core.transports.advice import TransportAdvice, advice_for
+from gridmap_core.wire.exits import NOT_SHARED
 
 __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
            "run_round_trip"]
@@ -38,19 +45,38 @@ __all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_j
 # copy into jobs, so a job that sees one was started by the scheduler.
 SCHEDULER_VARIABLES = ("JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID")
 TO_NODE, FROM_NODE = "to-node", "from-node"
+_SHOWN_ADDRESSES = 3  # of a node's addresses, the ones named
 # Time to cancel the job and release the backend after the timeout, before the round
 # trip is abandoned to its thread.
 _GRACE = 30.0
 
 
+def node_addresses() -> list[str]:
+    """This host's IPv4 addresses, neither loopback nor link-local, in order."""
+    import ipaddress
+
+    import psutil
+
+    try:
+        interfaces = psutil.net_if_addrs()
+    except Exception:  # an address is a courtesy: never fail the probe for it
+        return []
+    found = {address.address for addresses in interfaces.values() for address in addresses
+             if address.family == socket.AF_INET}
+    return sorted((a for a in found if not (ipaddress.ip_address(a).is_loopback
+                                            or ipaddress.ip_address(a).is_link_local)),
+                  key=ipaddress.ip_address)
+
+
 def probe_job(token: str, exchange: str | None) -> dict[str, Any]:
-    """The round trip's job: returns ``token``, its host and its scheduler's job id
-    variables; with ``exchange`` (a directory in temp_dir) it reads the file the
-    submitting host wrote there and writes one back."""
+    """The round trip's job: returns ``token``, its host and addresses and its
+    scheduler's job id variables; with ``exchange`` (a directory in temp_dir) it reads
+    the file the submitting host wrote there and writes one back."""
     host = socket.gethostname()
     report: dict[str, Any] = {
         "token": token,
         "host": host,
+        "addresses": node_addresses(),
         "pid": os.getpid(),
         "environment": {name: os.environ[name] for name in SCHEDULER_VARIABLES
                         if name in os.environ},
@@ -80,6 +106,7 @@ class Trip:
     timed_out: bool = False
     started: bool = False  # the job began to run (its runner fetched its task)
     job_id: str = ""
+    host: str = ""  # the node the job ran on, as it or the scheduler said ("": unknown)
     address: str | None = None  # what runners dial; None when the backend has no monitor
     log_dir: str = ""  # where the job's logs were kept (only after a failure)
     exchange: str | None = None
@@ -146,6 +173,7 @@ def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
         trip.seconds = time.monotonic() - started
         trip.started = job.state is not JobState.SUBMITTED
         trip.job_id = str(job.id or "")
+        trip.host = str((trip.report or {}).get("host") or job.host_name or "")
     finally:
         # Nothing the doctor submitted may outlive it.
         executor.shutdown(wait=True, cancel_futures=True)
@@ -207,8 +235,26 @@ def scheduler_evidence(job_id: str, environment: dict[str, str]) -> str:
     return ""
 
 
-def _same_host(host: str) -> bool:
-    return host.split(".")[0] == socket.gethostname().split(".")[0]
+def _same_host(host: str, addresses: list[str] | None = None) -> bool:
+    """Whether the job's host is this one: the same name and, where the job said, an
+    address in common (hosts of one name, such as containers, have their own)."""
+    if host.split(".")[0].lower() != socket.gethostname().split(".")[0].lower():
+        return False
+    return not addresses or bool(set(addresses) & set(node_addresses()))
+
+
+def _node(trip: Trip) -> str:
+    """The node the job ran on, with its addresses where it said: "host n1
+    (10.0.0.7)"; "" when unknown."""
+    if not trip.host:
+        return ""
+    addresses = [str(a) for a in (trip.report or {}).get("addresses") or ()]
+    if not addresses:
+        return f"host {trip.host}"
+    shown = ", ".join(addresses[:_SHOWN_ADDRESSES])
+    more = f" and {len(addresses) - _SHOWN_ADDRESSES} more" if len(addresses) > \
+        _SHOWN_ADDRESSES else ""
+    return f"host {trip.host} ({shown}{more})"
 
 
 def _timed_out(trip: Trip, spec: BackendSpec) -> Check:
@@ -232,6 +278,10 @@ def check_round_trip(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
     """Check 4: the job ran, under the scheduler for a cluster backend, and its value
     came back."""
     error = trip.submit_error
+    if isinstance(error, TempDirNotShared):
+        return Check(ROUND_TRIP, Verdict.FAIL, "nothing was submitted: temp_dir is local to "
+                     f"this host, and {spec.name} runs jobs on other hosts",
+                     "see 'temp_dir shared' below")
     if error is not None:
         if isinstance(error, ConfigError):
             todo = ("correct the value, key or file named above; `gridmap config` shows "
@@ -248,24 +298,28 @@ def check_round_trip(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
     if trip.timed_out:
         return _timed_out(trip, spec)
     kept = f"; its logs are in {trip.log_dir}" if trip.log_dir else ""
+    who = f"the job on {_node(trip)}" if trip.host else "the job"
     if trip.raised:
-        return Check(ROUND_TRIP, Verdict.FAIL, f"the job raised {trip.raised}",
+        return Check(ROUND_TRIP, Verdict.FAIL, f"{who} raised {trip.raised}",
                      "the nodes need the same Python environment as this host (gridmap "
                      f"installed) and this working directory, {os.getcwd()}{kept}")
     if _unheard(trip):
-        return Check(ROUND_TRIP, Verdict.FAIL, f"the job died: {_short(trip.cause)}",
+        return Check(ROUND_TRIP, Verdict.FAIL, f"{who} died: {_short(trip.cause)}",
                      f"see 'nodes reach monitor' below{kept}")
+    if _not_shared(trip, plan):
+        return Check(ROUND_TRIP, Verdict.FAIL, f"{who} died: {_short(trip.cause)}",
+                     f"see 'temp_dir shared' below{kept}")
     if trip.cause:
-        return Check(ROUND_TRIP, Verdict.FAIL, f"the job died: {trip.cause}",
+        return Check(ROUND_TRIP, Verdict.FAIL, f"{who} died: {trip.cause}",
                      f"read the cause above{kept}")
     report = trip.report or {}
     if report.get("token") != trip.token:
         return Check(ROUND_TRIP, Verdict.FAIL, f"the job returned {report!r:.200}, not the "
                      "value it was given", "report this as a bug of backend " + spec.name)
-    host = str(report.get("host", "?"))
-    took = f"value back in {_duration(trip.seconds)} from host {host}"
     if not spec.is_cluster:
-        return Check(ROUND_TRIP, Verdict.PASS, f"{took} (this machine)")
+        return Check(ROUND_TRIP, Verdict.PASS, f"value back in {_duration(trip.seconds)} from "
+                     f"host {trip.host or '?'} (this machine)")
+    took = f"value back in {_duration(trip.seconds)} from {_node(trip) or 'host ?'}"
     evidence = scheduler_evidence(trip.job_id, dict(report.get("environment") or {}))
     if not evidence:
         return Check(ROUND_TRIP, Verdict.FAIL,
@@ -302,9 +356,18 @@ def _unheard(trip: Trip) -> bool:
     return bool(trip.cause) and trip.death_kind in UNHEARD
 
 
+def _not_shared(trip: Trip, plan: Plan) -> bool:
+    """Whether the job died because its node did not see temp_dir: a runner that could
+    not see the map's directory, or a scheduler that could not open the job's logs
+    there."""
+    return bool(trip.cause) and (NOT_SHARED in trip.cause or plan.temp_dir in trip.cause)
+
+
 def _ran_here(trip: Trip, spec: BackendSpec) -> str:
-    host = str((trip.report or {}).get("host", ""))
-    if spec.is_cluster and host and _same_host(host):
+    report = trip.report or {}
+    host = str(report.get("host", ""))
+    addresses = report.get("addresses")
+    if spec.is_cluster and host and _same_host(host, addresses):
         return "; it ran on this host, so other nodes were not tried"
     return ""
 
@@ -318,6 +381,8 @@ def _advice(plan: Plan) -> TransportAdvice:
 def _unreachable(trip: Trip, plan: Plan) -> Check:
     what, todo = _advice(plan).unreachable(plan.transport, trip.address, _short(trip.cause),
                                            plan.settings, plan.temp_dir)
+    if trip.host:
+        what += f" (the job ran on {_node(trip)})"
     return Check(MONITOR, Verdict.FAIL, what, todo)
 
 
@@ -336,8 +401,9 @@ def check_monitor(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
         return Check(MONITOR, Verdict.PASS,
                      f"not needed: backend {spec.name} does not run jobs through the monitor")
     how = advice.route(plan.transport, plan.settings)
-    return Check(MONITOR, Verdict.PASS,
-                 f"the job reached the monitor at {trip.address} ({how}){_ran_here(trip, spec)}")
+    node = f" from {_node(trip)}" if trip.host else ""
+    return Check(MONITOR, Verdict.PASS, f"the job reached the monitor at {trip.address} "
+                 f"({how}){node}{_ran_here(trip, spec)}")
 
 
 def check_shared(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
@@ -345,23 +411,29 @@ def check_shared(trip: Trip, plan: Plan, spec: BackendSpec) -> Check:
     if not spec.is_cluster:
         return Check(SHARED, Verdict.PASS,
                      f"not needed: backend {spec.name} runs jobs on this machine")
+    error = trip.submit_error
+    if isinstance(error, TempDirNotShared):
+        return Check(SHARED, Verdict.FAIL, f"{error.what}; nothing was submitted",
+                     error.todo.replace("(or pass temp_dir=)", "(or pass --temp-dir)"))
     todo = (f"set DEFAULT_TEMP_DIR (or --temp-dir) to a directory every node mounts at the "
-            f"same path (a network file system), not one local to each host as "
-            f"{plan.temp_dir} seems to be")
-    if trip.cause and plan.temp_dir in trip.cause:
-        return Check(SHARED, Verdict.FAIL, f"the job could not use temp_dir: {trip.cause}", todo)
+            f"same path (a network file system, such as your home directory), not one "
+            f"local to each host as {plan.temp_dir} seems to be")
+    if _not_shared(trip, plan):
+        on = f" on {_node(trip)}" if trip.host else ""
+        return Check(SHARED, Verdict.FAIL, f"the job could not use temp_dir{on}: "
+                     f"{trip.cause}", todo)
     report = trip.report
     if report is None:
         return _skip(SHARED, trip)
-    host = report.get("host", "?")
+    host = _node(trip) or "host ?"
     if "exchange_error" in report:
-        return Check(SHARED, Verdict.FAIL, f"the job on host {host} cannot use a file written "
+        return Check(SHARED, Verdict.FAIL, f"the job on {host} cannot use a file written "
                      f"here: {report['exchange_error']}", todo)
     if report.get("seen") != trip.token:
-        return Check(SHARED, Verdict.FAIL, f"the job on host {host} read another file than the "
+        return Check(SHARED, Verdict.FAIL, f"the job on {host} read another file than the "
                      f"one written here, at {trip.exchange}", todo)
     if trip.back is None or not trip.back.startswith(trip.token):
-        return Check(SHARED, Verdict.FAIL, f"this host does not see the file the job on host "
+        return Check(SHARED, Verdict.FAIL, f"this host does not see the file the job on "
                      f"{host} wrote: {trip.back_error or 'its content differs'}", todo)
-    return Check(SHARED, Verdict.PASS, f"a job on host {host} read a file written here and "
+    return Check(SHARED, Verdict.PASS, f"a job on {host} read a file written here and "
                  f"wrote one back, in {plan.temp_dir}{_ran_here(trip, spec)}")

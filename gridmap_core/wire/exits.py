@@ -25,7 +25,7 @@ import signal
 
 __all__ = [
     "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_NOT_SHARED", "EXIT_SETUP", "EXIT_STOPPED",
-    "EXIT_UNREACHABLE", "JOB_DIED", "describe_exit", "name_of_signal", "tail",
+    "EXIT_UNREACHABLE", "JOB_DIED", "NOT_SHARED", "describe_exit", "name_of_signal", "tail",
 ]
 
 EXIT_SETUP = 2
@@ -34,6 +34,8 @@ EXIT_STOPPED = 4
 EXIT_LOST = 5
 EXIT_JOB_DIED = 6
 EXIT_NOT_SHARED = 7
+#: What a runner's exit with :data:`EXIT_NOT_SHARED` says, in every cause read from it.
+NOT_SHARED = "temp_dir is not shared with this node"
 #: How every cause of the job's process's death starts, as the runner logs it last
 #: before it exits with :data:`EXIT_JOB_DIED`; :func:`describe_exit` looks for it.
 JOB_DIED = "the job's process"
@@ -43,8 +45,7 @@ _EXIT_MEANINGS = {
     EXIT_STOPPED: "stopped by the monitor",
     EXIT_LOST: "the runner lost the monitor",
     EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
-    EXIT_NOT_SHARED: "the runner cannot see the map's session directory: temp_dir is not "
-                     "shared with this node",
+    EXIT_NOT_SHARED: f"the runner cannot see the map's session directory: {NOT_SHARED}",
 }
 
 

@@ -124,7 +124,9 @@ def test_sge_passes_every_check(sge_cluster: str, tmp_path: Path, transport: str
                      env={"GRIDMAP_TRANSPORT": transport})
     assert_all_pass(outcome)
     trip = outcome.lines["round trip"].detail
-    assert re.search(rf"from host {re.escape(sge_cluster)}, as job (\d+) \(JOB_ID=\1\)", trip)
+    # The node's addresses follow its name.
+    assert re.search(rf"from host {re.escape(sge_cluster)} \([^)]*\), as job (\d+) "
+                     r"\(JOB_ID=\1\)", trip), trip
     assert f"transport {transport}" in outcome.lines["settings"].detail
     assert f"in {tmp_path}" in outcome.lines["temp_dir shared"].detail
     assert not list(tmp_path.glob("gridmap-doctor-*"))  # the exchange was cleaned up
