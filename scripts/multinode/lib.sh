@@ -23,6 +23,16 @@ trap 'printf "[multinode/%s] ERROR: line %s: \"%s\" failed\n" "${0##*/}" "$LINEN
 # the one whose installation the nodes must see.
 export PATH=$PATH:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
+# The daemons and node holders started here outlive the script. A descriptor the caller
+# passed on, such as the lock file that flock(1) holds while it runs a script, would stay
+# open in them, and the lock held, for as long as they live: close every inherited
+# descriptor but stdin, stdout, stderr and bash's own (255, the script).
+for _fd in /proc/$$/fd/*; do
+  _fd=${_fd##*/}
+  if ((_fd > 2 && _fd < 255)); then eval "exec ${_fd}>&-" 2>/dev/null || true; fi
+done
+unset _fd
+
 MN_SCRIPTS=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 MN_DIR=${GRIDMAP_MN_DIR:-/srv/gridmap-mn}   # configuration, state, logs of both clusters
 MN_SHARED=$MN_DIR/shared                     # the "NFS" directory jobs and tests share
