@@ -7,13 +7,14 @@ cluster tests then check that Grid Engine granted what these options ask for.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from gridmap_core.backend import JobSpec
+from gridmap_core.backend.scheduler import hosts_to_avoid
 from gridmap_core.model.resources import ResourceError, Resources
 
-__all__ = ["NativeOptions", "job_name", "native_specification"]
+__all__ = ["NativeOptions", "Placement", "job_name", "native_specification", "placement"]
 
 # Grid Engine reads an integer with one of these suffixes as memory (K=1024, k=1000);
 # anything else (fractions, T) is sent as a byte count, which every version reads.
@@ -33,6 +34,44 @@ class NativeOptions:
     extra: str = ""  # raw options appended as they are ([backends.sge] native_specification)
 
 
+# Raw requests by which a job names its hosts itself: a resubmission's hosts to avoid
+# are then left to them.
+_HOST_REQUEST = re.compile(r"^(hostname|h)=")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a job may run: on ``hosts`` (its white_list; empty: any host), and not on
+    ``excluded``."""
+
+    hosts: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
+
+
+def placement(resources: Resources, avoid: Sequence[str] = (),
+              exec_hosts: Sequence[str] = ()) -> Placement:
+    """Where a job may run, less the hosts in ``avoid`` (a resubmission's, whose nodes
+    failed): taken off its white_list, or excluded from ``exec_hosts`` (every execution
+    host), never all of them (see
+    :func:`~gridmap_core.backend.scheduler.hosts_to_avoid`). A job that names its hosts
+    in raw requests keeps them as they are."""
+    hosts = tuple(resources.white_list)
+    raw = [word for entry in resources.extra for word in entry.split()]
+    if not avoid or any(_HOST_REQUEST.match(word) for word in raw):
+        return Placement(hosts)
+    if hosts:
+        excluded = hosts_to_avoid(hosts, avoid)
+        return Placement(tuple(host for host in hosts if host not in excluded))
+    return Placement(excluded=tuple(hosts_to_avoid(exec_hosts, avoid)))
+
+
+def _not_on(hosts: Sequence[str]) -> str:
+    """A hostname request that excludes ``hosts``: ``hostname=!a`` or
+    ``hostname=!(a|b)``."""
+    names = "|".join(hosts)
+    return f"hostname=!{names}" if len(hosts) == 1 else f"hostname=!({names})"
+
+
 def _memory(value: int | None, text: str | None) -> str | None:
     if value is None:
         return None
@@ -41,7 +80,7 @@ def _memory(value: int | None, text: str | None) -> str | None:
 
 
 def _requests(resources: Resources, extra: Mapping[str, str],
-              options: NativeOptions) -> Iterable[str]:
+              options: NativeOptions, where: Placement) -> Iterable[str]:
     memory = _memory(resources.h_vmem, resources.h_vmem_text)
     if memory:
         yield f"h_vmem={memory}"
@@ -52,18 +91,23 @@ def _requests(resources: Resources, extra: Mapping[str, str],
         yield f"h_rt={resources.h_rt}"
     if resources.gpu:
         yield f"{options.gpu_resource}={resources.gpu}"
-    if resources.white_list and not resources.queue:
-        yield "hostname=" + "|".join(resources.white_list)
+    if where.hosts and not resources.queue:
+        yield "hostname=" + "|".join(where.hosts)
+    if where.excluded:
+        yield _not_on(where.excluded)
     for key in ("os_distribution", "os_minor"):
         if extra.get(key):
             yield f"{key}={extra[key]}"
 
 
-def native_specification(spec: JobSpec, options: NativeOptions, *, array: bool) -> str:
-    """The native specification of ``spec``'s jobs (``array``: an array job's)."""
+def native_specification(spec: JobSpec, options: NativeOptions, *, array: bool,
+                         avoid: Sequence[str] = (), exec_hosts: Sequence[str] = ()) -> str:
+    """The native specification of ``spec``'s jobs (``array``: an array job's), kept
+    off the hosts in ``avoid`` where :func:`placement` allows."""
     resources = spec.resources
+    where = placement(resources, avoid, exec_hosts)
     parts: list[str] = []
-    for request in _requests(resources, spec.extra, options):
+    for request in _requests(resources, spec.extra, options, where):
         parts += ["-l", request]
     for raw in resources.extra:
         # A raw entry is a resource request ("arch=lx-amd64"), or qsub options
@@ -78,8 +122,8 @@ def native_specification(spec: JobSpec, options: NativeOptions, *, array: bool) 
         parts += ["-pe", resources.par_env, str(resources.num_slots)]
     if resources.queue:
         queues = resources.queue.split(",")
-        if resources.white_list:
-            queues = [f"{q}@{host}" for q in queues for host in resources.white_list]
+        if where.hosts:
+            queues = [f"{q}@{host}" for q in queues for host in where.hosts]
         parts += ["-q", ",".join(queues)]
     if spec.interpreting_shell:
         parts += ["-S", spec.interpreting_shell]

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from gridmap_core.backend.scheduler import same_host
 from gridmap_core.errors import GridMapError
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "accounting_failure",
     "error_reason",
     "expand_tasks",
+    "failed_hosts",
     "node_failure",
     "parse_qstat",
     "queue_note",
@@ -147,17 +149,29 @@ def error_reason(job_number: str) -> str:
     return ""
 
 
-def queue_note(queues: Mapping[str, str], wanted: Iterable[str] = ()) -> str:
+def _host(instance: str) -> str:
+    """The host of a queue instance ("all.q@node1" -> "node1")."""
+    return instance.partition("@")[2]
+
+
+def queue_note(queues: Mapping[str, str], wanted: Iterable[str] = (),
+               hosts: Iterable[str] = (), avoid: Iterable[str] = ()) -> str:
     """Why no queue instance can start jobs; "" when one can. ``wanted`` limits the
-    check to these queues (names, or ``queue@host`` instances)."""
+    check to these queues (names, or ``queue@host`` instances), ``hosts`` to the
+    instances on these hosts (a white_list), and those on ``avoid`` are left out."""
     wanted = [w for w in wanted if w]
+    hosts, avoid = [h for h in hosts if h], [h for h in avoid if h]
     relevant = {
         name: state for name, state in queues.items()
-        if not wanted or any(name == w or name.split("@")[0] == w for w in wanted)
+        if (not wanted or any(name == w or name.split("@")[0] == w for w in wanted))
+        and (not hosts or any(same_host(_host(name), host) for host in hosts))
+        and not any(same_host(_host(name), host) for host in avoid)
     }
     if not relevant:
         if wanted:
             return f"no queue instance of {', '.join(wanted)} exists"
+        if hosts:
+            return f"no queue instance on {', '.join(hosts)} exists"
         return ""
     reasons = []
     for name, state in sorted(relevant.items()):
@@ -177,6 +191,19 @@ def node_failure(queues: Mapping[str, str], place: str) -> str | None:
     if not failed:
         return None
     return f"{place} is in state {state} ({'; '.join(failed)})"
+
+
+def failed_hosts(queues: Mapping[str, str]) -> dict[str, str]:
+    """The hosts whose queue instances (of a full qstat's ``queues``) say their node
+    failed (:func:`node_failure`), each with Grid Engine's words: "Grid Engine says
+    all.q@node1 is in state au (its execution daemon does not answer)"."""
+    found: dict[str, list[str]] = {}
+    for name in sorted(queues):
+        failure = node_failure(queues, name)
+        if failure and _host(name):
+            found.setdefault(_host(name), []).append(failure)
+    return {host: "Grid Engine says " + "; ".join(failures)
+            for host, failures in found.items()}
 
 
 def accounting_failure(job_id: str) -> tuple[int, str] | None:

@@ -27,12 +27,13 @@ from gridmap_core.backend.scheduler import JobStatus, Launch, Status
 from gridmap_core.model.death import DeathKind
 
 from .endings import describe_ending
-from .native import NativeOptions, job_name, native_specification
+from .native import NativeOptions, job_name, native_specification, placement
 from .qstat import (
     QstatError,
     Snapshot,
     accounting_failure,
     error_reason,
+    failed_hosts,
     node_failure,
     queue_note,
     run_qstat,
@@ -66,6 +67,8 @@ _NODE_SUSPECTS = frozenset({DeathKind.KILLED, DeathKind.VANISHED})
 class _Job(TrackedJob):
     # ``array`` is the Grid Engine job number (an array's, for its elements).
     queues: tuple[str, ...] = ()  # the queues it asked for, to explain a wait
+    hosts: tuple[str, ...] = ()  # the hosts it may run on (its white_list), likewise
+    excluded: tuple[str, ...] = ()  # the hosts it may not run on (their nodes failed)
     place: str = ""  # the queue instance it was last seen running in ("all.q@node1")
 
 
@@ -89,15 +92,22 @@ class SgeScheduler:
         self._jobs: TrackedJobs[_Job] = TrackedJobs()  # launched, no ending seen yet
         self._errors: dict[str, str] = {}  # job number -> error reason
         self._last_queue_check = -float("inf")
+        self._queues: dict[str, str] = {}  # queue instance states, as last read
         self._waiting = False
         self._closed = False
+        self._exec_hosts: tuple[str, ...] = ()  # qconf -sel, once it was needed
 
     # -- launching -------------------------------------------------------------------
 
     def launch(self, launch: Launch) -> list[str]:
         spec = launch.spec
         count = len(launch.tasks)
-        native = native_specification(spec, self.native, array=count > 1)
+        # Every execution host is needed only to keep a resubmission off failed nodes
+        # without excluding them all.
+        hosts = self._execution_hosts() if launch.avoid else ()
+        native = native_specification(spec, self.native, array=count > 1, avoid=launch.avoid,
+                                      exec_hosts=hosts)
+        where = placement(spec.resources, launch.avoid, hosts)
         name = job_name(launch.name)
         command, out, err = submission(launch, "SGE_TASK_ID")
         environment = job_environment(launch.environment)
@@ -115,7 +125,8 @@ class SgeScheduler:
             for element, job_id in enumerate(ids, start=1):
                 number = job_id.partition(".")[0]
                 log = err.replace(INCREMENT_PLACEHOLDER, str(element))
-                self._jobs.add(job_id, _Job(number, spec.resources, log, queues=queues))
+                self._jobs.add(job_id, _Job(number, spec.resources, log, queues=queues,
+                                            hosts=where.hosts, excluded=where.excluded))
         logger.debug("submitted %d job(s) as %s with %r", count, ids[0].partition(".")[0],
                      native)
         return ids
@@ -146,6 +157,18 @@ class SgeScheduler:
             return ()
         return tuple(done.stdout.split()) if done.returncode == 0 else ()
 
+    def _execution_hosts(self) -> tuple[str, ...]:
+        """The cluster's execution hosts, asked once (none while qconf cannot say)."""
+        if not self._exec_hosts:
+            self._exec_hosts = self.peers()
+        return self._exec_hosts
+
+    def down_hosts(self) -> Mapping[str, str]:
+        """The hosts whose queue instances say their node failed (state ``u``: its
+        execution daemon does not answer, or ``E``), in Grid Engine's words; one
+        ``qstat -f``."""
+        return failed_hosts(self._qstat(full=True).queues)
+
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self.connection.reap()
         with self._lock:
@@ -164,7 +187,7 @@ class SgeScheduler:
                 places[job_id] = job.place
         if not asked:
             self._blame_nodes(answer, places, None)
-            return answer
+            return _placed(answer, places)
         # Queue states are read (qstat -f) only while jobs wait, once a minute: they
         # explain a wait, and listing every queue instance costs on a big cluster.
         now = time.monotonic()
@@ -172,6 +195,7 @@ class SgeScheduler:
         snapshot = self._qstat(full=full)
         if full:
             self._last_queue_check = now
+            self._queues = snapshot.queues
         waiting = False
         with self._lock:
             for job_id in asked:
@@ -185,7 +209,7 @@ class SgeScheduler:
                     waiting = waiting or status.status is Status.QUEUED
         self._waiting = waiting
         self._blame_nodes(answer, places, snapshot.queues if full else None)
-        return answer
+        return _placed(answer, places)
 
     def _blame_nodes(self, answer: dict[str, JobStatus], places: Mapping[str, str],
                      queues: Mapping[str, str] | None) -> None:
@@ -232,8 +256,9 @@ class SgeScheduler:
             note = ""
             if "h" in state:
                 note = f"job {job_id} is on hold ({state}); release it with qrls {job.array}"
-            elif snapshot.queues:
-                note = queue_note(snapshot.queues, job.queues)
+            elif self._queues:
+                # The states last read (once a minute): the note stays between reads.
+                note = queue_note(self._queues, job.queues, job.hosts, job.excluded)
             return JobStatus(Status.QUEUED, note=note)
         if any(letter in state for letter in _SUSPENDED):
             return JobStatus(Status.SUSPENDED)
@@ -257,3 +282,9 @@ class SgeScheduler:
             self.connection.take(list(self._jobs))
             self._jobs.clear()
         self.connection.release()
+
+
+def _placed(answer: dict[str, JobStatus], places: Mapping[str, str]) -> dict[str, JobStatus]:
+    """``answer`` with the host of each job's queue instance (``places``), where known."""
+    return {job_id: status._replace(host=places.get(job_id, "").partition("@")[2])
+            if places.get(job_id) else status for job_id, status in answer.items()}

@@ -246,10 +246,12 @@ def test_queue_states_are_read_only_while_jobs_wait(harness: Harness, clock: Clo
     assert explained.note.startswith("no queue instance can run them")
     assert "all.q@node1 is in state u (its execution daemon does not answer)" in explained.note
 
+    # Between reads, the note stays as the states last read tell it.
     clock.now += 30
-    assert harness.poll([job_id])[job_id].note == ""
+    assert harness.poll([job_id])[job_id].note == explained.note
+    harness.qstat.queues = {"all.q@node1": "", "all.q@node2": "u"}
     clock.now += 30
-    assert "execution daemon does not answer" in harness.poll([job_id])[job_id].note
+    assert harness.poll([job_id])[job_id].note == ""  # node1 is back
     assert harness.qstat.calls[-2:] == [False, True]
 
 
@@ -347,7 +349,8 @@ def test_a_job_killed_on_a_failed_node_died_of_its_node(harness: Harness,
     assert answer["100.1"].resubmit is True
     # Its neighbour's node answers: killed by someone.
     assert answer["100.2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None,
-                                        kind=DeathKind.KILLED)
+                                        kind=DeathKind.KILLED, host="node2")
+    assert answer["100.1"].host == "node1"  # where it ran
     assert harness.qstat.calls == [False, True]  # one qstat -f, for both
 
 
@@ -356,7 +359,7 @@ def test_a_job_that_vanished_from_a_failed_node_died_of_its_node(harness: Harnes
     ids = _running_on(harness, "all.q@node1")
     harness.qstat.jobs = {("100", 2): "r"}
     harness.qstat.queues = {"all.q@node1": "au"}
-    assert harness.poll(ids) == {"100.2": JobStatus(Status.RUNNING)}
+    assert harness.poll(ids) == {"100.2": JobStatus(Status.RUNNING, host="node2")}
     clock.now += 30
     status = harness.poll(ids)["100.1"]
     assert status.status is Status.UNKNOWN and status.kind is DeathKind.NODE_FAILED
@@ -369,7 +372,8 @@ def test_a_kill_on_a_node_that_answers_is_a_kill(harness: Harness) -> None:
     harness.qstat.queues = {"all.q@node1": "a", "all.q@node2": ""}  # only loaded
     harness.connection.ended["100.1"] = Ending("100.1", signal="SIGTERM")
     status = harness.poll(ids)["100.1"]
-    assert status == JobStatus(Status.ENDED, "killed by SIGTERM", None, kind=DeathKind.KILLED)
+    assert status == JobStatus(Status.ENDED, "killed by SIGTERM", None, kind=DeathKind.KILLED,
+                               host="node1")
 
 
 def test_a_kill_stays_a_kill_when_queue_states_cannot_be_read(harness: Harness) -> None:
@@ -378,7 +382,7 @@ def test_a_kill_stays_a_kill_when_queue_states_cannot_be_read(harness: Harness) 
     harness.qstat.error = QstatError("qstat -f -xml -u alice exited 1: cannot reach qmaster")
     answer = harness.poll(["100.1"])  # only the ended job: the poll needs no qstat
     assert answer == {"100.1": JobStatus(Status.ENDED, "killed by SIGKILL", None,
-                                         kind=DeathKind.KILLED)}
+                                         kind=DeathKind.KILLED, host="node1")}
 
 
 @pytest.mark.parametrize("ending", [
