@@ -14,10 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.model.resources import ResourceError
+from gridmap_core.backend.scheduler import hosts_to_avoid
+from gridmap_core.model.resources import ResourceError, Resources
 
-__all__ = ["GRID_ENGINE_DEFAULT_QUEUE", "SlurmOptions", "job_name", "job_options", "memory_mb",
-           "partition", "time_limit"]
+__all__ = ["GRID_ENGINE_DEFAULT_QUEUE", "SlurmOptions", "allowed_nodes", "job_name",
+           "job_options", "memory_mb", "partition", "time_limit"]
 
 # Grid Engine-only fields of the original GridMap with no Slurm meaning. Honouring
 # them silently would be wrong, so they are refused with what to write instead.
@@ -80,6 +81,43 @@ def _white_list(hosts: Sequence[str], nodes: Sequence[str] | None) -> list[str]:
     return [f"--exclude={','.join(others)}"] if others else []
 
 
+# Options by which a job names its nodes itself: a resubmission's nodes to avoid are
+# then left to them.
+_NODE_OPTIONS = ("--nodelist", "-w", "--exclude", "-x")
+
+
+def _names_nodes(tokens: Sequence[str]) -> bool:
+    return any(token == name or token.startswith(f"{name}=")
+               for token in tokens for name in _NODE_OPTIONS)
+
+
+def allowed_nodes(resources: Resources, options: SlurmOptions,
+                  avoid: Sequence[str] = ()) -> tuple[str, ...] | None:
+    """The nodes a job may run on: its white_list, or every node where it has none,
+    less those in ``avoid`` (see :func:`~gridmap_core.backend.scheduler.hosts_to_avoid`:
+    never all of them); None when that is not known (no node list, or the job names
+    its nodes with raw options)."""
+    raw = [word for entry in resources.extra for word in entry.split()]
+    if _names_nodes(raw) or _names_nodes(options.extra):
+        return None
+    hosts = resources.white_list or options.nodes
+    if hosts is None:
+        return None
+    excluded = hosts_to_avoid(hosts, avoid)
+    return tuple(host for host in hosts if host not in excluded)
+
+
+def _avoided(resources: Resources, options: SlurmOptions, avoid: Sequence[str]) -> list[str]:
+    """The options that keep a job (without a white_list) off the nodes in ``avoid``."""
+    if not avoid or options.nodes is None:
+        return []
+    allowed = allowed_nodes(resources, options, avoid)
+    if allowed is None:
+        return []
+    excluded = [node for node in options.nodes if node not in allowed]
+    return [f"--exclude={','.join(excluded)}"] if excluded else []
+
+
 def _raw(entry: str) -> list[str]:
     if not entry.lstrip().startswith("-"):
         raise ResourceError(
@@ -89,8 +127,14 @@ def _raw(entry: str) -> list[str]:
     return entry.split()
 
 
-def job_options(spec: JobSpec, options: SlurmOptions = SlurmOptions()) -> list[str]:
+def job_options(spec: JobSpec, options: SlurmOptions = SlurmOptions(),
+                avoid: Sequence[str] = ()) -> list[str]:
     """The Slurm options for ``spec``'s jobs, each one ``--name=value`` token.
+
+    ``avoid`` names hosts whose nodes failed (a resubmission's
+    :attr:`~gridmap_core.backend.scheduler.Launch.avoid`): they are taken off the
+    white_list, or excluded, unless that would leave no node at all, or the job names
+    its nodes with raw options of its own.
 
     Memory is per CPU, as Grid Engine's h_vmem is per slot: ``--mem-per-cpu`` from
     h_vmem (the limit), else from mem_free (the request); Slurm allocates and enforces
@@ -117,7 +161,12 @@ def job_options(spec: JobSpec, options: SlurmOptions = SlurmOptions()) -> list[s
     if queue:
         parts.append(f"--partition={queue}")
     if resources.white_list:
-        parts += _white_list(resources.white_list, options.nodes)
+        hosts = resources.white_list
+        if avoid:
+            hosts = allowed_nodes(resources, options, avoid) or hosts
+        parts += _white_list(hosts, options.nodes)
+    else:
+        parts += _avoided(resources, options, avoid)
     if resources.gpu:
         parts.append(f"--gres={options.gpu_resource}:{resources.gpu}")
     if spec.extra.get("project"):

@@ -21,7 +21,7 @@ from gridmap_core.backend.scheduler import JobStatus, Launch
 
 from .cluster import Cluster
 from .commands import Commands, SlurmError
-from .options import SlurmOptions, job_name, job_options
+from .options import SlurmOptions, allowed_nodes, job_name, job_options
 from .tracking import SlurmJobs
 
 __all__ = ["SlurmScheduler", "job_environment"]
@@ -50,7 +50,7 @@ class SlurmScheduler:
     # -- launching -------------------------------------------------------------------
 
     def launch(self, launch: Launch) -> list[str]:
-        options = job_options(launch.spec, self.options)
+        options = job_options(launch.spec, self.options, launch.avoid)
         return self.jobs.launch(launch, functools.partial(self._submit, options=options),
                                 self.jobs.scancel)
 
@@ -105,7 +105,8 @@ class SlurmScheduler:
             raise SlurmError(f"sbatch printed no job id: {done.stdout.strip()!r}")
         ids = [f"{array}_{index}" for index in range(1, count + 1)]
         err_logs = [f"{base}.{i}.{launch.attempt}.err" for i in range(1, count + 1)]
-        self.jobs.record(ids, spec.resources, err_logs)
+        self.jobs.record(ids, spec.resources, err_logs,
+                         allowed_nodes(spec.resources, self.options, launch.avoid))
         logger.debug("submitted %d job(s) as array %s with %s", count, array, options)
         return array, ids
 
@@ -114,6 +115,10 @@ class SlurmScheduler:
     def peers(self) -> tuple[str, ...]:
         """The cluster's nodes (sinfo), whose route here the monitor advertises."""
         return self.cluster.nodes or ()
+
+    def down_hosts(self) -> Mapping[str, str]:
+        """The nodes Slurm counts failed (DOWN, NOT_RESPONDING, FAIL), with its words."""
+        return self.jobs.down_hosts()
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         return self.jobs.poll(ids)

@@ -24,24 +24,42 @@ from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
 
 from .cluster import Cluster
-from .commands import Commands, SlurmError, is_transient
-from .states import Record, describe, parse_jobcomp, parse_sacct, parse_squeue
+from .commands import Commands, SlurmError, is_transient, one_line
+from .nodes import SINFO_FAILED, failed_nodes, wait_note
+from .states import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    Record,
+    describe,
+    parse_jobcomp,
+    parse_sacct,
+    parse_squeue,
+)
 
 __all__ = ["SlurmJobs"]
 logger = logging.getLogger(__name__)
 
-_SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
 # A job squeue stopped listing is looked up in accounting after this long (slurmctld
 # forgets ended jobs after MinJobAge), and is unknown to Slurm after _ABSENT_FOR.
 _ASK_ACCOUNTING_AFTER = 2.0
 _ABSENT_FOR = 30.0
 _JOBCOMP_TAIL = 4 * 2**20  # bytes of the completion log read (it grows without limit)
+# While jobs wait, the failed nodes are read again after this long, to explain a wait
+# for nodes that no longer work.
+_NODES_CHECK_EVERY = 30.0
 
 #: Submits one part of a launch as one array (or job); returns the array's id and its
 #: elements' ids, having recorded them with :meth:`SlurmJobs.record`.
 SubmitPart = Callable[[Launch], tuple[str, list[str]]]
 #: Cancels jobs and whole arrays (given by their array id).
 Terminate = Callable[[Sequence[str]], None]
+
+
+@dataclasses.dataclass
+class _Job(TrackedJob):
+    # ``array`` is the array's (or plain job's) number.
+    nodes: tuple[str, ...] | None = None  # the nodes it may run on; None: not known
+    place: str = ""  # the node it was last seen running on
 
 
 class SlurmJobs:
@@ -53,9 +71,11 @@ class SlurmJobs:
         self.cluster = cluster
         self.commands = commands
         self._lock = threading.Lock()
-        self._jobs: TrackedJobs[TrackedJob] = TrackedJobs()  # not yet seen ended
+        self._jobs: TrackedJobs[_Job] = TrackedJobs()  # not yet seen ended
         self._poll_again_at = 0.0  # after a transient squeue failure
         self._poll_pause = 0.0
+        self._down: dict[str, str] = {}  # the failed nodes, as last read while jobs waited
+        self._down_read_at = -float("inf")
 
     # -- launching -------------------------------------------------------------------
 
@@ -82,12 +102,15 @@ class SlurmJobs:
             raise
         return ids
 
-    def record(self, ids: Sequence[str], resources: Resources, err_logs: Sequence[str]) -> None:
+    def record(self, ids: Sequence[str], resources: Resources, err_logs: Sequence[str],
+               nodes: Sequence[str] | None = None) -> None:
         """Watch these new jobs (``ARRAY_INDEX`` ids, or plain job ids), whose stderr
-        goes to ``err_logs``."""
+        goes to ``err_logs``, that may run on ``nodes`` (None: not known)."""
+        allowed = tuple(nodes) if nodes is not None else None
         with self._lock:
             for job_id, err_log in zip(ids, err_logs, strict=True):
-                self._jobs.add(job_id, TrackedJob(job_id.partition("_")[0], resources, err_log))
+                self._jobs.add(job_id, _Job(job_id.partition("_")[0], resources, err_log,
+                                            nodes=allowed))
 
     def job(self, job_id: str) -> TrackedJob | None:
         """What is known of a job still watched; None once its end was reported."""
@@ -137,12 +160,15 @@ class SlurmJobs:
                         missing.append(job_id)
                     continue
                 job.listed()
+                # A job put back in the queue (its node died) keeps the node it ran on.
+                job.place = record.node or job.place
                 answer[job_id] = describe(record, job.resources, job.err_log)
         if missing:
             found = self.finished(missing)
             for job_id in missing:
                 job = asked[job_id]
                 if job_id in found:
+                    job.place = found[job_id].node or job.place
                     answer[job_id] = describe(found[job_id], job.resources, job.err_log)
                 elif job.absent(now, _ABSENT_FOR):
                     answer[job_id] = JobStatus(Status.UNKNOWN, f"Slurm no longer knows job "
@@ -152,13 +178,46 @@ class SlurmJobs:
             for job_id, status in answer.items():
                 if status.status in (Status.ENDED, Status.UNKNOWN):
                     self._jobs.pop(job_id)
-        return {job_id: status for job_id, status in answer.items()
-                if not asked[job_id].cancelled}
+        self._explain_waits(answer, asked, now)
+        return {job_id: status._replace(host=status.host or asked[job_id].place)
+                for job_id, status in answer.items() if not asked[job_id].cancelled}
+
+    def _explain_waits(self, answer: dict[str, JobStatus], asked: Mapping[str, _Job],
+                       now: float) -> None:
+        """A job that waits while every node it may run on failed is told so, in
+        Slurm's words (its note): the failed nodes are read while jobs wait, every
+        _NODES_CHECK_EVERY seconds."""
+        waiting = [job_id for job_id, status in answer.items() if status.status is Status.QUEUED]
+        if not waiting:
+            return
+        if now - self._down_read_at >= _NODES_CHECK_EVERY:
+            self._down_read_at = now
+            try:
+                self._down = dict(self.down_hosts())
+            except SlurmError as error:
+                logger.debug("could not read Slurm's failed nodes: %s", error)
+        if not self._down:
+            return
+        for job_id in waiting:
+            nodes = asked[job_id].nodes
+            note = wait_note(nodes if nodes is not None else self.cluster.nodes or (),
+                             self._down)
+            if note:
+                answer[job_id] = answer[job_id]._replace(note=note)
+
+    def down_hosts(self) -> dict[str, str]:
+        """The nodes Slurm counts failed (DOWN, NOT_RESPONDING, FAIL), each with Slurm's
+        words; one sinfo call."""
+        done = self.commands.once(SINFO_FAILED)
+        if done.returncode != 0:
+            raise SlurmError(f"sinfo failed (exit status {done.returncode}): "
+                             f"{one_line(done.stderr or done.stdout, 'sinfo') or 'no message'}")
+        return failed_nodes(done.stdout)
 
     def _squeue(self, arrays: Sequence[str]) -> dict[str, Record] | None:
         """One squeue for all arrays; None while the controller cannot be reached."""
         done = self.commands.once(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays),
-                                   "-O", _SQUEUE_FORMAT])
+                                   "-O", SQUEUE_FORMAT])
         message = (done.stderr or "").strip()
         if done.returncode == 0:
             if self._poll_pause:
@@ -183,7 +242,7 @@ class SlurmJobs:
         else the job completion log; jobs found in neither are left out."""
         if self.cluster.accounting:
             done = self.commands.once(["sacct", "-X", "-n", "-P", "-j", ",".join(ids),
-                                       "-o", "JobID,State,ExitCode,Reason"])
+                                       "-o", SACCT_FIELDS])
             if done.returncode == 0:
                 return parse_sacct(done.stdout)
         if self.cluster.jobcomp_log:

@@ -16,7 +16,7 @@ import os
 import re
 from collections.abc import Sequence
 
-from gridmap_slurm.options import SlurmOptions, job_options
+from gridmap_slurm.options import SlurmOptions, allowed_nodes, job_options
 
 from gridmap_core.backend import JobSpec
 from gridmap_core.model.resources import ResourceError
@@ -131,11 +131,16 @@ def _long_names(tokens: Sequence[str]) -> set[str]:
             for token in tokens if token.startswith("--") or token in SHORT_OPTIONS}
 
 
-def native_specification(spec: JobSpec, options: SlurmOptions | None = None) -> str:
-    """The native specification for ``spec``'s jobs: the sbatch backend's options, each
-    checked with :func:`check_options`, joined by spaces."""
+def native_specification(spec: JobSpec, options: SlurmOptions | None = None,
+                         avoid: Sequence[str] = ()) -> str:
+    """The native specification for ``spec``'s jobs: the sbatch backend's options (with
+    ``avoid``, the hosts whose nodes failed, left out as sbatch's are), each checked
+    with :func:`check_options`, joined by spaces."""
     options = options or SlurmOptions()
-    tokens = check_options(job_options(spec, dataclasses.replace(options, extra=())), _JOB)
+    if allowed_nodes(spec.resources, options, avoid) is None:
+        avoid = ()  # the site's options name the nodes
+    tokens = check_options(job_options(spec, dataclasses.replace(options, extra=()), avoid),
+                           _JOB)
     tokens += check_options(options.extra, _SITE)
     if {"mem", "mem-per-cpu"} <= _long_names(tokens):
         raise ResourceError(

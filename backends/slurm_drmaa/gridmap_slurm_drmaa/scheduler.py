@@ -32,7 +32,7 @@ from typing import Any
 
 from gridmap_slurm.cluster import Cluster
 from gridmap_slurm.commands import Commands, is_transient
-from gridmap_slurm.options import SlurmOptions, job_name
+from gridmap_slurm.options import SlurmOptions, allowed_nodes, job_name
 from gridmap_slurm.scheduler import job_environment
 from gridmap_slurm.tracking import SlurmJobs
 
@@ -101,7 +101,7 @@ class SlurmDrmaaScheduler:
         check_job(launch.spec)
         # The sbatch backend's options, each checked against what slurm-drmaa reads: a
         # site's native_specification is checked here at the latest.
-        native = native_specification(launch.spec, self.options)
+        native = native_specification(launch.spec, self.options, launch.avoid)
         return self.jobs.launch(launch, functools.partial(self._submit, native=native),
                                 self._terminate)
 
@@ -135,7 +135,8 @@ class SlurmDrmaaScheduler:
             self._library_ids.update(library)
             self._unreaped.update(given)
         self.jobs.record(ids, spec.resources,
-                         [err.replace(INCREMENT_PLACEHOLDER, str(i)) for i in range(1, count + 1)])
+                         [err.replace(INCREMENT_PLACEHOLDER, str(i)) for i in range(1, count + 1)],
+                         allowed_nodes(spec.resources, self.options, launch.avoid))
         logger.debug("submitted %d job(s) as %s with %r", count, array, native)
         return array, ids
 
@@ -204,6 +205,10 @@ class SlurmDrmaaScheduler:
     def peers(self) -> tuple[str, ...]:
         """The cluster's nodes (sinfo), whose route here the monitor advertises."""
         return self.cluster.nodes or ()
+
+    def down_hosts(self) -> Mapping[str, str]:
+        """The nodes Slurm counts failed (DOWN, NOT_RESPONDING, FAIL), with its words."""
+        return self.jobs.down_hosts()
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self._drain()

@@ -22,7 +22,7 @@ from gridmap_core.backend.scheduler import JobStatus, Launch
 from gridmap_core.model.resources import Resources
 
 RUNNER = ["python3", "-m", "gridmap_core.node.runner", "--address", "tcp://head:5555"]
-SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|"
+SQUEUE_FORMAT = "JobArrayID:|,State:|,Reason:|,exit_code:|,NodeList:|"
 CONTROLLER_DOWN = "squeue: error: Unable to contact slurm controller (connect failure)"
 
 

@@ -69,7 +69,7 @@ def test_a_job_squeue_forgot_is_looked_up_in_accounting(
     clock.now += 0.1
     answer = harness.poll(ids)
     assert harness.slurm.of("sacct") == [["sacct", "-X", "-n", "-P", "-j", "878_1,878_2,878_3",
-                                          "-o", "JobID,State,ExitCode,Reason"]]
+                                          "-o", "JobID,State,ExitCode,Reason,NodeList"]]
     assert answer["878_1"] == JobStatus(Status.ENDED, "the runner ended without a result "
                                         "(exit status 0)", 0, kind=DeathKind.EXITED)
     assert answer["878_2"].cause.startswith("out of memory")
@@ -125,8 +125,9 @@ def test_without_accounting_the_completion_log_is_read(
     assert harness.slurm.of("sacct") == []
     assert set(answer) == {"878_1", "878_2", "878_3"}
     assert answer["878_1"].exit_status == 0
+    # The node it ran on, from the log's NodeList.
     assert answer["878_2"] == JobStatus(Status.ENDED, "killed by SIGKILL", None,
-                                        kind=DeathKind.KILLED)
+                                        kind=DeathKind.KILLED, host="vm")
     assert answer["878_3"].cause.startswith("runtime limit exceeded")  # the later line
     assert answer["878_3"].resubmit is False
     assert answer["878_3"].kind is DeathKind.TIME_LIMIT
