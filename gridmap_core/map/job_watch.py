@@ -9,8 +9,10 @@ from collections.abc import Callable, Sequence
 
 from gridmap_core.backend import JobSpec
 from gridmap_core.backend.scheduler import Launch, Scheduler, Status
+from gridmap_core.map.cancels import Canceller
 from gridmap_core.map.failed_nodes import FailedNodes
 from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
+from gridmap_core.map.outage import Outage
 from gridmap_core.map.tasks import ENDED, QUEUED, RUNNING, Task, TaskTable, failure_of, job_name
 
 __all__ = ["STALL", "UNHEARD_AFTER", "JobWatch"]
@@ -62,6 +64,10 @@ class JobWatch:
         self._heard_any = False
         # Nodes found failed in this session: resubmissions avoid them.
         self.failed_nodes = FailedNodes(scheduler)
+        # Whether the scheduler answers; cancels go through a thread of their own, and
+        # are retried while it does not.
+        self.outage = Outage()
+        self.canceller = Canceller(scheduler, self.outage)
 
     def grant_grace(self) -> float:
         """The loop was busy for a while: count silence from now on; now."""
@@ -73,10 +79,7 @@ class JobWatch:
         if task.state == ENDED:
             return
         if cancel and task.job_id:
-            try:
-                self.scheduler.cancel([task.job_id])
-            except Exception as error:
-                logger.warning("could not cancel job %s: %s", task.job_id, error)
+            self.canceller.cancel([task.job_id])
         self.table.guard.forget(task.id, task.attempt)
         name = f"{job_name(task)} (job {task.job_id or '?'})"
         if verdict.resubmit and task.resubmits < self.max_resubmits and not self.table.closed:
@@ -123,8 +126,9 @@ class JobWatch:
         try:
             statuses = self.scheduler.poll(list(live))
         except Exception as error:
-            logger.warning("could not ask the scheduler about %d jobs: %s", len(live), error)
+            self.outage.failed(f"ask about {len(live)} jobs", error)
             return
+        self.outage.answered()
         now = time.monotonic()
         deaths: list[tuple[Task, Verdict, bool]] = []
         for job_id, status in statuses.items():
@@ -230,11 +234,7 @@ class JobWatch:
             self.died(task, verdict)
 
     def cancel_superseded(self) -> None:
-        """Cancel the scheduler jobs whose tasks runners took, in one call."""
+        """Have the scheduler jobs whose tasks runners took cancelled, in one call."""
         ids = self.table.pop_superseded()
         self.next_cancel = time.monotonic() + 0.5  # so a burst of takes is one call
-        try:
-            self.scheduler.cancel(ids)
-        except Exception as error:
-            logger.warning("could not cancel %d jobs whose tasks were taken: %s", len(ids),
-                           error)
+        self.canceller.cancel(ids)

@@ -56,6 +56,8 @@ __all__ = ["MonitoredSession", "open_monitored"]
 logger = logging.getLogger(__name__)
 
 _TICK = 0.2  # longest the loop blocks, so stop requests and polls are seen quickly
+# How long closing waits for the cancels under way before making them itself.
+CANCEL_GRACE = 30.0
 
 
 def idle_limits(settings: Any) -> tuple[float, str]:
@@ -245,9 +247,11 @@ class MonitoredSession:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join()
-        live = self._table.job_ids()
+        # Cancels still under way or refused (the scheduler was away) are made here,
+        # with the live jobs': nothing may outlive the session, cancelled or not.
+        live = self._table.job_ids() + self._watch.canceller.close(CANCEL_GRACE)
         try:
-            if live:  # nothing may outlive the session, cancelled or not
+            if live:
                 self.scheduler.cancel(live)
         finally:
             self.endpoint.close()
