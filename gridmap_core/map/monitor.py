@@ -200,7 +200,9 @@ class MonitoredSession:
 
     @staticmethod
     def _make_directory(work_dir: str) -> Path:
-        root = Path(work_dir).expanduser()
+        # Absolute: the nodes find the key and open the logs from the jobs' working
+        # directory, which need not be this process's.
+        root = Path(work_dir).expanduser().absolute()
         if not root.is_dir():
             raise FileNotFoundError(
                 f"temp_dir {str(root)!r} does not exist. Set DEFAULT_TEMP_DIR (or pass "
