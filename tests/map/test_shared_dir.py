@@ -149,3 +149,21 @@ def test_the_monitor_of_a_one_host_cluster_takes_a_temp_dir_in_tmp(tmp_path: Pat
     finally:
         session.close()
 
+
+
+def test_a_relative_temp_dir_reaches_the_nodes_as_an_absolute_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jobs may start in another working directory than the submitting process's.
+    (tmp_path / "relative").mkdir()
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(monitored.FAST)
+    session = MonitoredSession(_Scheduler([socket.gethostname()]),
+                               SessionOptions(settings=settings), work_dir="relative")
+    try:
+        assert session.directory.is_absolute() and session.directory.parent == \
+            tmp_path / "relative"
+        assert os.path.isabs(session.log_dir) and os.path.isabs(session.key_file)
+        key_file = session.runner[session.runner.index("--key-file") + 1]
+        assert key_file == session.key_file
+    finally:
+        session.close()
