@@ -167,7 +167,13 @@ class SgeScheduler:
         """The hosts whose queue instances say their node failed (state ``u``: its
         execution daemon does not answer, or ``E``), in Grid Engine's words; one
         ``qstat -f``."""
-        return failed_hosts(self._qstat(full=True).queues)
+        return failed_hosts(self._read_queues())
+
+    def _read_queues(self) -> dict[str, str]:
+        """Every queue instance's state (one ``qstat -f``), kept to explain waits."""
+        queues = self._qstat(full=True).queues
+        self._queues, self._last_queue_check = queues, time.monotonic()
+        return queues
 
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         self.connection.reap()
@@ -223,7 +229,7 @@ class SgeScheduler:
             return
         if queues is None:
             try:
-                queues = self._qstat(full=True).queues
+                queues = self._read_queues()
             except QstatError as error:
                 logger.debug("could not read queue states to explain %d deaths: %s",
                              len(suspects), error)

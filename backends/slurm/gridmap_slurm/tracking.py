@@ -193,7 +193,7 @@ class SlurmJobs:
         if now - self._down_read_at >= _NODES_CHECK_EVERY:
             self._down_read_at = now
             try:
-                self._down = dict(self.down_hosts())
+                self.down_hosts()
             except SlurmError as error:
                 logger.debug("could not read Slurm's failed nodes: %s", error)
         if not self._down:
@@ -212,7 +212,9 @@ class SlurmJobs:
         if done.returncode != 0:
             raise SlurmError(f"sinfo failed (exit status {done.returncode}): "
                              f"{one_line(done.stderr or done.stdout, 'sinfo') or 'no message'}")
-        return failed_nodes(done.stdout)
+        # Kept to explain waits, as if read for them.
+        self._down, self._down_read_at = failed_nodes(done.stdout), time.monotonic()
+        return dict(self._down)
 
     def _squeue(self, arrays: Sequence[str]) -> dict[str, Record] | None:
         """One squeue for all arrays; None while the controller cannot be reached."""

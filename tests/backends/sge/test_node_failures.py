@@ -134,3 +134,17 @@ def test_a_job_pinned_to_a_failed_host_is_told_why_it_waits(harness: Harness,
     assert status.note.startswith("no queue instance can run them: all.q@mn-sge2 is in "
                                   "state au ("), status.note
     assert "its execution daemon does not answer" in status.note
+
+
+def test_states_read_to_explain_a_death_explain_a_wait_at_once(harness: Harness,
+                                                                 clock: Clock,
+                                                                 tmp_path: Path) -> None:
+    harness.qstat.queues = dict(QUEUES)
+    harness.scheduler.down_hosts()  # asked by the monitor about a job that fell silent
+    spec = JobSpec(function=print, resources=Resources.parse(white_list=["mn-sge2"]),
+                   working_dir=str(tmp_path), copy_env=False)
+    [job_id] = harness.scheduler.launch(Launch(spec=spec, tasks=[0], attempt=1,
+                                               log_dir=str(tmp_path), runner=["runner"]))
+    harness.qstat.jobs = {("100", None): "qw"}
+    assert "all.q@mn-sge2 is in state au" in harness.poll([job_id])[job_id].note
+    assert harness.qstat.calls == [True, False]  # no second qstat -f

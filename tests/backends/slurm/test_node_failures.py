@@ -188,3 +188,14 @@ def test_a_failing_sinfo_leaves_the_wait_as_slurm_explains_it(
     harness.slurm.squeue_lines = ["878_1|PENDING|JobHeldUser|0||"]
     harness.slurm.replies["sinfo"] = [(1, "", "sinfo: error: Socket timed out")]
     assert "scontrol release 878_1" in harness.poll([job_id])[job_id].note
+
+
+def test_nodes_read_to_explain_a_death_explain_a_wait_at_once(
+        make_harness: Callable[..., Harness], clock: Clock) -> None:
+    harness = make_harness(cluster=Cluster(nodes=NODES), options=SlurmOptions(nodes=NODES))
+    harness.slurm.replies["sinfo"] = [(0, DOWN, "")]
+    harness.scheduler.down_hosts()  # asked by the monitor about a job that fell silent
+    [job_id] = harness.launch([0], white_list=["mn-slurm2"])
+    harness.slurm.squeue_lines = ["878_1|PENDING|None|0|mn-slurm2|"]
+    assert "mn-slurm2 is DOWN+NOT_RESPONDING" in harness.poll([job_id])[job_id].note
+    assert len(harness.slurm.of("sinfo")) == 1
