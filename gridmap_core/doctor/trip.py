@@ -37,8 +37,8 @@ from gridmap_core.transports import TransportError
 from gridmap_core.transports.advice import TransportAdvice, advice_for
 from gridmap_core.wire.exits import NOT_SHARED
 
-__all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "probe_job",
-           "run_round_trip"]
+__all__ = ["Trip", "check_monitor", "check_round_trip", "check_shared", "exchange_directory",
+           "node_addresses", "probe_job", "run_round_trip"]
 
 # Where a scheduler puts a job's id: Grid Engine, Slurm (an array's, then the
 # element's own), PBS, LSF. The cluster backends drop these from the environment they
@@ -183,13 +183,21 @@ def _travel(trip: Trip, plan: Plan, spec: BackendSpec, timeout: float) -> None:
         trip.log_dir = log_dir
 
 
+def exchange_directory(temp_dir: str) -> str:
+    """A fresh directory in ``temp_dir`` for the files the job and this host exchange,
+    by an absolute path: as a map does, ``~`` is this user's home, and a relative
+    temp_dir is this process's, not the job's working directory."""
+    root = os.path.abspath(os.path.expanduser(temp_dir))
+    return tempfile.mkdtemp(prefix="gridmap-doctor-", dir=root)
+
+
 def run_round_trip(plan: Plan, spec: BackendSpec, timeout: float) -> Trip:
     """Submit :func:`probe_job` on the plan's backend and wait at most ``timeout``
     seconds for its result (then cancel it). Never raises."""
     trip = Trip(secrets.token_hex(8), timeout)
     try:
         if spec.is_cluster:
-            trip.exchange = tempfile.mkdtemp(prefix="gridmap-doctor-", dir=plan.temp_dir)
+            trip.exchange = exchange_directory(plan.temp_dir)
             Path(trip.exchange, TO_NODE).write_text(trip.token, encoding="utf-8")
     except OSError as error:
         trip.submit_error = error

@@ -115,3 +115,16 @@ def test_a_node_that_did_not_see_temp_dir_fails_temp_dir_shared(
     assert shared.verdict is Verdict.FAIL
     assert "on host mn-slurm3" in shared.detail and "temp_dir is not shared" in shared.detail
     assert "DEFAULT_TEMP_DIR" in shared.todo
+
+
+def test_the_exchange_directory_is_absolute_and_home_is_expanded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from gridmap_core.doctor.trip import exchange_directory
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "td").mkdir()
+    made = Path(exchange_directory("~/td"))
+    assert made.parent == tmp_path / "td" and made.is_dir()
+    monkeypatch.chdir(tmp_path)
+    relative = Path(exchange_directory("td"))
+    assert relative.is_absolute() and relative.parent == tmp_path / "td"
