@@ -4,14 +4,16 @@ subprocesses, and the report's ratios and tables."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["Unavailable", "ensure_venv", "fmt_ratio", "ratio", "run_quiet", "table", "tail",
-           "venv_python"]
+__all__ = ["Unavailable", "ensure_venv", "fmt_ratio", "load_env_file", "ratio", "run_quiet",
+           "table", "tail", "venv_python"]
 
 
 class Unavailable(RuntimeError):
@@ -24,6 +26,19 @@ def venv_python(venv: Path) -> Path:
 
 def tail(text: str, lines: int = 8) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def load_env_file(path: Path | None) -> dict[str, str]:
+    """``export NAME=VALUE`` lines of a cluster's client environment file."""
+    if path is None or not path.is_file():
+        return {}
+    found: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
+        if match and not line.lstrip().startswith("#"):
+            words = shlex.split(match.group(2))
+            found[match.group(1)] = words[0] if words else ""
+    return found
 
 
 def run_quiet(command: Sequence[str | os.PathLike[str]], timeout: float, cwd: str,

@@ -41,15 +41,18 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_common import fmt_ratio, table, tail  # sibling modules
+from bench_common import fmt_ratio, load_env_file, table, tail  # sibling modules
 from cluster_adapter import Benchmark, Outcome, Peer
 from cluster_bench import busy_note, main, ratios
 from cluster_child import ContenderFailed, ContenderUnavailable
 from cluster_queue import Cluster, QueuedJob
 from cluster_runs import Context, run_process
+
+if TYPE_CHECKING:
+    from cluster_multinode import Setup
 
 SGE_ENV_FILE = Path(os.environ.get("GRIDMAP_SGE_ENV_FILE", "/etc/gridmap-sge.env"))
 ORIGINAL_VERSION = "0.15.0"
@@ -57,25 +60,13 @@ TARGET_RATIO = 1.3
 # The original's workers sleep random.randint(0, 5) seconds before fetching their input.
 ORIGINAL_MEAN_SLEEP = 2.5
 RAW_CODE = 'import os; print(2 * (int(os.environ["SGE_TASK_ID"]) - 1))'
+RAW_NAP = "import time; time.sleep({seconds!r}); "  # before RAW_CODE, with --job-seconds
 RATIOS = (("gridmap/raw", "gridmap", "raw"), ("gridmap/original", "gridmap", "original"),
           ("original/raw", "original", "raw"))
 
 
 def double(x: int) -> int:
     return 2 * x
-
-
-def load_env_file(path: Path | None) -> dict[str, str]:
-    """``export NAME=VALUE`` lines of the cluster's client environment file."""
-    if path is None or not path.is_file():
-        return {}
-    found: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
-        if match and not line.lstrip().startswith("#"):
-            words = shlex.split(match.group(2))
-            found[match.group(1)] = words[0] if words else ""
-    return found
 
 
 class SgeCluster(Cluster):
@@ -93,8 +84,10 @@ class SgeCluster(Cluster):
         except ElementTree.ParseError as error:
             raise RuntimeError(f"qstat -xml printed something that is not XML: {error}") \
                 from error
+        # A running task's queue instance is "all.q@host".
         return [QueuedJob(item.findtext("JB_job_number", ""), item.findtext("JB_name", ""),
-                          "q" in item.findtext("state", ""))
+                          "q" in item.findtext("state", ""),
+                          item.findtext("queue_name", "").partition("@")[2])
                 for item in root.iter("job_list")]
 
     def describe(self) -> dict[str, Any]:
@@ -127,6 +120,7 @@ class SgeBenchmark(Benchmark):
                      "execution hosts (default: the system temp dir)")
     others_text = "{running} task(s) running and {pending} job(s) pending"
     cluster_type = SgeCluster
+    multinode_kind = "sge"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--queue", help="cluster queue for every contender (default: "
@@ -134,6 +128,10 @@ class SgeBenchmark(Benchmark):
         parser.add_argument("--sge-env", type=Path, default=SGE_ENV_FILE,
                             help=f"the cluster's client environment file (default "
                                  f"{SGE_ENV_FILE})")
+
+    def use_multinode(self, args: argparse.Namespace, setup: Setup) -> None:
+        args.sge_env = setup.env_file
+        args.queue = args.queue or setup.queue
 
     def environment(self, args: argparse.Namespace,
                     log: Callable[[str], None]) -> dict[str, str]:
@@ -154,12 +152,14 @@ class SgeBenchmark(Benchmark):
 
     def run_raw(self, ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcome:
         queue = ["-q", ctx.args.queue] if ctx.args.queue else []
+        code = (RAW_NAP.format(seconds=ctx.args.job_seconds) if ctx.args.job_seconds
+                else "") + RAW_CODE
         # -b y jobs run through the queue's shell, which joins the arguments into one
         # command line: the code must be quoted for it. $TASK_ID is expanded by SGE.
         command = ["qsub", "-sync", "y", "-t", f"1-{jobs}", "-b", "y", "-N",
                    ctx.job_name(contender), "-wd", str(workdir), "-j", "y",
                    "-o", f"{workdir}/raw.$TASK_ID", *queue,
-                   sys.executable, "-c", shlex.quote(RAW_CODE)]
+                   sys.executable, "-c", shlex.quote(code)]
         returncode, elapsed, out, err = run_process(command, env=ctx.base_env, cwd=workdir,
                                                     timeout=ctx.args.timeout, log_name="qsub")
         text = out.read_text(errors="replace") + err.read_text(errors="replace")

@@ -49,7 +49,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import Unavailable, fmt_ratio, table, tail  # sibling modules
@@ -58,6 +58,9 @@ from cluster_bench import busy_note, main, ratios
 from cluster_child import ContenderFailed, ContenderUnavailable
 from cluster_queue import Cluster, QueuedJob
 from cluster_runs import Context
+
+if TYPE_CHECKING:
+    from cluster_multinode import Setup
 
 TARGET_RAW_RATIO = 1.3
 RAW_POLL = 0.2  # seconds between squeue calls while a raw array runs
@@ -120,6 +123,15 @@ def slurm_problem() -> str | None:
     return None
 
 
+def max_array_size(cluster: Cluster) -> int:
+    """The cluster's MaxArraySize (array indices stay below it): 1001 unless set."""
+    for line in cluster.run("scontrol", "show", "config").stdout.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "MaxArraySize" and value.strip().isdigit():
+            return max(int(value.strip()), 2)
+    return 1001
+
+
 class SlurmCluster(Cluster):
     """squeue and scancel; Slurm's version, settings and partitions for the report."""
 
@@ -127,14 +139,14 @@ class SlurmCluster(Cluster):
 
     def jobs(self) -> list[QueuedJob]:
         """Every job not yet ended (pending, running, completing...), one per array task."""
-        done = self.run("squeue", "-h", "-r", "-o", "%F|%i|%T|%j")
+        done = self.run("squeue", "-h", "-r", "-o", "%F|%i|%T|%N|%j")
         if done.returncode != 0:
             raise RuntimeError(f"squeue failed ({done.returncode}): {tail(done.stderr, 3)}")
         found = []
         for line in done.stdout.splitlines():
-            cells = line.split("|", 3)
-            if len(cells) == 4:  # the array's id (the job's own outside an array) is cancelled
-                found.append(QueuedJob(cells[0], cells[3], cells[2] == "PENDING"))
+            cells = line.split("|", 4)
+            if len(cells) == 5:  # the array's id (the job's own outside an array) is cancelled
+                found.append(QueuedJob(cells[0], cells[4], cells[2] == "PENDING", cells[3]))
         return found
 
     def describe(self) -> dict[str, Any]:
@@ -183,6 +195,7 @@ class SlurmBenchmark(Benchmark):
     others_text = "{running} job(s) running and {pending} pending"
     cluster_type = SlurmCluster
     unavailable_status = EXIT_UNAVAILABLE
+    multinode_kind = "slurm"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--submitit-poll", type=float, default=TUNED_POLL, metavar="S",
@@ -197,6 +210,11 @@ class SlurmBenchmark(Benchmark):
                         args: argparse.Namespace) -> None:
         if args.submitit_poll <= 0:
             parser.error("--submitit-poll must be positive")
+
+    def use_multinode(self, args: argparse.Namespace, setup: Setup) -> None:
+        # Its SLURM_CONF is in this process's environment already: sbatch and squeue,
+        # here and in the children, talk to its controller.
+        args.partition = args.partition or setup.queue
 
     def environment(self, args: argparse.Namespace,
                     log: Callable[[str], None]) -> dict[str, str]:
@@ -216,43 +234,58 @@ class SlurmBenchmark(Benchmark):
     def run_raw(self, ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcome:
         # The interpreter running this script: `python3` on PATH may be a wrapper (a pyenv
         # shim is a shell script) that costs more to start than the interpreter itself.
-        wrap = "true" if contender == "raw" else f"{shlex.quote(sys.executable)} -c pass"
+        nap = ctx.args.job_seconds
+        if contender == "raw":
+            wrap = f"sleep {nap:g}" if nap else "true"
+        else:
+            code = f"import time; time.sleep({nap!r})" if nap else "pass"
+            wrap = f"{shlex.quote(sys.executable)} -c {shlex.quote(code)}"
         partition = [f"--partition={ctx.args.partition}"] if ctx.args.partition else []
-        command = ["sbatch", "--parsable", f"--array=1-{jobs}", "-o", "/dev/null",
-                   f"--job-name={ctx.job_name(contender)}", *partition, f"--wrap={wrap}"]
+        # Array indices must stay below MaxArraySize: more jobs are several arrays.
+        most = max_array_size(ctx.cluster) - 1
+        sizes = [min(most, jobs - first) for first in range(0, jobs, most)]
         deadline = time.monotonic() + ctx.args.timeout
         start = time.perf_counter()
-        done = subprocess.run(command, cwd=workdir, env=ctx.base_env, capture_output=True,
-                              text=True, timeout=ctx.args.timeout, check=False)
-        array = done.stdout.strip().split(";")[0]
-        if done.returncode != 0 or not array.isdigit():
-            raise ContenderFailed(f"sbatch exited with status {done.returncode}: "
-                                  f"{tail(done.stderr or done.stdout)}")
+        arrays: list[str] = []
+        for size in sizes:
+            command = ["sbatch", "--parsable", f"--array=1-{size}", "-o", "/dev/null",
+                       f"--job-name={ctx.job_name(contender)}", *partition, f"--wrap={wrap}"]
+            done = subprocess.run(command, cwd=workdir, env=ctx.base_env, capture_output=True,
+                                  text=True, timeout=ctx.args.timeout, check=False)
+            array = done.stdout.strip().split(";")[0]
+            if done.returncode != 0 or not array.isdigit():
+                if arrays:
+                    ctx.cluster.run("scancel", *arrays)
+                raise ContenderFailed(f"sbatch exited with status {done.returncode}: "
+                                      f"{tail(done.stderr or done.stdout)}")
+            arrays.append(array)
+        ids = ",".join(arrays)
         polls = 0
         while True:
             polls += 1
-            queued = subprocess.run(["squeue", "-h", "-j", array], env=ctx.base_env,
+            queued = subprocess.run(["squeue", "-h", "-j", ids], env=ctx.base_env,
                                     capture_output=True, text=True, timeout=60, check=False)
             if queued.returncode == 0 and not queued.stdout.strip():
                 break
             if queued.returncode != 0 and "Invalid job id" not in queued.stderr:
-                raise ContenderFailed(f"squeue -j {array} failed: {tail(queued.stderr)}")
+                raise ContenderFailed(f"squeue -j {ids} failed: {tail(queued.stderr)}")
             if queued.returncode != 0:
-                break  # slurmctld has already forgotten the array
+                break  # slurmctld has already forgotten the arrays
             if time.monotonic() > deadline:
-                ctx.cluster.run("scancel", array)
-                raise ContenderFailed(f"array {array} still queued after "
+                ctx.cluster.run("scancel", *arrays)
+                raise ContenderFailed(f"array(s) {ids} still queued after "
                                       f"{ctx.args.timeout:.0f} s")
             time.sleep(RAW_POLL)
         elapsed = time.perf_counter() - start
         # Outside the clock: every element must have ended COMPLETED (exit code 0).
-        states = ctx.cluster.run("squeue", "-h", "-r", "-t", "all", "-j", array, "-o", "%i|%T")
+        states = ctx.cluster.run("squeue", "-h", "-r", "-t", "all", "-j", ids, "-o", "%i|%T")
         ended = dict(line.split("|", 1) for line in states.stdout.split() if "|" in line)
         bad = {task: state for task, state in ended.items() if state != "COMPLETED"}
         if len(ended) != jobs or bad:
-            raise ContenderFailed(f"array {array}: squeue lists {len(ended)} of {jobs} "
+            raise ContenderFailed(f"array(s) {ids}: squeue lists {len(ended)} of {jobs} "
                                   f"elements; not COMPLETED: {dict(list(bad.items())[:10])}")
-        return Outcome(elapsed, elapsed, {"wrap": wrap}, {"squeue_polls": polls})
+        return Outcome(elapsed, elapsed, {"wrap": wrap},
+                       {"squeue_polls": polls, "arrays": len(arrays)})
 
     def child_peer(self, args: argparse.Namespace) -> dict[str, Any]:
         try:

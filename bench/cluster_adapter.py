@@ -19,6 +19,7 @@ from cluster_child import Child, child_gridmap
 from cluster_queue import Cluster
 
 if TYPE_CHECKING:
+    from cluster_multinode import Setup
     from cluster_runs import Context
 
 __all__ = ["Benchmark", "Outcome", "Peer"]
@@ -62,6 +63,7 @@ class Benchmark(ABC):
     others_text: ClassVar[str]  # "{running} ... {pending} ...", for the progress log
     cluster_type: ClassVar[type[Cluster]]
     unavailable_status: ClassVar[int] = 1  # exit status when the cluster cannot be used
+    multinode_kind: ClassVar[str]  # which three-node cluster --multinode uses: slurm, sge
 
     def __init__(self, script: str, doc: str | None, function: Callable[[int], int]) -> None:
         self.script, self.doc, self.function = Path(script).resolve(), doc or "", function
@@ -83,6 +85,11 @@ class Benchmark(ABC):
     @abstractmethod
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """The scheduler's own options."""
+
+    @abstractmethod
+    def use_multinode(self, args: argparse.Namespace, setup: Setup) -> None:
+        """--multinode: submit to the three-node cluster's partition or queue unless the
+        scheduler's own option names one, and take its client environment."""
 
     def check_arguments(self, parser: argparse.ArgumentParser,
                         args: argparse.Namespace) -> None:

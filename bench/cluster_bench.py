@@ -32,6 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import cluster_multinode as multinode
 from bench_common import Unavailable, ratio, table
 from cluster_adapter import Benchmark, Outcome
 from cluster_child import ContenderFailed, child_main
@@ -170,6 +171,12 @@ def report(bench: Benchmark, results: dict[str, Any]) -> str:
     rounds = settings[f"{word}s"]
     runs = (f"{settings['jobs']} trivial jobs per run, median of {rounds} interleaved "
             f"{word}{'s' if rounds != 1 else ''}")
+    if settings["job_seconds"]:
+        runs += f"; each job sleeps {settings['job_seconds']:g} s"
+    where = settings["multinode"]
+    if where:
+        runs += (f"; on the three-node cluster ({', '.join(where['nodes'])}, "
+                 f"{where['queue']})")
     out = [
         f"gridmap {bench.title} benchmark, {results['date']}",
         f"{machine['platform']}, Python {machine['python']}, {machine['cpus']} CPUs; "
@@ -186,6 +193,7 @@ def report(bench: Benchmark, results: dict[str, Any]) -> str:
         rows.append([bench.labels[name], fmt_seconds(s["median"]), times])
     out.append(table(["contender", "median", "every run (s)"], rows, "lrl"))
     out += bench.ratio_lines(results)
+    out += multinode.report_lines(results)
     notes = bench.notes(results)
     if notes:
         out += ["", "Notes:"] + [f"  - {note}" for note in notes]
@@ -224,10 +232,15 @@ def parse_args(bench: Benchmark, argv: Sequence[str] | None) -> argparse.Namespa
                              "own jobs are waited for)")
     parser.add_argument("--keep-files", action="store_true",
                         help="keep the jobs' working directories and logs")
+    parser.add_argument("--job-seconds", type=float, default=0.0, metavar="S",
+                        help="each job sleeps S seconds before it returns (default 0; raw "
+                             "and gridmap only)")
+    multinode.add_arguments(parser)
     # The subprocess side of a Python contender.
     parser.add_argument("--child", choices=tuple(bench.children()), help=argparse.SUPPRESS)
     parser.add_argument("--child-temp-dir", help=argparse.SUPPRESS)
     parser.add_argument("--child-name", help=argparse.SUPPRESS)
+    parser.add_argument("--child-on-failure", default="raise", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.jobs is None:
         args.jobs = QUICK_JOBS if args.quick else DEFAULT_JOBS
@@ -235,6 +248,9 @@ def parse_args(bench: Benchmark, argv: Sequence[str] | None) -> argparse.Namespa
         args.rounds = 1 if args.quick else DEFAULT_ROUNDS
     if args.jobs < 1 or args.rounds < 1:
         parser.error(f"--jobs and {bench.rounds_flags[0]} must be at least 1")
+    if args.job_seconds < 0:
+        parser.error("--job-seconds must be 0 or more")
+    multinode.check_arguments(parser, args)
     bench.check_arguments(parser, args)
     return args
 
@@ -246,12 +262,15 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 def _series(bench: Benchmark, args: argparse.Namespace) -> dict[str, Series]:
     """A series per contender, those left out by a --skip option already skipped."""
     series = {name: Series(name) for name in bench.contenders}
+    left_out = multinode.skipped(bench, args)
     for name, s in series.items():
         family = name.split("-")[0]
         if family in bench.skips and getattr(args, f"skip_{family}"):
             s.status, s.reason = "skipped", f"--skip-{family}"
         elif name in bench.variants and args.skip_variants:
             s.status, s.reason = "skipped", "--skip-variants"
+        elif name in left_out:
+            s.status, s.reason = "skipped", left_out[name]
     return series
 
 
@@ -265,6 +284,7 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
 
     prefix = f"gmbench{uuid.uuid4().hex[:8]}"
     try:
+        setup = multinode.set_up(bench, args)
         base_env = bench.environment(args, log)
         cluster = bench.cluster_type(base_env, prefix, log)
         cluster.jobs()
@@ -274,6 +294,13 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
 
     series = _series(bench, args)
     ctx = Context(bench, args, cluster, base_env, Path(), log)
+    if args.kill_node:
+        def kill_during(contender: str, label: str) -> Any:
+            if label == "warm-up":
+                return contextlib.nullcontext({})
+            return multinode.killing(cluster, args.kill_node, args.kill_after, log)
+
+        ctx.during = kill_during
     peer = bench.peer
     if any(s.status == "pending" for n, s in series.items() if n.startswith(peer.family)):
         try:
@@ -289,7 +316,12 @@ def main(bench: Benchmark, argv: Sequence[str] | None = None) -> int:
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
                     "cpus": os.cpu_count(), "load_before": load_average()},
         "settings": {"jobs": args.jobs, f"{bench.rounds_word}s": args.rounds,
-                     "warmup_jobs": WARMUP_JOBS, **bench.settings(args),
+                     "warmup_jobs": WARMUP_JOBS, "job_seconds": args.job_seconds,
+                     "multinode": None if setup is None else {
+                         "env_file": str(setup.env_file), "nodes": list(setup.nodes),
+                         "queue": setup.queue, "kill_node": args.kill_node,
+                         "kill_after": args.kill_after if args.kill_node else None},
+                     **bench.settings(args),
                      "idle_wait": args.idle_wait, "timeout": args.timeout,
                      "job_name_prefix": prefix, "interpreter": sys.executable,
                      f"{peer.family}_venv": str(args.venv)},

@@ -44,27 +44,64 @@ def reply(payload: Mapping[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def napping(function: Callable[[int], int], seconds: float) -> Callable[[int], int]:
+    """``function`` after a sleep of ``seconds`` (--job-seconds), or ``function`` itself."""
+    if not seconds:
+        return function
+
+    def nap_then(x: int) -> int:  # a closure: pickled by value, the nodes need not import us
+        time.sleep(seconds)
+        return function(x)
+
+    return nap_then
+
+
 def child_gridmap(args: argparse.Namespace, function: Callable[[int], int], backend: str,
                   options: Mapping[str, Any]) -> dict[str, Any]:
-    """This project's ``grid_map(function, range(jobs), backend=backend, ...)``, timed."""
+    """This project's ``grid_map(function, range(jobs), backend=backend, ...)``, timed;
+    with the deaths and resubmissions of its jobs that observers heard."""
     try:
         import gridmap
         from gridmap import grid_map
         from gridmap_core import BackendUnavailableError, UnknownPluginError
+        from gridmap_core.plugins.manager import get_plugin_manager, hookimpl
     except ImportError as error:
         raise ContenderUnavailable(f"cannot import this project's gridmap: {error!r}") from error
+
+    class Deaths:
+        """Counts the jobs that died and were resubmitted, by the kind of death."""
+
+        def __init__(self) -> None:
+            self.counts = {"died": 0, "resubmitted": 0}
+            self.kinds: dict[str, int] = {}
+
+        @hookimpl
+        def gridmap_job_died(self, job: Any) -> None:
+            self.counts["died"] += 1
+
+        @hookimpl
+        def gridmap_job_resubmitted(self, job: Any) -> None:
+            self.counts["resubmitted"] += 1
+            kind = getattr(job, "death_kind", None)
+            kind = str(getattr(kind, "value", kind) or "unknown")  # DeathKind's words
+            self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    deaths = Deaths()
+    get_plugin_manager().register(deaths, name="bench-deaths")
     inputs = list(range(args.jobs))
+    work = napping(function, args.job_seconds)
     gc.collect()  # so garbage from the imports is not collected on the clock
     start = time.perf_counter()
     try:
-        results = grid_map(function, inputs, backend=backend, quiet=True,
+        results = grid_map(work, inputs, backend=backend, quiet=True,
                            temp_dir=args.child_temp_dir, name=args.child_name,
-                           require_cluster=True, **options)
+                           require_cluster=True, on_failure=args.child_on_failure, **options)
     except (UnknownPluginError, BackendUnavailableError) as error:
         raise ContenderUnavailable(f"{type(error).__name__}: {error}") from error
     elapsed = time.perf_counter() - start
     return {"seconds": elapsed, "results": results, "version": gridmap.__version__,
-            "file": str(Path(gridmap.__file__ or ".").resolve())}
+            "file": str(Path(gridmap.__file__ or ".").resolve()), **deaths.counts,
+            "death_kinds": deaths.kinds}
 
 
 def child_main(args: argparse.Namespace, children: Mapping[str, Child]) -> int:

@@ -25,6 +25,7 @@ class QueuedJob:
     group: str  # what the delete command takes: the job's, or its array's, id
     name: str
     pending: bool
+    host: str = ""  # the node a running job runs on, when the scheduler says
 
 
 class Cluster(ABC):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,9 @@ class Context:
     work_root: Path
     log: Callable[[str], None]
     peer_python: Path | None = None
+    # What else happens during a run (contender, label): a node killed, with --kill-node.
+    # It yields a dict of what it did, added to the run's details.
+    during: Callable[[str, str], AbstractContextManager[dict[str, Any]]] | None = None
 
     def job_name(self, contender: str) -> str:
         return self.bench.job_name(self.cluster.prefix, contender)
@@ -128,8 +132,14 @@ def run_python(ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcom
         # -I: neither the script's directory, the working directory nor PYTHONPATH
         # reaches sys.path, so only the venv's packages can be imported.
         interpreter = [str(ctx.peer_python), "-I"]
+    # A map that loses results (with a node killed) returns them in place; they are
+    # counted, not a failure.
+    count_lost = bool(getattr(ctx.args, "kill_node", None))
+    seconds = getattr(ctx.args, "job_seconds", 0.0)
     command = [*interpreter, str(ctx.bench.script), "--child", child, "--jobs", str(jobs),
                "--child-temp-dir", str(logs), "--child-name", ctx.job_name(contender),
+               *(["--job-seconds", str(seconds)] if seconds else []),
+               *(["--child-on-failure", "return"] if count_lost else []),
                *ctx.bench.child_arguments(ctx.args, contender)]
     returncode, wall, out, err = run_process(
         command, env=child_environment(ctx, contender), cwd=workdir,
@@ -147,7 +157,10 @@ def run_python(ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcom
         raise ContenderFailed(f"{answer['reason']}\n{_file_tail(err)}")
     results = answer.pop("results")
     expected = [ctx.bench.function(x) for x in range(jobs)]
-    if results != expected:
+    if count_lost:
+        answer["lost"] = sum(1 for i, value in enumerate(expected)
+                             if i >= len(results) or results[i] != value)
+    elif results != expected:
         wrong = next((i for i, (a, b) in enumerate(zip(results, expected, strict=False))
                       if a != b), min(len(results), len(expected)))
         raise ContenderFailed(f"wrong results: {len(results)} values, first difference at "
@@ -162,9 +175,14 @@ def run_python(ctx: Context, contender: str, jobs: int, workdir: Path) -> Outcom
 def run_contender(ctx: Context, contender: str, jobs: int, label: str) -> Outcome:
     workdir = ctx.work_root / f"{label.replace(' ', '')}-{contender}"
     workdir.mkdir()
-    if contender.startswith("raw"):
-        return ctx.bench.run_raw(ctx, contender, jobs, workdir)
-    return run_python(ctx, contender, jobs, workdir)
+    during = ctx.during(contender, label) if ctx.during else contextlib.nullcontext({})
+    with during as happened:
+        if contender.startswith("raw"):
+            outcome = ctx.bench.run_raw(ctx, contender, jobs, workdir)
+        else:
+            outcome = run_python(ctx, contender, jobs, workdir)
+    outcome.details.update(happened)
+    return outcome
 
 
 def ensure_peer_venv(peer: Peer, venv: Path, log: Callable[[str], None]) -> Path:
