@@ -160,10 +160,10 @@ class Server:
                            "was given up and %s; its runner is told to stop", job,
                            header.attempt, host, now)
         else:
-            logger.warning("a runner of %s attempt %d on %s is still running after that "
-                           "attempt was given up (%s); told to stop. Its copy of the job ran "
-                           "as well, so the job's side effects may have happened twice", job,
-                           header.attempt, host, now)
+            logger.warning("a heartbeat of %s attempt %d came from %s after that attempt "
+                           "was given up (%s); its runner is told to stop. That copy of the "
+                           "job ran on out of the monitor's sight, so the job's side effects "
+                           "may have happened twice", job, header.attempt, host, now)
 
     @staticmethod
     def _late_host(message: Message) -> str:
