@@ -113,3 +113,14 @@ class TrackedJobs(Generic[Job]):
             else:
                 targets.extend(members)
         return targets
+
+    def uncancel(self, targets: Sequence[str]) -> None:
+        """The scheduler refused to stop ``targets`` (as :meth:`cancel` returned them:
+        jobs, or whole arrays): their jobs are no longer marked cancelled, so that a
+        later cancel asks for them again instead of counting them stopped."""
+        for target in targets:
+            members = self._arrays.get(target, ()) if target not in self._jobs else (target,)
+            for job_id in members:
+                job = self._jobs.get(job_id)
+                if job is not None:
+                    job.cancelled = False

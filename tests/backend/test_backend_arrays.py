@@ -33,6 +33,20 @@ def jobs() -> TrackedJobs[TrackedJob]:
 # -- cancelling ------------------------------------------------------------------------
 
 
+def test_a_refused_cancel_is_asked_again(jobs: TrackedJobs[TrackedJob]) -> None:
+    # The scheduler's controller was away: the request failed, so the next cancel of the
+    # same jobs must ask again, not count them stopped.
+    ids = track(jobs, "200", 3)
+    single = track(jobs, "300", 1)
+    targets = jobs.cancel([*ids, *single])
+    assert targets == ["200", "300.1"]
+    assert jobs.cancel([*ids, *single]) == []
+    jobs.uncancel(targets)
+    assert jobs.cancel([*ids, *single]) == ["200", "300.1"]
+    jobs.uncancel(["300.1"])
+    assert jobs.cancel(single) == ["300.1"]
+
+
 def test_cancelling_every_element_is_the_array(jobs: TrackedJobs[TrackedJob]) -> None:
     ids = track(jobs, "100", 3)
     assert jobs.cancel(ids) == ["100"]

@@ -277,8 +277,13 @@ class SgeScheduler:
             # A whole array by its number when every element still out is being
             # cancelled (Ctrl-C); otherwise element by element, a request each.
             targets = self._jobs.cancel(ids)
-        for target in targets:
-            self.connection.terminate(target)
+        for done, target in enumerate(targets):
+            try:
+                self.connection.terminate(target)
+            except BaseException:
+                with self._lock:  # the monitor tries again later: ask for these then
+                    self._jobs.uncancel(targets[done:])
+                raise
 
     def close(self) -> None:
         with self._lock:

@@ -128,7 +128,11 @@ class SlurmScheduler:
         # (Ctrl-C); otherwise element by element, in the same call.
         targets = self.jobs.cancel(ids)
         if targets:
-            self.jobs.scancel(targets)
+            try:
+                self.jobs.scancel(targets)
+            except BaseException:
+                self.jobs.uncancel(targets)  # the monitor tries again later
+                raise
 
     def close(self) -> None:
         self.jobs.clear()

@@ -267,6 +267,11 @@ class SlurmJobs:
         with self._lock:
             return self._jobs.cancel(ids)
 
+    def uncancel(self, targets: Sequence[str]) -> None:
+        """Slurm refused to stop ``targets``: a later cancel asks for them again."""
+        with self._lock:
+            self._jobs.uncancel(targets)
+
     def scancel(self, targets: Sequence[str]) -> None:
         """Cancel jobs and whole arrays (given by their array id), in one request."""
         self.commands.run(["scancel", *targets])
