@@ -25,8 +25,9 @@ start=${EPOCHREALTIME//[.,]/}
 )
 log "$comm stopped after $(elapsed) s"
 sleep "$away"
-# The start script takes the lock itself; its export lines are not wanted here.
-bash "$MN_SCRIPTS/start-$kind.sh" >/dev/null
+# The start script takes the lock itself; its export lines are not wanted here. No probe
+# jobs: the nodes may be busy with the jobs that outlived the controller.
+GRIDMAP_MN_PROBE=0 bash "$MN_SCRIPTS/start-$kind.sh" >/dev/null
 d=$((${EPOCHREALTIME//[.,]/} - start))
 log "$comm back after $(elapsed) s"
 printf '%d.%d\n' $((d / 1000000)) $((d % 1000000 / 100000))

@@ -356,8 +356,10 @@ while :; do
   sleep 0.2
 done
 
-# 7. After a (re)start, a job on every node proves that jobs really start there.
-if ((started)); then
+# 7. After a (re)start, a job on every node proves that jobs really start there (not
+#    after a restart of the controller alone, GRIDMAP_MN_PROBE=0, whose nodes may be full
+#    of running jobs).
+if ((started)) && [[ ${GRIDMAP_MN_PROBE:-1} != 0 ]]; then
   pids=()
   for n in "${nodes[@]}"; do
     timeout 60 qsub -sync y -N mn-probe -q "all.q@$n" -wd / -o /dev/null -j y -b y /bin/true \

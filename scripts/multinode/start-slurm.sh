@@ -193,8 +193,10 @@ while :; do
   sleep 0.1
 done
 
-# 8. After a (re)start, one task on every node proves that jobs really start there.
-if ((started || changed)); then
+# 8. After a (re)start, one task on every node proves that jobs really start there
+#    (not after a restart of the controller alone, GRIDMAP_MN_PROBE=0, whose nodes may be
+#    full of running jobs).
+if ((started || changed)) && [[ ${GRIDMAP_MN_PROBE:-1} != 0 ]]; then
   # shellcheck disable=SC2016 # expanded on the node
   probe=$(cd / && timeout 60 srun --quiet -J mn-probe -t 1 -p "$PARTITION" -N "$N" --ntasks-per-node=1 \
     /bin/sh -c 'echo "$(hostname)"' 2>&1 | sort | tr '\n' ' ') ||
