@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gridmap_core.backend import JobSpec
-from gridmap_core.backend.scheduler import Launch, Scheduler, Status
+from gridmap_core.backend.scheduler import JobStatus, Launch, Scheduler, Status
 from gridmap_core.map.cancels import Canceller
 from gridmap_core.map.failed_nodes import FailedNodes
 from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
 from gridmap_core.map.outage import Outage
+from gridmap_core.map.polling import PollInFlight
 from gridmap_core.map.tasks import ENDED, QUEUED, RUNNING, Task, TaskTable, failure_of, job_name
 
 __all__ = ["STALL", "UNHEARD_AFTER", "JobWatch"]
@@ -26,6 +27,9 @@ STALL = 1.0  # seconds of work in one go after which heartbeats queued meanwhile
 # and a map whose nodes cannot reach this host would otherwise be silent until
 # MAX_TIME_BETWEEN_HEARTBEATS counted its jobs dead, one wave after another.
 UNHEARD_AFTER = 10.0
+# A poll not answered in this many seconds is told to the user as the scheduler not
+# answering (its controller restarting, say), while the monitor goes on serving.
+SLOW_POLL = 5.0
 
 
 class JobWatch:
@@ -56,7 +60,8 @@ class JobWatch:
         # while (a slow scheduler poll), the heartbeats that queued up meanwhile have not
         # been read yet, and their jobs are not silent.
         self.grace_from = 0.0
-        self.polled_at = 0.0  # when the last scheduler poll began
+        self.polled_at = 0.0  # when the last poll whose answer was applied began
+        self.in_flight: PollInFlight | None = None  # a poll on its own thread
         self.next_cancel = 0.0  # superseded jobs are cancelled from then on
         self._notes_told: set[str] = set()
         # Told once per map, with (jobs, seconds), while no runner has called at all.
@@ -118,14 +123,55 @@ class JobWatch:
                                                       kind=verdict.kind))
 
     def poll(self) -> None:
-        """Ask the scheduler about every live job, and apply what it says."""
+        """Ask the scheduler about every live job, and apply what it says, now."""
         live = self.table.by_job()
         if not live:
             return
-        self.polled_at = time.monotonic()
+        began = time.monotonic()
         try:
             statuses = self.scheduler.poll(list(live))
         except Exception as error:
+            self._apply(began, live, {}, error)
+        else:
+            self._apply(began, live, statuses)
+
+    def start_poll(self) -> None:
+        """Ask the scheduler about every live job on a thread of its own, unless a poll
+        is under way; :meth:`collect` applies the answer."""
+        if self.in_flight is None:
+            live = self.table.by_job()
+            if live:
+                self.in_flight = PollInFlight(self.scheduler, live)
+
+    def collect(self) -> None:
+        """Apply the answer of the poll under way, if it came; if it is slow to come,
+        say so once."""
+        poll = self.in_flight
+        if poll is None:
+            return
+        if not poll.done():
+            if not poll.told_slow and poll.waited >= SLOW_POLL:
+                poll.told_slow = True
+                self.outage.failed(f"ask about {len(poll.live)} jobs",
+                                   f"no answer in {poll.waited:.0f} s")
+            return
+        self.in_flight = None
+        self._apply(poll.began, poll.live, poll.statuses, poll.error)
+
+    def finish_poll(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for the poll under way (before the scheduler is
+        closed under it); its answer is dropped."""
+        if self.in_flight is not None:
+            self.in_flight.wait(timeout)
+            self.in_flight = None
+
+    def _apply(self, began: float, live: dict[str, Task], statuses: Mapping[str, JobStatus],
+               error: Exception | None = None) -> None:
+        """Apply a poll begun at ``began`` about ``live``: ``statuses``, or ``error``."""
+        # A failed poll counts as asked: silence is judged all the same, and jobs that
+        # run keep their runners talking while the scheduler is away.
+        self.polled_at = began
+        if error is not None:
             self.outage.failed(f"ask about {len(live)} jobs", error)
             return
         self.outage.answered()
@@ -223,12 +269,10 @@ class JobWatch:
         silent = self._silent(tasks, now)
         if silent and self.polled_at < max(over for _, _, over in silent):
             # Ask the scheduler before counting a silent job dead: it may have been
-            # suspended (or have ended, with a better cause) since the last poll.
-            self.poll()
-            if time.monotonic() - now > STALL:  # a slow poll: judge after a grace
-                self.grace_from = time.monotonic()
-                return
-            silent = self._silent([task for task, _, _ in silent], time.monotonic())
+            # suspended (or have ended, with a better cause) since the last poll. They
+            # are judged at a sweep after its answer, if silent still.
+            self.start_poll()
+            return
         verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in silent])
         for (task, _, _), verdict in zip(silent, verdicts, strict=True):
             self.died(task, verdict)

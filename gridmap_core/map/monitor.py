@@ -249,6 +249,8 @@ class MonitoredSession:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join()
+        # A poll under way must not use the scheduler after it is closed.
+        self._watch.finish_poll(CANCEL_GRACE)
         # Cancels still under way or refused (the scheduler was away) are made here,
         # with the live jobs': nothing may outlive the session, cancelled or not.
         live = self._table.job_ids() + self._watch.canceller.close(CANCEL_GRACE)
@@ -289,8 +291,9 @@ class MonitoredSession:
                 now = time.monotonic()
                 if self._poll_now.is_set() or now >= next_poll:
                     self._poll_now.clear()
-                    self._watch.poll()
+                    self._watch.start_poll()
                     next_poll = time.monotonic() + self.check_every
+                self._watch.collect()
                 if time.monotonic() - now > STALL:
                     now = self._watch.grant_grace()
                 if now >= next_sweep:

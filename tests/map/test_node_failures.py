@@ -185,6 +185,7 @@ def test_a_job_that_never_called_is_known_by_the_scheduler_s_node() -> None:
     [(_, cause, kind)] = sink.resubmissions
     assert kind is DeathKind.NODE_FAILED and "its node mn-slurm2 failed" in cause, cause
     assert "without contacting the monitor" in cause
+    assert watch.canceller.close(5.0) == []  # cancels go on a thread of their own
     assert scheduler.cancelled == ["old0"]  # Slurm would start it again later
     assert task.scheduler_host == ""  # the next attempt's node is not known yet
 

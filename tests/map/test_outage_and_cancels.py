@@ -10,7 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from gridmap_core.backend.scheduler import JobStatus, Launch
+from gridmap_core.backend.scheduler import JobStatus, Launch, Status
+from gridmap_core.map import job_watch
 from gridmap_core.map.cancels import Canceller
 from gridmap_core.map.outage import Outage
 
@@ -94,3 +95,49 @@ def test_closing_hands_back_what_the_scheduler_still_refuses() -> None:
 
 def test_a_canceller_never_used_closes_at_once() -> None:
     assert Canceller(AwayScheduler(), Outage()).close(1.0) == []
+
+
+class BlockingScheduler(AwayScheduler):
+    """Its polls wait until ``answer`` is set, as squeue waits for a restarting
+    slurmctld; it says the jobs run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.answer = threading.Event()
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        self.answer.wait(30)
+        return {job_id: JobStatus(Status.RUNNING) for job_id in ids}
+
+
+def test_a_slow_poll_runs_beside_the_monitor_and_is_told(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.map.test_node_failures import watch_of
+
+    monkeypatch.setattr(job_watch, "SLOW_POLL", 0.2)
+    scheduler = BlockingScheduler()
+    watch, [task], _ = watch_of(scheduler)
+    with caplog.at_level(logging.WARNING, logger="gridmap_core.map.monitor"):
+        watch.start_poll()  # returns at once: the poll waits on a thread of its own
+        assert watch.in_flight is not None
+
+        def told() -> bool:
+            watch.collect()
+            return bool(caplog.records)
+
+        def answered() -> bool:
+            watch.collect()
+            return watch.in_flight is None
+
+        def applied() -> bool:  # the scheduler's "running" reached the task
+            return task.running_since is not None
+
+        wait_for(told)
+        assert "does not answer" in caplog.records[0].getMessage()
+        assert not applied()
+        watch.start_poll()  # one poll at a time
+        scheduler.answer.set()
+        wait_for(answered)
+    assert applied()
+    messages = [record.getMessage() for record in caplog.records]
+    assert len(messages) == 2 and "answers again" in messages[1], messages
