@@ -103,13 +103,13 @@ class Case:
 # Heals while an old runner holds its result: the jobs (8 s) end during the cut, and
 # their runners retry the result for --give-up seconds after that, so the node comes back
 # while they still do: as soon as a replacement has started elsewhere.
-# Outlasts the old runners: the jobs (25 s) run past --give-up (20 s) after the cut, so
+# Outlasts the old runners: the jobs (30 s) run past --give-up (20 s) after the cut, so
 # their runners stop them, unfinished; the node comes back after that. The limit is above
 # the ~16 s Slurm takes to count the node not responding, so that replacements go to the
 # other nodes. Grid Engine counts a silent node unknown only after 20-35 s.
 CASES = {
     "slurm-heals-while-the-old-runner-holds-its-result": Case("slurm", 8, 12, False),
-    "slurm-outlasts-the-old-runners": Case("slurm", 25, 20, True),
+    "slurm-outlasts-the-old-runners": Case("slurm", 30, 20, True),
     "sge-heals-while-the-old-runner-holds-its-result": Case("sge", 15, 40, False),
 }
 
