@@ -30,6 +30,9 @@ UNHEARD_AFTER = 10.0
 # A poll not answered in this many seconds is told to the user as the scheduler not
 # answering (its controller restarting, say), while the monitor goes on serving.
 SLOW_POLL = 5.0
+# How long a dead job's resubmission is tried again while the scheduler refuses it and
+# answers no poll either (no other job of the map is out): its controller may be away.
+RELAUNCH_FOR = 600.0
 
 
 class JobWatch:
@@ -62,6 +65,8 @@ class JobWatch:
         self.grace_from = 0.0
         self.polled_at = 0.0  # when the last poll whose answer was applied began
         self.in_flight: PollInFlight | None = None  # a poll on its own thread
+        # Dead jobs whose resubmission the scheduler refused, to launch once it answers.
+        self._to_relaunch: list[tuple[Task, Verdict, float]] = []
         self.next_cancel = 0.0  # superseded jobs are cancelled from then on
         self._notes_told: set[str] = set()
         # Told once per map, with (jobs, seconds), while no runner has called at all.
@@ -104,23 +109,49 @@ class JobWatch:
                            task.resubmits, self.max_resubmits)
             task.batch.sink.resubmitted(task.index, verdict.cause, verdict.kind)
             try:
-                launch = self._launch(task.batch.spec, [task.id], task.attempt)
-                if self.failed_nodes.hosts:
-                    launch = dataclasses.replace(launch, avoid=self.failed_nodes.avoid)
-                job_id = self.scheduler.launch(launch)[0]
-                self.table.launched([task], [job_id])
+                self._relaunch(task)
             except Exception as error:
-                self.table.end(task)
-                self.table.failures += 1
-                task.batch.sink.failed(task.index, failure_of(
-                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}",
-                    kind=verdict.kind))
+                # Maybe the scheduler is away (its controller restarting): tried again
+                # once it answers a poll, and only then counted failed.
+                self.outage.failed(f"resubmit {name}", error)
+                self._to_relaunch.append((task, verdict, time.monotonic()))
             return
         self.table.end(task)
         self.table.failures += 1
         logger.warning("%s died: %s", name, verdict.cause)
         task.batch.sink.failed(task.index, failure_of(task, None, None, verdict.cause,
                                                       kind=verdict.kind))
+
+    def _relaunch(self, task: Task) -> None:
+        """Launch a dead job's next attempt, avoiding the nodes found failed."""
+        launch = self._launch(task.batch.spec, [task.id], task.attempt)
+        if self.failed_nodes.hosts:
+            launch = dataclasses.replace(launch, avoid=self.failed_nodes.avoid)
+        job_id = self.scheduler.launch(launch)[0]
+        self.table.launched([task], [job_id])
+
+    def _relaunch_waiting(self, answered: bool) -> None:
+        """Launch the attempts the scheduler refused. When it ``answered`` a poll just
+        now, one it refuses again was not refused for its absence, and the job fails;
+        so it does after RELAUNCH_FOR seconds of refusals."""
+        waiting, self._to_relaunch = self._to_relaunch, []
+        now = time.monotonic()
+        for task, verdict, since in waiting:
+            if task.state == ENDED or task.job_id:
+                continue
+            if self.table.closed:
+                break
+            try:
+                self._relaunch(task)
+            except Exception as error:
+                if not answered and now - since < RELAUNCH_FOR:
+                    self._to_relaunch.append((task, verdict, since))
+                    continue
+                self.table.end(task)
+                self.table.failures += 1
+                task.batch.sink.failed(task.index, failure_of(
+                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}",
+                    kind=verdict.kind))
 
     def poll(self) -> None:
         """Ask the scheduler about every live job, and apply what it says, now."""
@@ -142,6 +173,8 @@ class JobWatch:
             live = self.table.by_job()
             if live:
                 self.in_flight = PollInFlight(self.scheduler, live)
+            elif self._to_relaunch:  # no job to ask about: try the launches themselves
+                self._relaunch_waiting(answered=False)
 
     def collect(self) -> None:
         """Apply the answer of the poll under way, if it came; if it is slow to come,
@@ -175,6 +208,8 @@ class JobWatch:
             self.outage.failed(f"ask about {len(live)} jobs", error)
             return
         self.outage.answered()
+        if self._to_relaunch:
+            self._relaunch_waiting(answered=True)
         now = time.monotonic()
         deaths: list[tuple[Task, Verdict, bool]] = []
         for job_id, status in statuses.items():

@@ -13,7 +13,10 @@ import pytest
 from gridmap_core.backend.scheduler import JobStatus, Launch, Status
 from gridmap_core.map import job_watch
 from gridmap_core.map.cancels import Canceller
+from gridmap_core.map.liveness import Verdict
 from gridmap_core.map.outage import Outage
+from gridmap_core.map.tasks import ENDED, QUEUED, Task
+from gridmap_core.model.death import DeathKind
 
 
 class AwayScheduler:
@@ -141,3 +144,50 @@ def test_a_slow_poll_runs_beside_the_monitor_and_is_told(
     assert applied()
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2 and "answers again" in messages[1], messages
+
+
+class RefusingLaunches:
+    """Refuses launches while ``away``; polls answer that every job runs."""
+
+    def __init__(self) -> None:
+        self.away = True
+        self.launched = 0
+
+    def launch(self, launch: Launch) -> list[str]:
+        if self.away:
+            raise RuntimeError("unable to contact qmaster")
+        self.launched += 1
+        return [f"new{self.launched}"]
+
+    def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
+        return {job_id: JobStatus(Status.RUNNING) for job_id in ids}
+
+    def cancel(self, ids: Sequence[str]) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def dead(watch: job_watch.JobWatch, task: Task) -> None:
+    watch.died(task, Verdict("no heartbeat for 31 s", kind=DeathKind.NO_HEARTBEAT))
+
+
+def test_a_resubmission_the_scheduler_refuses_while_away_is_made_when_it_is_back() -> None:
+    from tests.map.test_node_failures import watch_of
+
+    scheduler = RefusingLaunches()
+    watch, [first, second], sink = watch_of(scheduler, 2)
+    dead(watch, first)
+    assert first.state == QUEUED and not first.job_id and sink.failures == []
+    watch.poll()  # the map's other job is asked about, and the scheduler answers ...
+    assert first.state == ENDED  # ... yet refuses again: the job fails, with both causes
+    [(index, failure)] = sink.failures
+    assert index == 0
+    assert "then could not be resubmitted: unable to contact qmaster" in str(
+        failure.cause_of_death)
+    dead(watch, second)
+    scheduler.away = False
+    watch.start_poll()  # nothing left to ask about: the launch itself is tried
+    assert second.job_id == "new1" and second.state == QUEUED
+    assert len(sink.failures) == 1
