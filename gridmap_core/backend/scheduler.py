@@ -147,9 +147,10 @@ def hosts_to_avoid(candidates: Sequence[str], avoid: Sequence[str]) -> list[str]
 class Scheduler(Protocol):
     """What a backend gives :class:`~gridmap_core.map.monitor.MonitoredSession`.
 
-    Calls come from the submitting thread (the first launch of a batch) and from the
-    monitor's thread (polls, resubmissions, cancels), so implementations must be
-    thread-safe.
+    Calls come from the submitting thread (the first launch of a batch), the monitor's
+    thread (resubmissions), its polling thread and its cancelling thread, so
+    implementations must be thread-safe. A ``cancel`` that raises is made again later
+    with the same ids: count them cancelled only once the scheduler took the request.
 
     A scheduler may also have ``peers() -> Sequence[str]``: the hosts (names or
     addresses) that run its jobs. The monitor then advertises the address of this
