@@ -6,7 +6,8 @@ counts the node's jobs dead within MAX_TIME_BETWEEN_HEARTBEATS, asks the schedul
 nodes failed (Slurm: DOWN or NOT_RESPONDING, Grid Engine: a queue instance in state
 ``u``), gives those jobs the kind "node failed" and a cause naming the node in the
 scheduler's words, and resubmits them kept off the node (Slurm ``--exclude``, Grid
-Engine ``-l hostname=!node``). Every result is right. Then a job pinned to the dead node
+Engine ``-l hostname=!node``). Every result is right. The slurm_drmaa backend runs on the
+Slurm cluster, as the slurm backend does. Then a job pinned to the dead node
 waits, and the user is told which node and why.
 
 MAX_TIME_BETWEEN_HEARTBEATS is set above the time each scheduler takes to notice a dead
@@ -36,8 +37,11 @@ from tests.support.multinode import (  # noqa: F401  (fixtures)
     multinode_slurm,
     multinode_tmp,
 )
+from tests.support.needs import unavailable
 
 pytestmark = pytest.mark.timeout(300)
+
+CLUSTER_OF = {"slurm": "slurm", "slurm_drmaa": "slurm", "sge": "sge"}
 
 JOBS = 50
 WAIT = 200.0  # the whole run, with room for a loaded machine
@@ -125,6 +129,14 @@ def _run_and_kill(kind: str, cluster: MultinodeCluster, shared: Path, victim: st
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("GRIDMAP_MONITOR_")}
     env.update(cluster.env)
+    if kind == "slurm_drmaa":
+        library = os.environ.get("GRIDMAP_SLURM_DRMAA_LIBRARY")
+        if not library or not os.path.exists(library):
+            unavailable("the slurm-drmaa library",
+                        f"GRIDMAP_SLURM_DRMAA_LIBRARY={library or '(not set)'} names no "
+                        "library", "build it with scripts/slurm/drmaa.sh, which "
+                        "scripts/test.sh then names")
+        env["DRMAA_LIBRARY_PATH"] = library
     out, err = shared / "map.out", shared / "map.err"
     killed_at = 0.0
     with out.open("w") as stdout, err.open("w") as stderr:
@@ -163,10 +175,10 @@ def _excluded(kind: str, cluster: MultinodeCluster, job_id: str, victim: str) ->
     return f"ExcNodeList={victim}" in done.stdout
 
 
-@pytest.mark.parametrize("kind", ["slurm", "sge"])
+@pytest.mark.parametrize("kind", list(CLUSTER_OF))
 def test_the_jobs_of_a_node_that_dies_are_resubmitted_elsewhere(
         kind: str, request: pytest.FixtureRequest) -> None:
-    cluster: MultinodeCluster = request.getfixturevalue(f"multinode_{kind}")
+    cluster: MultinodeCluster = request.getfixturevalue(f"multinode_{CLUSTER_OF[kind]}")
     shared: Path = request.getfixturevalue("multinode_tmp")
     victim = cluster.nodes[1]
     answer, killed_at, log = _run_and_kill(kind, cluster, shared, victim)
