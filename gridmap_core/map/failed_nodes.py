@@ -4,17 +4,26 @@ resubmissions avoid.
 A job that falls silent, is killed or vanishes may have died of its node. Only the
 scheduler can say (its optional ``down_hosts``: Slurm's DOWN or NOT_RESPONDING nodes,
 Grid Engine's queue instances in state ``u``), so it is asked then, once for all the
-deaths found together, and never while jobs merely run.
+deaths found together, and never while jobs merely run. It is asked on the thread of
+the poll that finds such deaths, or that comes before silent jobs are judged, so that
+a slow scheduler never holds up the monitor's thread.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 
 from gridmap_core.backend import DeathKind
-from gridmap_core.backend.scheduler import Scheduler, same_host
-from gridmap_core.map.liveness import NODE_SUSPECTS, Verdict, failed_node, judge_node
+from gridmap_core.backend.scheduler import JobStatus, Scheduler, same_host
+from gridmap_core.map.liveness import (
+    NODE_SUSPECTS,
+    Verdict,
+    failed_node,
+    judge_node,
+    judge_status,
+)
 from gridmap_core.map.tasks import Task
 
 __all__ = ["FailedNodes"]
@@ -27,18 +36,55 @@ class FailedNodes:
     the scheduler, asked again, no longer counts it failed."""
 
     def __init__(self, scheduler: Scheduler) -> None:
-        self.scheduler = scheduler
         self.hosts: dict[str, str] = {}
+        self._ask: Callable[[], Mapping[str, str]] | None = getattr(scheduler, "down_hosts",
+                                                                    None)
+        # The scheduler's last answer: when it was asked, and the failed nodes. Written
+        # on a poll's thread, read on the monitor's once that poll is done.
+        self._answer: tuple[float, dict[str, str]] = (-float("inf"), {})
 
     @property
     def avoid(self) -> tuple[str, ...]:
         """The hosts a resubmission should not run on (:attr:`Launch.avoid`)."""
         return tuple(self.hosts)
 
-    def blame(self, deaths: Sequence[tuple[Task, Verdict]]) -> list[Verdict]:
-        """The verdicts of ``deaths``, those the scheduler explains by a failed node
-        made deaths of that node. The scheduler is asked (one ``down_hosts`` call) only
-        when a death of a kind a node's failure explains has a known node."""
+    def awaits(self, tasks: Sequence[Task], since: float) -> bool:
+        """Whether the scheduler must be asked again before ``tasks``, gone silent at
+        ``since``, are judged: it can say, one of them has a known node, and it was last
+        asked before then."""
+        return (self._ask is not None and self._answer[0] < since
+                and any(hosts_of(task) for task in tasks))
+
+    def reader(self, live: Mapping[str, Task], wanted: bool
+               ) -> Callable[[Mapping[str, JobStatus]], None] | None:
+        """What a poll about ``live`` does with its answer, on its own thread: ask which
+        nodes failed when ``wanted`` (silent jobs wait for it), or when the answer holds
+        a death that a failed node may explain. None when the scheduler cannot say."""
+        if self._ask is None:
+            return None
+
+        def read(statuses: Mapping[str, JobStatus]) -> None:
+            if wanted or any(_suspect(job_id, status, live.get(job_id))
+                             for job_id, status in statuses.items()):
+                self.read()
+
+        return read
+
+    def read(self) -> None:
+        """Ask the scheduler which nodes failed now; an error counts as none."""
+        if self._ask is None:
+            return
+        asked_at = time.monotonic()
+        try:
+            down = {str(host): str(words) for host, words in self._ask().items()}
+        except Exception as error:  # a courtesy: the deaths keep their own causes
+            logger.debug("could not ask the scheduler which nodes failed: %s", error)
+            down = {}
+        self._answer = (asked_at, down)
+
+    def blame(self, deaths: Sequence[tuple[Task, Verdict]], since: float) -> list[Verdict]:
+        """The verdicts of ``deaths``, found at ``since``: those the scheduler's answer
+        (if asked since then) explains by a failed node made deaths of that node."""
         verdicts = [verdict for _, verdict in deaths]
         suspects = []
         for number, (task, verdict) in enumerate(deaths):
@@ -47,11 +93,10 @@ class FailedNodes:
                 self.add(hosts[0], verdict.cause)  # the scheduler said so already
             elif verdict.kind in NODE_SUSPECTS and hosts:
                 suspects.append(number)
-        if not suspects:
+        asked_at, down = self._answer
+        if not suspects or asked_at < since:
             return verdicts
-        down = self.down()
-        if not down:
-            return verdicts
+        self._forget_recovered(down)
         for number in suspects:
             task, verdict = deaths[number]
             for host in hosts_of(task):
@@ -62,22 +107,12 @@ class FailedNodes:
                     break
         return verdicts
 
-    def down(self) -> Mapping[str, str]:
-        """The scheduler's failed nodes, with its words for each; none when it cannot
-        say. Nodes it no longer counts failed are no longer avoided."""
-        ask = getattr(self.scheduler, "down_hosts", None)
-        if ask is None:
-            return {}
-        try:
-            down = {str(host): str(words) for host, words in ask().items()}
-        except Exception as error:  # a courtesy: the deaths keep their own causes
-            logger.debug("could not ask the scheduler which nodes failed: %s", error)
-            return {}
+    def _forget_recovered(self, down: Mapping[str, str]) -> None:
+        """Nodes the scheduler no longer counts failed are no longer avoided."""
         for host in [h for h in self.hosts if not any(same_host(h, d) for d in down)]:
             logger.info("node %s no longer counts as failed; resubmitted jobs may run "
                         "there again", host)
             del self.hosts[host]
-        return down
 
     def add(self, host: str, words: str) -> None:
         """``host``'s node failed: say so once, and avoid it from now on."""
@@ -85,6 +120,15 @@ class FailedNodes:
             logger.warning("node %s failed (%s): the jobs resubmitted from now on avoid it",
                            host, words)
         self.hosts[host] = words
+
+
+def _suspect(job_id: str, status: JobStatus, task: Task | None) -> bool:
+    """Whether a poll's news of a job is a death a failed node may explain, of a job
+    whose node is known."""
+    if task is None or not (status.host or hosts_of(task)):
+        return False
+    verdict = judge_status(status, job_id)
+    return verdict is not None and verdict.kind in NODE_SUSPECTS
 
 
 def hosts_of(task: Task) -> list[str]:

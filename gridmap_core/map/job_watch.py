@@ -159,20 +159,26 @@ class JobWatch:
         if not live:
             return
         began = time.monotonic()
+        read = self.failed_nodes.reader(live, wanted=False)
         try:
             statuses = self.scheduler.poll(list(live))
+            if read is not None:
+                read(statuses)
         except Exception as error:
             self._apply(began, live, {}, error)
         else:
             self._apply(began, live, statuses)
 
-    def start_poll(self) -> None:
+    def start_poll(self, nodes: bool = False) -> None:
         """Ask the scheduler about every live job on a thread of its own, unless a poll
-        is under way; :meth:`collect` applies the answer."""
+        is under way; :meth:`collect` applies the answer. With ``nodes``, and when the
+        answer holds deaths a failed node may explain, that thread also asks which nodes
+        failed."""
         if self.in_flight is None:
             live = self.table.by_job()
             if live:
-                self.in_flight = PollInFlight(self.scheduler, live)
+                self.in_flight = PollInFlight(self.scheduler, live,
+                                              self.failed_nodes.reader(live, nodes))
             elif self._to_relaunch:  # no job to ask about: try the launches themselves
                 self._relaunch_waiting(answered=False)
 
@@ -239,7 +245,8 @@ class JobWatch:
             verdict = judge_status(status, job_id)
             if verdict is not None:
                 deaths.append((task, verdict, status.status is not Status.ENDED))
-        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in deaths])
+        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in deaths],
+                                           began)
         for (task, _, cancel), verdict in zip(deaths, verdicts, strict=True):
             self.died(task, verdict, cancel=cancel)
 
@@ -302,13 +309,22 @@ class JobWatch:
         tasks = self.table.snapshot()
         self._tell_unheard(tasks, now)
         silent = self._silent(tasks, now)
-        if silent and self.polled_at < max(over for _, _, over in silent):
-            # Ask the scheduler before counting a silent job dead: it may have been
-            # suspended (or have ended, with a better cause) since the last poll. They
-            # are judged at a sweep after its answer, if silent still.
-            self.start_poll()
+        if not silent:
             return
-        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in silent])
+        over = max(over for _, _, over in silent)
+        # While the scheduler is away, silence is judged without it (as after a failed
+        # poll), its view of the nodes too.
+        nodes = not self.outage.away and self.failed_nodes.awaits(
+            [task for task, _, _ in silent], over)
+        if self.polled_at < over or nodes:
+            # Ask the scheduler before counting a silent job dead: it may have been
+            # suspended (or have ended, with a better cause) since the last poll, or
+            # its node may have failed. They are judged at a sweep after its answer, if
+            # silent still.
+            self.start_poll(nodes)
+            return
+        verdicts = self.failed_nodes.blame([(task, verdict) for task, verdict, _ in silent],
+                                           over)
         for (task, _, _), verdict in zip(silent, verdicts, strict=True):
             self.died(task, verdict)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gridmap_core.backend.scheduler import JobStatus, Scheduler
 from gridmap_core.map.tasks import Task
@@ -21,8 +21,11 @@ __all__ = ["PollInFlight"]
 class PollInFlight:
     """One call of ``scheduler.poll`` about the jobs of ``live``, started now."""
 
-    def __init__(self, scheduler: Scheduler, live: dict[str, Task]) -> None:
+    def __init__(self, scheduler: Scheduler, live: dict[str, Task],
+                 then: Callable[[Mapping[str, JobStatus]], None] | None = None) -> None:
         self.live = live  # the tasks asked about, by scheduler job id
+        # More to ask on this thread, of the answer, before the poll counts as done.
+        self._then = then
         self.began = time.monotonic()
         self.statuses: Mapping[str, JobStatus] = {}
         self.error: Exception | None = None
@@ -35,6 +38,8 @@ class PollInFlight:
     def _ask(self, scheduler: Scheduler, ids: Sequence[str]) -> None:
         try:
             self.statuses = scheduler.poll(ids)
+            if self._then is not None:
+                self._then(self.statuses)
         except Exception as error:  # reported by whoever collects the answer
             self.error = error
         finally:

@@ -6,6 +6,8 @@ resubmits it avoiding the node. Driven here through JobWatch with a fake schedul
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -68,6 +70,7 @@ class Scheduler:
         self.launches: list[Launch] = []
         self.statuses: dict[str, JobStatus] = {}
         self.cancelled: list[str] = []
+        self.threads: list[str] = []  # where down_hosts was called
 
     def launch(self, launch: Launch) -> list[str]:
         self.launches.append(launch)
@@ -84,6 +87,7 @@ class Scheduler:
 
     def down_hosts(self) -> Mapping[str, str]:
         self.asked += 1
+        self.threads.append(threading.current_thread().name)
         if isinstance(self.down, Exception):
             raise self.down
         return self.down or {}
@@ -125,6 +129,18 @@ def watch_of(scheduler: Any, count: int = 1) -> tuple[JobWatch, list[Task], Sink
     return watch, tasks, sink
 
 
+def judge(watch: JobWatch, now: float) -> None:
+    """Sweep until the silent jobs are judged: a poll a sweep asks for (with the failed
+    nodes) is awaited and applied, as the monitor's loop does."""
+    for _ in range(4):
+        watch.sweep(now)
+        poll = watch.in_flight
+        if poll is None:
+            return
+        assert poll.wait(10)
+        watch.collect()
+
+
 def silent_for(task: Task, seconds: float, now: float, host: str = "") -> None:
     """``task`` runs (its runner on ``host``) and was last heard ``seconds`` ago."""
     task.state = RUNNING
@@ -136,9 +152,10 @@ def silent_for(task: Task, seconds: float, now: float, host: str = "") -> None:
 def test_a_silent_job_on_a_failed_node_died_of_its_node() -> None:
     scheduler = Scheduler(DOWN)
     watch, [task], sink = watch_of(scheduler)
-    silent_for(task, 31, 1000.0, host="mn-slurm2.cluster.example")  # its FQDN
-    watch.polled_at = 2000.0  # polled since: the sweep judges without asking again
-    watch.sweep(1000.0)
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm2.cluster.example")  # its FQDN
+    watch.polled_at = now  # polled since it went silent: only the nodes are asked
+    judge(watch, now)
     [(_, cause, kind)] = sink.resubmissions
     assert kind is DeathKind.NODE_FAILED
     assert cause.startswith("its node mn-slurm2 failed (Slurm says mn-slurm2 is "
@@ -149,12 +166,37 @@ def test_a_silent_job_on_a_failed_node_died_of_its_node() -> None:
     assert task.host_name == "" and task.attempt == 1
 
 
+def test_the_scheduler_is_asked_on_the_poll_s_thread() -> None:
+    # A slow scheduler must not hold up the monitor's thread, which answers runners.
+    scheduler = Scheduler(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm2")
+    watch.sweep(now)
+    assert not sink.resubmissions  # judged once the poll's answer is in
+    judge(watch, now)
+    assert scheduler.threads == ["gridmap-poll"]
+    assert sink.resubmissions[0][2] is DeathKind.NODE_FAILED
+
+
+def test_while_the_scheduler_is_away_silence_is_judged_without_it() -> None:
+    scheduler = Scheduler(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    watch.outage.failed("ask about 1 jobs", "Unable to contact slurm controller")
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm2")
+    watch.polled_at = now  # the failed poll counts as asked
+    watch.sweep(now)
+    assert sink.resubmissions[0][2] is DeathKind.NO_HEARTBEAT and scheduler.asked == 0
+
+
 def test_a_silent_job_on_a_node_that_answers_died_of_silence() -> None:
     scheduler = Scheduler(DOWN)
     watch, [task], sink = watch_of(scheduler)
-    silent_for(task, 31, 1000.0, host="mn-slurm1")
-    watch.polled_at = 2000.0
-    watch.sweep(1000.0)
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm1")
+    watch.polled_at = now
+    judge(watch, now)
     [(_, cause, kind)] = sink.resubmissions
     assert kind is DeathKind.NO_HEARTBEAT and cause.startswith("no heartbeat"), cause
     assert scheduler.launches[-1].avoid == ()
@@ -163,10 +205,11 @@ def test_a_silent_job_on_a_node_that_answers_died_of_silence() -> None:
 def test_running_jobs_cost_no_question() -> None:
     scheduler = Scheduler(DOWN)
     watch, [task], sink = watch_of(scheduler)
-    silent_for(task, 5, 1000.0, host="mn-slurm2")
+    now = time.monotonic()
+    silent_for(task, 5, now, host="mn-slurm2")
     scheduler.statuses["old0"] = JobStatus(Status.RUNNING, host="mn-slurm2")
     watch.poll()
-    watch.sweep(1000.0)
+    judge(watch, now)
     assert scheduler.asked == 0 and not sink.resubmissions
 
 
@@ -179,9 +222,9 @@ def test_a_job_that_never_called_is_known_by_the_scheduler_s_node() -> None:
     scheduler.statuses["old0"] = JobStatus(Status.QUEUED)  # no node while it waits
     watch.poll()
     assert task.scheduler_host == "mn-slurm2"
-    task.running_since = 1000.0 - 25
-    watch.polled_at = 2000.0
-    watch.sweep(1000.0)
+    now = time.monotonic()
+    task.running_since = now - 25
+    judge(watch, now)
     [(_, cause, kind)] = sink.resubmissions
     assert kind is DeathKind.NODE_FAILED and "its node mn-slurm2 failed" in cause, cause
     assert "without contacting the monitor" in cause
@@ -229,32 +272,36 @@ def test_a_node_failure_the_scheduler_reported_is_avoided_without_asking() -> No
 def test_every_later_resubmission_avoids_the_failed_nodes_until_they_are_back() -> None:
     scheduler = Scheduler(DOWN)
     watch, [first, second], sink = watch_of(scheduler, count=2)
-    silent_for(first, 30, 1000.0, host="mn-slurm2")
-    watch.polled_at = 2000.0
-    watch.sweep(1000.0)
+    now = time.monotonic()
+    silent_for(first, 30, now, host="mn-slurm2")
+    judge(watch, now)
     # Another job dies elsewhere, of something else: its resubmission avoids the node.
     second.host_name = "mn-slurm1"
     scheduler.statuses["old1"] = JobStatus(Status.ENDED, "exited", 1, kind=DeathKind.EXITED)
     watch.poll()
     # The node is back: asked again, the scheduler no longer lists it.
+    # The node is back: asked again (the second job is killed), the scheduler no longer
+    # lists it.
     scheduler.down = {}
-    silent_for(second, 30, 3000.0, host="mn-slurm1")
-    watch.polled_at = 4000.0
-    watch.sweep(3000.0)
+    second.host_name = "mn-slurm1"
+    scheduler.statuses[second.job_id] = JobStatus(Status.ENDED, "killed by SIGKILL",
+                                                  kind=DeathKind.KILLED)
+    watch.poll()
+    assert scheduler.asked == 3
     assert [launch.avoid for launch in scheduler.launches] == [
         ("mn-slurm2",), ("mn-slurm2",), ()]
     assert [kind for _, _, kind in sink.resubmissions] == [
-        DeathKind.NODE_FAILED, DeathKind.EXITED, DeathKind.NO_HEARTBEAT]
+        DeathKind.NODE_FAILED, DeathKind.EXITED, DeathKind.KILLED]
 
 
 def test_a_failing_question_leaves_the_cause_as_it_was(caplog: pytest.LogCaptureFixture
                                                         ) -> None:
     scheduler = Scheduler(RuntimeError("sinfo: error: Unable to contact slurm controller"))
     watch, [task], sink = watch_of(scheduler)
-    silent_for(task, 31, 1000.0, host="mn-slurm2")
-    watch.polled_at = 2000.0
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm2")
     with caplog.at_level(logging.DEBUG, logger="gridmap_core.map.monitor"):
-        watch.sweep(1000.0)
+        judge(watch, now)
     assert sink.resubmissions[0][2] is DeathKind.NO_HEARTBEAT
     assert "Unable to contact slurm controller" in caplog.text
 
@@ -262,9 +309,9 @@ def test_a_failing_question_leaves_the_cause_as_it_was(caplog: pytest.LogCapture
 def test_a_scheduler_without_down_hosts_works_as_before() -> None:
     scheduler = WithoutDownHosts()
     watch, [task], sink = watch_of(scheduler)
-    silent_for(task, 31, 1000.0, host="mn-slurm2")
-    watch.polled_at = 2000.0
-    watch.sweep(1000.0)
+    now = time.monotonic()
+    silent_for(task, 31, now, host="mn-slurm2")
+    judge(watch, now)
     assert sink.resubmissions[0][2] is DeathKind.NO_HEARTBEAT
     assert scheduler.inner.launches[-1].avoid == ()
 
@@ -272,11 +319,11 @@ def test_a_scheduler_without_down_hosts_works_as_before() -> None:
 def test_the_failed_node_is_told_once(caplog: pytest.LogCaptureFixture) -> None:
     scheduler = Scheduler(DOWN)
     watch, tasks, _ = watch_of(scheduler, count=3)
+    now = time.monotonic()
     for task in tasks:
-        silent_for(task, 31, 1000.0, host="mn-slurm2")
-    watch.polled_at = 2000.0
+        silent_for(task, 31, now, host="mn-slurm2")
     with caplog.at_level(logging.WARNING, logger="gridmap_core.map.monitor"):
-        watch.sweep(1000.0)
+        judge(watch, now)
     told = [r.getMessage() for r in caplog.records if "the jobs resubmitted from now on "
             "avoid it" in r.getMessage()]
     assert told == [f"node mn-slurm2 failed ({DOWN['mn-slurm2']}): the jobs resubmitted "
