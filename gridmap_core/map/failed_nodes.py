@@ -4,9 +4,11 @@ resubmissions avoid.
 A job that falls silent, is killed or vanishes may have died of its node. Only the
 scheduler can say (its optional ``down_hosts``: Slurm's DOWN or NOT_RESPONDING nodes,
 Grid Engine's queue instances in state ``u``), so it is asked then, once for all the
-deaths found together, and never while jobs merely run. It is asked on the thread of
-the poll that finds such deaths, or that comes before silent jobs are judged, so that
-a slow scheduler never holds up the monitor's thread.
+deaths found together, and never while jobs merely run. It is also asked while a
+running job has been silent past :attr:`Limits.node_grace`: if its node is failed, the
+job is dead then, rather than at MAX_TIME_BETWEEN_HEARTBEATS. It is asked on the thread
+of a poll, at most once per poll, so that a slow scheduler never holds up the
+monitor's thread.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from gridmap_core.map.liveness import (
     Verdict,
     failed_node,
     judge_node,
+    judge_quiet,
     judge_status,
 )
 from gridmap_core.map.tasks import Task
@@ -106,6 +109,26 @@ class FailedNodes:
                     verdicts[number] = judge_node(verdict, *found)
                     break
         return verdicts
+
+    def quiet_deaths(self, quiet: Sequence[tuple[Task, float, bool]], since: float,
+                     address: str) -> list[tuple[Task, Verdict]]:
+        """Of ``quiet`` jobs (each silent for some seconds past the grace, and whether
+        it fetched its task), those whose node the scheduler's answer, asked since
+        ``since``, counts failed: dead of their node now. A job that spoke since is not
+        among ``quiet``: a node the scheduler is wrong about keeps its jobs."""
+        asked_at, down = self._answer
+        if asked_at < since or not down:
+            return []
+        deaths = []
+        for task, silent_for, fetched in quiet:
+            for host in hosts_of(task):
+                found = failed_node(host, down)
+                if found is not None:
+                    self.add(*found)
+                    deaths.append((task, judge_node(judge_quiet(silent_for, fetched,
+                                                                address), *found)))
+                    break
+        return deaths
 
     def _forget_recovered(self, down: Mapping[str, str]) -> None:
         """Nodes the scheduler no longer counts failed are no longer avoided."""

@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from gridmap_core.backend import JobSpec
 from gridmap_core.backend.scheduler import JobStatus, Launch, Scheduler, Status
 from gridmap_core.map.cancels import Canceller
-from gridmap_core.map.failed_nodes import FailedNodes
+from gridmap_core.map.failed_nodes import FailedNodes, hosts_of
 from gridmap_core.map.liveness import Limits, Verdict, judge_silence, judge_status
 from gridmap_core.map.outage import Outage
 from gridmap_core.map.polling import PollInFlight
@@ -177,6 +177,8 @@ class JobWatch:
         if self.in_flight is None:
             live = self.table.by_job()
             if live:
+                # A job silent past the node grace is dead now if its node failed.
+                nodes = nodes or bool(self._quiet(live.values(), time.monotonic()))
                 self.in_flight = PollInFlight(self.scheduler, live,
                                               self.failed_nodes.reader(live, nodes))
             elif self._to_relaunch:  # no job to ask about: try the launches themselves
@@ -249,6 +251,11 @@ class JobWatch:
                                            began)
         for (task, _, cancel), verdict in zip(deaths, verdicts, strict=True):
             self.died(task, verdict, cancel=cancel)
+        # Still silent after the scheduler's answer, on a node it counts failed.
+        quiet = self._quiet([task for job_id, task in live.items() if task.job_id == job_id],
+                            time.monotonic())
+        for task, verdict in self.failed_nodes.quiet_deaths(quiet, began, self.address):
+            self.died(task, verdict)
 
     def resume(self, task: Task, now: float) -> None:
         """A suspended task runs again: its liveness clocks go on from where they
@@ -271,23 +278,34 @@ class JobWatch:
         if task.idle_since is not None:
             task.idle_since = shifted(task.idle_since)
 
-    def _silent(self, tasks: Sequence[Task], now: float) -> list[tuple[Task, Verdict, float]]:
-        """The tasks silent for too long: each with its verdict, and when it went over."""
+    def _silences(self, tasks: Iterable[Task]) -> list[tuple[Task, float, bool]]:
+        """The tasks that run, each with when its silence began, and whether it fetched
+        its task (its runner called)."""
         found = []
         for task in tasks:
             if task.suspended_at is not None or task.state == ENDED:
                 continue  # a suspended job's clocks stand still
             if task.state == RUNNING:
-                since = max(task.last_seen, self.grace_from)
-                verdict = judge_silence(now - since, True, self.address, self.limits)
+                found.append((task, max(task.last_seen, self.grace_from), True))
             elif task.running_since is not None:
-                since = max(task.running_since, self.grace_from)
-                verdict = judge_silence(now - since, False, self.address, self.limits)
-            else:
-                continue
+                found.append((task, max(task.running_since, self.grace_from), False))
+        return found
+
+    def _silent(self, tasks: Sequence[Task], now: float) -> list[tuple[Task, Verdict, float]]:
+        """The tasks silent for too long: each with its verdict, and when it went over."""
+        found = []
+        for task, since, fetched in self._silences(tasks):
+            verdict = judge_silence(now - since, fetched, self.address, self.limits)
             if verdict is not None:
                 found.append((task, verdict, since + self.limits.max_silence))
         return found
+
+    def _quiet(self, tasks: Iterable[Task], now: float) -> list[tuple[Task, float, bool]]:
+        """The tasks with a known node silent past the node grace: each with its
+        seconds of silence, and whether it fetched its task."""
+        grace = self.limits.node_grace
+        return [(task, now - since, fetched) for task, since, fetched in self._silences(tasks)
+                if now - since > grace and hosts_of(task)]
 
     def _tell_unheard(self, tasks: Sequence[Task], now: float) -> None:
         """While no runner of the map has called, say so once, early, when jobs the

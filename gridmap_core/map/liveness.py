@@ -16,9 +16,14 @@ from gridmap_core.wire.exit_kinds import kind_of_exit
 from gridmap_core.wire.messages import Heartbeat
 
 __all__ = [
-    "NODE_SUSPECTS", "Limits", "Verdict", "failed_node", "idle_warning", "is_idle",
-    "judge_heartbeat", "judge_node", "judge_silence", "judge_status",
+    "NODE_GRACE", "NODE_SUSPECTS", "Limits", "Verdict", "failed_node", "idle_warning",
+    "is_idle", "judge_heartbeat", "judge_node", "judge_quiet", "judge_silence", "judge_status",
 ]
+
+# The least silence after which a job whose node the scheduler counts failed is dead:
+# a runner on a live node beats every HEARTBEAT_FREQUENCY seconds, so a few missed
+# beats (and never less than this) tell a dead node from a scheduler that is wrong.
+NODE_GRACE = 10.0
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,13 @@ class Limits:
     # The settings that gave max_idle_time, as an idle death's cause names them;
     # empty for MAX_IDLE_TIME.
     idle_setting: str = ""
+    heartbeat_every: float = 0.0  # HEARTBEAT_FREQUENCY
+
+    @property
+    def node_grace(self) -> float:
+        """Seconds of silence after which a job on a node the scheduler counts failed
+        is dead, long before ``max_silence``: three missed beats, at least NODE_GRACE."""
+        return max(3 * self.heartbeat_every, NODE_GRACE)
 
     @property
     def idle_limit(self) -> str:
@@ -121,6 +133,15 @@ def judge_silence(silent_for: float, fetched: bool, address: str, limits: Limits
         "check that compute nodes can reach the submitting host, and the job's log",
         kind=DeathKind.SILENT,
     )
+
+
+def judge_quiet(silent_for: float, fetched: bool, address: str) -> Verdict:
+    """The silence of a job whose node failed, counted before ``max_silence``: the
+    cause :func:`judge_node` completes."""
+    if fetched:
+        return Verdict(f"no heartbeat for {silent_for:.0f} s", kind=DeathKind.NO_HEARTBEAT)
+    return Verdict(f"running for {silent_for:.0f} s without contacting the monitor at "
+                   f"{address}", kind=DeathKind.SILENT)
 
 
 def judge_status(status: JobStatus, job_id: str) -> Verdict | None:

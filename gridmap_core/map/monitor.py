@@ -95,6 +95,7 @@ class MonitoredSession:
             idle_threshold=float(settings["IDLE_THRESHOLD"]),
             max_idle_time=max_idle_time,
             idle_setting=idle_setting,
+            heartbeat_every=self.heartbeat_every,
         )
         self.transport_name = str(settings["TRANSPORT"])
         spec = transport_spec(self.transport_name, "setting TRANSPORT")

@@ -360,3 +360,103 @@ def test_a_node_verdict_names_the_node_and_keeps_the_first_cause() -> None:
 def test_hosts_to_avoid_never_leave_a_job_no_node(candidates: list[str], avoid: list[str],
                                                   excluded: list[str]) -> None:
     assert hosts_to_avoid(candidates, avoid) == excluded
+
+
+# -- a failed node's jobs are dead once the scheduler says so ----------------------------
+
+PATIENT = Limits(max_silence=90, idle_threshold=1.0, max_idle_time=0, heartbeat_every=1.0)
+
+
+def poll_once(watch: JobWatch) -> None:
+    """One poll of the monitor's loop (every CHECK_FREQUENCY), awaited and applied."""
+    watch.start_poll()
+    poll = watch.in_flight
+    assert poll is not None and poll.wait(10)
+    watch.collect()
+
+
+def test_the_node_grace_is_a_few_missed_beats_and_at_least_ten_seconds() -> None:
+    assert PATIENT.node_grace == 10.0
+    assert Limits(90, 1.0, 0, heartbeat_every=5.0).node_grace == 15.0
+
+
+def test_a_silent_job_on_a_failed_node_is_dead_at_the_poll_after_the_grace() -> None:
+    scheduler = Scheduler(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    watch.limits = PATIENT
+    now = time.monotonic()
+    silent_for(task, 14, now, host="mn-slurm2.cluster.example")
+    poll_once(watch)  # long before MAX_TIME_BETWEEN_HEARTBEATS=90
+    [(_, cause, kind)] = sink.resubmissions
+    assert kind is DeathKind.NODE_FAILED
+    assert cause.startswith(f"its node mn-slurm2 failed ({DOWN['mn-slurm2']}); no heartbeat "
+                            "for 1"), cause
+    assert "MAX_TIME_BETWEEN_HEARTBEATS" not in cause
+    assert scheduler.threads == ["gridmap-poll"]  # never on the monitor's thread
+    assert scheduler.launches[-1].avoid == ("mn-slurm2",)
+    assert watch.canceller.close(5.0) == [] and scheduler.cancelled == ["old0"]
+
+
+def test_a_job_that_never_called_on_a_failed_node_is_dead_after_the_grace() -> None:
+    scheduler = Scheduler(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    watch.limits = PATIENT
+    task.scheduler_host = "mn-slurm2"
+    task.running_since = time.monotonic() - 14
+    poll_once(watch)
+    [(_, cause, kind)] = sink.resubmissions
+    assert kind is DeathKind.NODE_FAILED and "without contacting the monitor" in cause, cause
+
+
+class BeatingMeanwhile(Scheduler):
+    """Its ``beating`` tasks beat while down_hosts is asked."""
+
+    beating: Sequence[Task] = ()
+
+    def down_hosts(self) -> Mapping[str, str]:
+        for task in self.beating:
+            task.last_seen = time.monotonic()
+        return super().down_hosts()
+
+
+def test_a_job_on_a_failed_node_that_still_beats_is_left_alone() -> None:
+    scheduler = BeatingMeanwhile(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    watch.limits = PATIENT
+    now = time.monotonic()
+    silent_for(task, 2, now, host="mn-slurm2")
+    poll_once(watch)
+    assert scheduler.asked == 0  # no job could be affected: nothing asked
+    # Silent past the grace when the poll began, it beats while the scheduler is asked.
+    silent_for(task, 14, time.monotonic(), host="mn-slurm2")
+    scheduler.beating = [task]
+    poll_once(watch)
+    assert scheduler.asked == 1 and not sink.resubmissions and task.state == RUNNING
+
+
+def test_a_silent_job_on_a_healthy_node_waits_for_the_heartbeat_limit() -> None:
+    scheduler = Scheduler(DOWN)
+    watch, [task], sink = watch_of(scheduler)
+    watch.limits = PATIENT
+    now = time.monotonic()
+    silent_for(task, 14, now, host="mn-slurm1")
+    poll_once(watch)
+    assert scheduler.asked == 1 and not sink.resubmissions  # asked, and not failed
+    silent_for(task, 60, time.monotonic(), host="mn-slurm1")
+    poll_once(watch)
+    judge(watch, time.monotonic())
+    assert not sink.resubmissions
+    now = time.monotonic()
+    silent_for(task, 91, now, host="mn-slurm1")
+    judge(watch, now)
+    [(_, cause, kind)] = sink.resubmissions
+    assert kind is DeathKind.NO_HEARTBEAT and "MAX_TIME_BETWEEN_HEARTBEATS=90" in cause
+
+
+def test_a_failing_question_about_quiet_jobs_breaks_nothing() -> None:
+    scheduler = Scheduler(RuntimeError("sinfo: error: Unable to contact slurm controller"))
+    watch, [task], sink = watch_of(scheduler)
+    watch.limits = PATIENT
+    silent_for(task, 14, time.monotonic(), host="mn-slurm2")
+    poll_once(watch)
+    assert scheduler.asked == 1 and not sink.resubmissions and not watch.outage.away
