@@ -22,6 +22,8 @@ bench_slurm.py is cluster_bench.py; this file holds what is particular to Grid E
 
 Usage: python bench/bench_sge.py [--jobs 200] [--runs 3] [--quick] [--skip-original]
                                  [--skip-gridmap] [--venv PATH] [--json PATH]
+                                 [--multinode [--kill-node NODE]] [--job-seconds S]
+(--multinode: on the three-node cluster of scripts/multinode; bench/README.md)
 """
 
 # Only the standard library at module level: the same file runs as the child of the

@@ -28,7 +28,9 @@ bench_sge.py is cluster_bench.py; this file holds what is particular to Slurm.
 
 Usage: python bench/bench_slurm.py [--jobs 200] [--rounds 3] [--quick] [--skip-raw]
                                    [--skip-submitit] [--skip-gridmap] [--skip-variants]
-                                   [--json PATH]
+                                   [--json PATH] [--multinode [--kill-node NODE]]
+                                   [--job-seconds S]
+(--multinode: on the three-node cluster of scripts/multinode; bench/README.md)
 """
 
 # Only the standard library at module level: the same file runs as submitit's child
