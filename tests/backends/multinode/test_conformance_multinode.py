@@ -45,7 +45,7 @@ from tests.support.multinode import (  # noqa: F401  (fixtures)
     multinode_slurm_cluster,
     multinode_tmp,
 )
-from tests.support.needs import unavailable
+from tests.support.needs import slurm_drmaa_library
 
 # Set, to the backend's name, in the process that runs that backend's suite.
 OWN_PROCESS = "GRIDMAP_MULTINODE_CONFORMANCE"
@@ -186,13 +186,7 @@ def test_the_conformance_suite_passes_across_nodes(backend: str, request: pytest
     cluster: MultinodeCluster = request.getfixturevalue(f"multinode_{CLUSTER_OF[backend]}")
     env = {**os.environ, **cluster.env, OWN_PROCESS: backend}
     if backend == "slurm_drmaa":
-        library = os.environ.get("GRIDMAP_SLURM_DRMAA_LIBRARY")
-        if not library or not os.path.exists(library):
-            unavailable("the slurm-drmaa library",
-                        f"GRIDMAP_SLURM_DRMAA_LIBRARY={library or '(not set)'} names no "
-                        "library", "build it with scripts/slurm/drmaa.sh, which "
-                        "scripts/test.sh then names")
-        env["DRMAA_LIBRARY_PATH"] = library
+        env["DRMAA_LIBRARY_PATH"] = slurm_drmaa_library()
     report = tmp_path / "report.xml"
     here = Path(__file__).relative_to(PROJECT_ROOT)
     done = subprocess.run(

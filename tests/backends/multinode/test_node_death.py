@@ -34,7 +34,7 @@ from tests.support.multinode import (  # noqa: F401  (fixtures)
     multinode_slurm,
     multinode_tmp,
 )
-from tests.support.needs import unavailable
+from tests.support.needs import slurm_drmaa_library
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -128,13 +128,7 @@ def _run_and_kill(kind: str, cluster: MultinodeCluster, shared: Path, victim: st
            if not name.startswith("GRIDMAP_MONITOR_")}
     env.update(cluster.env)
     if kind == "slurm_drmaa":
-        library = os.environ.get("GRIDMAP_SLURM_DRMAA_LIBRARY")
-        if not library or not os.path.exists(library):
-            unavailable("the slurm-drmaa library",
-                        f"GRIDMAP_SLURM_DRMAA_LIBRARY={library or '(not set)'} names no "
-                        "library", "build it with scripts/slurm/drmaa.sh, which "
-                        "scripts/test.sh then names")
-        env["DRMAA_LIBRARY_PATH"] = library
+        env["DRMAA_LIBRARY_PATH"] = slurm_drmaa_library()
     out, err = shared / "map.out", shared / "map.err"
     killed_at = 0.0
     with out.open("w") as stdout, err.open("w") as stderr:

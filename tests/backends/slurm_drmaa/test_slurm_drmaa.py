@@ -52,7 +52,7 @@ from gridmap_core.backend.scheduler import Launch, Status
 from gridmap_core.model.resources import ResourceError, Resources
 from gridmap_core.testing import BackendConformance
 from tests import PROJECT_ROOT
-from tests.support.needs import unavailable
+from tests.support.needs import slurm_drmaa_library
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -801,12 +801,8 @@ def test_the_conformance_suite_passes_on_slurm_drmaa(slurm_cluster: str) -> None
     # The drmaa package loads one DRMAA library per process, for good (RTLD_GLOBAL), and
     # the tests of the Grid Engine backend load Grid Engine's into this one. So the suite
     # runs in a Python of its own, with DRMAA_LIBRARY_PATH naming slurm-drmaa's library.
-    library = os.environ.get("GRIDMAP_SLURM_DRMAA_LIBRARY")
-    if not library or not os.path.exists(library):
-        unavailable("the slurm-drmaa library",
-                    f"GRIDMAP_SLURM_DRMAA_LIBRARY={library or '(not set)'} names no library",
-                    "build it with scripts/slurm/drmaa.sh, which scripts/test.sh then names")
-    environment = {**os.environ, "DRMAA_LIBRARY_PATH": library, IN_OWN_PROCESS: "1"}
+    environment = {**os.environ, "DRMAA_LIBRARY_PATH": slurm_drmaa_library(),
+                   IN_OWN_PROCESS: "1"}
     here = Path(__file__).relative_to(ROOT)
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
