@@ -89,6 +89,16 @@ SETTINGS: dict[str, Setting] = {
         Setting("NUM_RESUBMITS", whole, 3, "times a dead job is resubmitted"),
         Setting("CHECK_FREQUENCY", seconds, 15, "seconds between scheduler polls"),
         Setting("HEARTBEAT_FREQUENCY", seconds, 10, "seconds between heartbeats of a job"),
+        Setting("MONITOR_GRACE", seconds, 600,
+                "seconds a runner waits for a monitor that is gone (its submitting process "
+                "was killed) before it gives the map up: `gridmap attach` within this time "
+                "takes the map on with nothing lost",
+                env="GRIDMAP_MONITOR_GRACE"),
+        Setting("MAP_KEEP_TIME", seconds_or_off, 86400,
+                "seconds the journal of an ended or abandoned map is kept in its session "
+                "directory (for gridmap status, watch and logs) before gridmap clean, or "
+                "the next map, removes it; 0: removed as the map ends",
+                env="GRIDMAP_MAP_KEEP_TIME"),
         Setting("TRANSPORT", text, DEFAULT_TRANSPORT,
                 "how jobs reach the submitting process: the name of an installed transport "
                 "(docs/protocol.md describes the built-in ones)",

@@ -1,0 +1,2 @@
+"""Maps that outlive their submitting process: each map's journal (:mod:`.store`)
+and finding the maps of this user (:mod:`.catalog`)."""
