@@ -375,7 +375,9 @@ class Journal:
             settings = json.loads(row[9])
         except ValueError:
             settings = {}
-        return MapRecord(*row[:9], settings=settings)
+        (identity, name, backend, created, host, pid, temp_dir, state, ended) = row[:9]
+        return MapRecord(identity, name, backend, created, host, pid, temp_dir, state, ended,
+                         settings)
 
     def session_options(self) -> bytes | None:
         """The pickled options the map's session was opened with."""
@@ -425,7 +427,7 @@ class Journal:
             found = self.query("SELECT payload FROM results WHERE task=?", (task,))
             return bytes(found[0][0]) if found else None
         try:
-            return (self.directory / where).read_bytes()
+            return bytes((self.directory / where).read_bytes())
         except OSError as error:
             raise JournalError(f"the result of task {task} was in {self.directory / where}, "
                                f"which cannot be read: {error.strerror}") from error
