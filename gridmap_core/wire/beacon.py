@@ -32,6 +32,7 @@ from pathlib import Path
 __all__ = [
     "ABANDONED",
     "CANCELLED",
+    "ENDED",
     "LAUNCHED",
     "MONITOR_FILE",
     "MonitorRecord",
@@ -48,6 +49,7 @@ MONITOR_FILE = "monitor.json"
 LAUNCHED = "launched"
 ABANDONED = "abandoned"
 CANCELLED = "cancelled"
+ENDED = "ended"  # written by the monitor as the map ends, however it ends
 _CANCEL_LINE = "# cancel: "
 
 
@@ -150,8 +152,10 @@ def mark(directory: str | os.PathLike[str], name: str, why: str) -> bool:
 
 
 def end_mark(directory: str | os.PathLike[str]) -> str | None:
-    """ABANDONED or CANCELLED when the map of ``directory`` was ended so, else None."""
-    for name in (CANCELLED, ABANDONED):
+    """CANCELLED, ABANDONED or ENDED when the map of ``directory`` was ended so
+    (cancelled from outside, given up by its runners, or ended by its monitor), else
+    None."""
+    for name in (CANCELLED, ABANDONED, ENDED):
         if os.path.exists(os.path.join(directory, name)):
             return name
     return None
