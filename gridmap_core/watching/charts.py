@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
-__all__ = ["line_chart"]
+__all__ = ["axis_label", "line_chart", "nice_top"]
 
 _QUOTE = {'"': "&quot;"}  # job names end up in an attribute too
 WIDTH, HEIGHT = 640, 240
@@ -86,3 +86,8 @@ def _label(value: float) -> str:
 def _value(value: float) -> str:
     """A measured value as read: one decimal, or two significant digits below 1."""
     return _label(round(value, 1) if abs(value) >= 1 else float(f"{value:.2g}"))
+
+
+# The axis helpers, for the other charts of the watching pages.
+nice_top = _nice_top
+axis_label = _label

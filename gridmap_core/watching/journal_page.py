@@ -1,0 +1,284 @@
+"""``gridmap watch MAP``: the status page of any map, running or long finished, served
+from its journal by a process of its own.
+
+The page of ``status_page=True`` lives in the submitting process and ends with it;
+this one needs only the map's session directory. Each request reads the journal
+afresh (read-only), so a page of a running map follows the monitor writing it, and
+the page of a map whose monitor is gone still shows everything it recorded.
+
+It is guarded as the other page is (see :mod:`gridmap_core.watching.server`): bound to
+127.0.0.1 unless told otherwise, and every page and answer needs the token printed
+with the address; the same headers forbid caching, referrers and anything loaded from
+elsewhere.
+
+Paths: ``/`` (``?page=N``, ``?state=failed,dead``), ``/job/N`` (the job at position N),
+``/api/summary`` (the figures on top, as JSON), ``/api/throughput.svg``, and the
+static files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import secrets
+import signal
+import socket
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+from gridmap_core.journal.store import JOURNAL, JournalError
+from gridmap_core.watching.journal_html import error_page, job_page, map_page
+from gridmap_core.watching.journal_view import (
+    STATES,
+    JournalReader,
+    error_of,
+    failures,
+    history,
+    page_of_tasks,
+    summary,
+    task_at,
+    throughput,
+)
+from gridmap_core.watching.server import HEADERS, NUMBER, BadRequest, parse_address
+from gridmap_core.watching.throughput import throughput_chart
+
+__all__ = ["JournalPage", "watch"]
+logger = logging.getLogger(__name__)
+
+STATIC = {"status.css": "text/css", "journal.css": "text/css",
+          "journal.js": "text/javascript"}
+REFUSED = (b"403 refused: this page needs the token printed with its address when "
+           b"`gridmap watch` started (?token=...)\n")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    reader: JournalReader
+    token: str
+
+
+class JournalPage:
+    """The page of the map whose session directory is ``directory``, served at
+    ``address`` from :meth:`start` until :meth:`close`."""
+
+    def __init__(self, directory: str | Path, address: str = "127.0.0.1:0", *,
+                 token: str | None = None) -> None:
+        self.directory = Path(directory)
+        self.reader = JournalReader(self.directory)
+        self.token = token or secrets.token_urlsafe(18)
+        self.host, self._port = parse_address(address)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> JournalPage:
+        """Listen and serve on a thread of this process; OSError says why it cannot."""
+        server_class: type[_Server] = _Server
+        if ":" in self.host:
+            server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
+        try:
+            server = server_class((self.host, self._port), _Handler)
+        except OSError as error:
+            raise OSError(f"gridmap watch cannot listen on {self.host}:{self._port}: "
+                          f"{error.strerror or error}; give a free host:port (port 0 picks "
+                          "one)") from None
+        server.reader = self.reader
+        server.token = self.token
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={
+            "poll_interval": 0.1}, name="gridmap-watch", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the page is not started: call start() first")
+        return int(self._server.server_address[1])
+
+    @property
+    def base(self) -> str:
+        """The page's address without the token."""
+        host = self.host
+        if host in ("0.0.0.0", "::"):
+            host = socket.getfqdn()
+        elif ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The page's address, token included: what the user opens."""
+        return f"{self.base}/?token={quote(self.token)}"
+
+    def close(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.reader.close()
+
+    def __enter__(self) -> JournalPage:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def watch(directory: Path, *, address: str = "127.0.0.1:0") -> None:
+    """Serve the page of the map in session directory ``directory`` until Ctrl-C or
+    SIGTERM, having printed its address (token included) on stdout.
+
+    JournalError when the directory holds no journal; a journal that cannot be read
+    later (damaged, removed) is said on the page, which tries again at each request.
+    """
+    directory = Path(directory)
+    if not (directory / JOURNAL).is_file():
+        raise JournalError(f"map journal {directory / JOURNAL} does not exist: "
+                           f"{directory} is not the session directory of a map of this "
+                           "gridmap, or the map's MAP_KEEP_TIME ran out and it was removed")
+    stop = threading.Event()
+    previous: Any = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum: int, frame: FrameType | None) -> None:
+            stop.set()
+        previous = signal.signal(signal.SIGTERM, on_term)
+    page = JournalPage(directory, address).start()
+    try:
+        name = _name_of(page)
+        print(f"gridmap: status page of {name}: {page.url}", flush=True)
+        print("gridmap: serving until Ctrl-C", file=sys.stderr, flush=True)
+        # Waits in short steps, so that Ctrl-C is seen at once.
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _name_of(page: JournalPage) -> str:
+    try:
+        return page.reader.journal().map_record().name
+    except JournalError:
+        return str(page.directory)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "gridmap-watch"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("gridmap watch: " + format, *args)
+
+    def do_GET(self) -> None:
+        # Whatever the request holds, it gets an answer and the server goes on.
+        try:
+            self._get()
+        except BadRequest as error:
+            self._send(HTTPStatus.BAD_REQUEST, f"400 bad request: {error}\n".encode(),
+                       "text/plain")
+        except JournalError as error:
+            self.server.reader.forget()  # opened again at the next request
+            if urlsplit(self.path).path.startswith("/api/"):
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE,
+                           json.dumps({"error": str(error)}).encode(), "application/json")
+            else:
+                self._send(HTTPStatus.SERVICE_UNAVAILABLE, error_page(str(error)).encode(),
+                           "text/html")
+        except ValueError:  # an address the standard library cannot split, say
+            self._send(HTTPStatus.BAD_REQUEST, b"400 bad request: malformed address\n",
+                       "text/plain")
+
+    def _get(self) -> None:
+        url = urlsplit(self.path)
+        name = url.path.removeprefix("/static/")
+        if name != url.path and name in STATIC:  # the same for every map: no token
+            self._send(HTTPStatus.OK, _asset(name), STATIC[name])
+            return
+        query = parse_qs(url.query)
+        given = (query.get("token") or [""])[0]
+        if not hmac.compare_digest(given.encode(), self.server.token.encode()):
+            self._send(HTTPStatus.FORBIDDEN, REFUSED, "text/plain")
+            return
+        token = self.server.token
+        if url.path == "/":
+            journal = self.server.reader.journal()
+            page = _number(query, "page", 1)
+            states = _states(query)
+            now = summary(journal)
+            shown = [(row, error_of(journal, row)) for row in failures(journal)]
+            rows, page, pages = page_of_tasks(journal, page, states)
+            self._send(HTTPStatus.OK, map_page(now, shown, rows, page, pages, states,
+                                               token).encode(), "text/html")
+        elif url.path.startswith("/job/"):
+            position = _whole(url.path.removeprefix("/job/"), "a job's position")
+            journal = self.server.reader.journal()
+            row = task_at(journal, position)
+            if row is None:
+                self._send(HTTPStatus.NOT_FOUND, b"404 no such job\n", "text/plain")
+                return
+            self._send(HTTPStatus.OK, job_page(summary(journal), row, history(journal, row.id),
+                                               error_of(journal, row), token).encode(),
+                       "text/html")
+        elif url.path == "/api/summary":
+            self._send(HTTPStatus.OK, json.dumps(summary(
+                self.server.reader.journal()).as_dict()).encode(), "application/json")
+        elif url.path == "/api/throughput.svg":
+            journal = self.server.reader.journal()
+            now = summary(journal)
+            _, step, bars = throughput(journal, now.map, now.now)
+            self._send(HTTPStatus.OK, throughput_chart(bars, step, now.total).encode(),
+                       "image/svg+xml")
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"404 not found\n", "text/plain")
+
+    def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in HEADERS.items():
+            self.send_header(name, value)
+        self.end_headers()
+        with contextlib.suppress(ConnectionError):  # the reader left: nothing to say
+            self.wfile.write(body)
+
+
+def _whole(text: str, what: str) -> int:
+    if not NUMBER.fullmatch(text):
+        shown = text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
+        raise BadRequest(f"{what} must be a whole number of at most 18 digits, not {shown!r}")
+    return int(text)
+
+
+def _number(query: dict[str, list[str]], name: str, default: int) -> int:
+    values = query.get(name)
+    return _whole(values[0], f"{name}=") if values else default
+
+
+def _states(query: dict[str, list[str]]) -> tuple[str, ...]:
+    """The states ``?state=`` asks for (comma-separated), in the order given."""
+    asked = [part.strip() for value in query.get("state", []) for part in value.split(",")]
+    unknown = [state for state in asked if state and state not in STATES]
+    if unknown:
+        raise BadRequest(f"state={unknown[0][:40]!r} is not a job state; the states are "
+                         f"{', '.join(STATES)}")
+    return tuple(dict.fromkeys(state for state in asked if state))
+
+
+def _asset(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
