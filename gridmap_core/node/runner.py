@@ -92,6 +92,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--heartbeat", type=float, default=10.0, help="seconds between beats")
     parser.add_argument("--give-up", type=float, default=90.0,
                         help="seconds without an answer before giving up on the monitor")
+    parser.add_argument("--grace", type=float, default=600.0,
+                        help="seconds after the monitor's last answer that the runner waits "
+                        "for a monitor that is gone (MONITOR_GRACE)")
     parser.add_argument("--max-bytes", type=int, default=None)
     parser.add_argument("--environment", metavar="FILE",
                         help="JSON object of environment variables to set before the job "

@@ -14,7 +14,9 @@ the monitor could not be reached; :data:`EXIT_STOPPED` when the monitor said sto
 lost while the job ran or its result could not be delivered; :data:`EXIT_JOB_DIED`
 when the job's process ended without a result (killed by a signal, or it exited);
 :data:`EXIT_NOT_SHARED` when the node does not see the map's session directory in
-temp_dir (temp_dir is not shared with the submitting host).
+temp_dir (temp_dir is not shared with the submitting host); :data:`EXIT_MAP_ENDED` when
+the map was abandoned (no monitor came back within the grace), cancelled, or ended by
+its monitor while the runner waited for one.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import re
 import signal
 
 __all__ = [
-    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_NOT_SHARED", "EXIT_SETUP", "EXIT_STOPPED",
-    "EXIT_UNREACHABLE", "JOB_DIED", "NOT_SHARED", "describe_exit", "name_of_signal", "tail",
+    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_MAP_ENDED", "EXIT_NOT_SHARED", "EXIT_SETUP",
+    "EXIT_STOPPED", "EXIT_UNREACHABLE", "JOB_DIED", "NOT_SHARED", "describe_exit",
+    "name_of_signal", "tail",
 ]
 
 EXIT_SETUP = 2
@@ -34,6 +37,7 @@ EXIT_STOPPED = 4
 EXIT_LOST = 5
 EXIT_JOB_DIED = 6
 EXIT_NOT_SHARED = 7
+EXIT_MAP_ENDED = 8
 #: What a runner's exit with :data:`EXIT_NOT_SHARED` says, in every cause read from it.
 NOT_SHARED = "temp_dir is not shared with this node"
 #: How every cause of the job's process's death starts, as the runner logs it last
@@ -46,6 +50,8 @@ _EXIT_MEANINGS = {
     EXIT_LOST: "the runner lost the monitor",
     EXIT_JOB_DIED: f"{JOB_DIED} ended without a result",
     EXIT_NOT_SHARED: f"the runner cannot see the map's session directory: {NOT_SHARED}",
+    EXIT_MAP_ENDED: "the map was abandoned, cancelled or ended while the runner waited "
+                    "for its monitor",
 }
 
 
