@@ -84,7 +84,9 @@ def _header(summary: Summary, token: str) -> str:
         f'<dt id="seconds-label">{"Wall time" if ended else "Age"}</dt>'
         f'<dd id="seconds">{duration(summary.seconds)}</dd>'
         f'<dt>Submitted from</dt><dd id="host">{escape(record.host)} '
-        f"(process {record.pid})</dd></dl>\n"
+        f"(process {record.pid})</dd>"
+        f'<dt>Monitor</dt><dd id="monitor">{escape(summary.monitor or "none: the map ended")}'
+        "</dd></dl>\n"
         '<p id="connection" class="connection"></p>\n</header>\n')
 
 

@@ -33,6 +33,7 @@ from gridmap_core.journal.store import (
     MapRecord,
     TaskRow,
 )
+from gridmap_core.wire.beacon import MONITOR_FILE, read_monitor
 
 __all__ = [
     "FAILURES_SHOWN",
@@ -49,16 +50,19 @@ __all__ = [
 ]
 
 PAGE_ROWS = 100  # rows of the job table per page
-FAILURES_SHOWN = 100  # failed and dead jobs listed on top; the rest are a filter away
+FAILURES_SHOWN = 50  # failed and dead jobs listed on top; the rest are a filter away
 STATES = (*LIVE_STATES, *ENDED_STATES)
 FAILED_STATES = ("dead", "failed")
 # How many bars the throughput chart has at most: the interval is the first of these
 # steps (seconds) that spreads the map's span over no more.
 CHART_BARS = 120
-STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
          43200, 86400)
 # A failed job's error is read from its RESULT payload's traceback text; payloads
 # larger than this are not scanned for it.
+# A monitor touches its monitor.json about every second: one that has not for this
+# long is said to be silent.
+SILENT_MONITOR = 5.0
 ERROR_SCAN_LIMIT = 4 << 20
 _TASK_COLUMNS = ("id, spec, position, name, state, attempt, job_id, host, resubmits, "
                  "cause, kind, result, started, ended")
@@ -136,6 +140,7 @@ class Summary:
     map: MapRecord
     counts: dict[str, int]
     now: float
+    monitor: str = ""  # what monitor.json says of the monitor, while the map runs
 
     @property
     def total(self) -> int:
@@ -161,14 +166,32 @@ class Summary:
                 "state": record.state, "created": record.created, "ended": record.ended,
                 "host": record.host, "pid": record.pid, "now": self.now,
                 "seconds": self.seconds, "total": self.total, "done": self.ended,
-                "counts": self.counts}
+                "counts": self.counts, "monitor": self.monitor}
 
 
 def summary(journal: Journal) -> Summary:
     counts = dict.fromkeys(STATES, 0)
     for state, count in journal.counts().items():
         counts[state] = counts.get(state, 0) + int(count)
-    return Summary(journal.map_record(), counts, time.time())
+    record = journal.map_record()
+    now = time.time()
+    monitor = monitor_note(journal.directory, now) if record.state == "running" else ""
+    return Summary(record, counts, now, monitor)
+
+
+def monitor_note(directory: Path, now: float) -> str:
+    """Whether a monitor serves the running map now, from its monitor.json: the file
+    names it, and its modification time moves on while it lives."""
+    found = read_monitor(directory)
+    if found is None:
+        return f"none: the session directory has no readable {MONITOR_FILE}"
+    record, changed = found
+    silent = now - changed / 1e9
+    where = f"{record.host} (process {record.pid})"
+    if silent < SILENT_MONITOR:
+        return f"serving, on {where}"
+    return (f"silent for {silent:.0f} s, last on {where}: the map's monitor is gone unless "
+            "it comes back; its runners give up after MONITOR_GRACE")
 
 
 def failures(journal: Journal, limit: int = FAILURES_SHOWN) -> list[TaskRow]:
@@ -246,7 +269,7 @@ def last_line(text: str) -> str:
     return lines[-1].strip() if lines else ""
 
 
-def interval_for(span: float) -> int:
+def interval_for(span: float) -> float:
     """Seconds per bar of the throughput chart of a map that has run ``span`` seconds."""
     for step in STEPS:
         if span / step <= CHART_BARS:
@@ -255,7 +278,7 @@ def interval_for(span: float) -> int:
 
 
 def throughput(journal: Journal, record: MapRecord, now: float) -> tuple[
-        float, int, list[int]]:
+        float, float, list[int]]:
     """The jobs that ended in each interval since the map was created: (start of the
     first interval, seconds per interval, jobs ended in each)."""
     found = journal.query("SELECT min(ended), max(ended) FROM tasks")[0]
@@ -263,11 +286,12 @@ def throughput(journal: Journal, record: MapRecord, now: float) -> tuple[
     last = record.ended if record.ended is not None else now
     if found[1] is not None:
         last = max(last, found[1])
-    step = interval_for(max(1.0, last - first))
+    step = interval_for(max(STEPS[0], last - first))
     start = first - first % step
     bars = [0] * (int((last - start) // step) + 1)
     for at, count in journal.ended_per_interval(step):
-        index = int((at - start) // step)
+        # Both are whole multiples of the step, up to floating point.
+        index = round((at - start) / step)
         if 0 <= index < len(bars):
             bars[index] += count
     return start, step, bars

@@ -17,21 +17,22 @@ _TEXT = 'font-family="sans-serif" font-size="11"'
 
 
 def duration(seconds: float) -> str:
-    """A span as read: ``42 s``, ``3 min 05 s``, ``2 h 07 min``, ``3 d 04 h``."""
+    """A span as read: ``0.3 s``, ``42 s``, ``3 min 05 s``, ``2 h 07 min``, ``3 d 04 h``;
+    ``5 min``, ``1 h``: a whole unit has no zero part."""
     whole = int(seconds)
     if whole < 60:
         return f"{seconds:.0f} s" if seconds >= 10 or seconds == whole else f"{seconds:.1f} s"
     minutes, secs = divmod(whole, 60)
     if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
+        return f"{minutes} min {secs:02d} s" if secs else f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
     if hours < 24:
-        return f"{hours} h {minutes:02d} min"
+        return f"{hours} h {minutes:02d} min" if minutes else f"{hours} h"
     days, hours = divmod(hours, 24)
-    return f"{days} d {hours:02d} h"
+    return f"{days} d {hours:02d} h" if hours else f"{days} d"
 
 
-def throughput_chart(bars: Sequence[int], step: int, total: int) -> str:
+def throughput_chart(bars: Sequence[int], step: float, total: int) -> str:
     """An SVG chart of ``bars`` (jobs ended per ``step`` seconds, from the map's start)
     with their running sum against ``total``, the map's size."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM

@@ -19,6 +19,8 @@ from gridmap_core.journal.store import JOURNAL, Journal, MapRecord
 from gridmap_core.model.serialization import dumps
 from gridmap_core.watching.journal_page import JournalPage, watch
 from gridmap_core.watching.journal_view import error_of, interval_for, traceback_in
+from gridmap_core.watching.throughput import duration
+from gridmap_core.wire.beacon import MonitorRecord, write_monitor
 from gridmap_core.wire.messages import encode_error, encode_value
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -110,6 +112,21 @@ def test_counts_and_failures_first(tmp_path: Path) -> None:
         assert 'id="map-id">0123456789ab<' in text and 'id="backend">local<' in text
         assert 'id="host">submitter.example (process 4242)<' in text
         assert 'id="seconds-label">Age<' in text
+        assert "none: the session directory has no readable monitor.json" in text
+
+
+def test_the_monitor_of_a_running_map(tmp_path: Path) -> None:
+    directory = synthetic_map(tmp_path / "gridmap-0123456789ab", 3, running=1, state="running")
+    write_monitor(directory, MonitorRecord("zmq", "tcp://10.0.0.1:5555", "login-1", 777,
+                                           time.time()))
+    with JournalPage(directory) as page:
+        monitor = json.loads(get(page, "/api/summary")[1])["monitor"]
+        assert monitor == "serving, on login-1 (process 777)"
+        past = time.time() - 60
+        os.utime(directory / "monitor.json", (past, past))
+        monitor = json.loads(get(page, "/api/summary")[1])["monitor"]
+        assert monitor.startswith("silent for 60 s, last on login-1 (process 777)"), monitor
+        assert "silent for 60 s" in get(page, "/")[1].decode()
 
 
 def test_a_job_page_shows_its_traceback_without_unpickling_it(tmp_path: Path) -> None:
@@ -187,9 +204,11 @@ def test_the_throughput_chart(tmp_path: Path) -> None:
         assert line.get("points", "").split()[-1].endswith(f",{28.0:.1f}")
         html = get(page, "/")[1].decode()
         assert 'id="seconds-label">Wall time<' in html
-        assert 'id="seconds">10 min 00 s<' in html
+        assert 'id="seconds">10 min<' in html
     assert [interval_for(span) for span in (10, 120, 600, 3600, 86400 * 30)] == [
-        1, 1, 5, 30, 21600]
+        0.1, 1, 5, 30, 21600]
+    assert [duration(seconds) for seconds in (0.25, 42, 185, 300, 3600, 7620, 90000)] == [
+        "0.2 s", "42 s", "3 min 05 s", "5 min", "1 h", "2 h 07 min", "1 d 01 h"]
 
 
 def test_every_request_needs_the_token(tmp_path: Path) -> None:

@@ -13,11 +13,11 @@ function duration(seconds) {
   if (whole < 60) return (seconds >= 10 || seconds === whole ? seconds.toFixed(0) : seconds.toFixed(1)) + " s";
   const pad = (n) => String(n).padStart(2, "0");
   let minutes = Math.floor(whole / 60);
-  if (minutes < 60) return minutes + " min " + pad(whole % 60) + " s";
-  let hours = Math.floor(minutes / 60);
+  if (minutes < 60) return minutes + " min" + (whole % 60 ? " " + pad(whole % 60) + " s" : "");
+  const hours = Math.floor(minutes / 60);
   minutes %= 60;
-  if (hours < 24) return hours + " h " + pad(minutes) + " min";
-  return Math.floor(hours / 24) + " d " + pad(hours % 24) + " h";
+  if (hours < 24) return hours + " h" + (minutes ? " " + pad(minutes) + " min" : "");
+  return Math.floor(hours / 24) + " d" + (hours % 24 ? " " + pad(hours % 24) + " h" : "");
 }
 
 function setText(id, value) {
@@ -30,6 +30,7 @@ function show(data) {
   if (state) { state.textContent = data.state; state.dataset.state = data.state; }
   setText("seconds-label", data.ended === null ? "Age" : "Wall time");
   setText("seconds", duration(data.seconds));
+  setText("monitor", data.monitor || "none: the map ended");
   setText("done", data.done);
   setText("total", data.total);
   for (const [name, count] of Object.entries(data.counts)) setText("count-" + name, count);
