@@ -1,36 +1,50 @@
 """The session directories maps keep in temp_dir, and removing those left behind.
 
 Each monitored session makes ``TEMP_DIR/gridmap-XXXXXXXXXXXX/`` (its key, its jobs'
-logs) and records there which process submitted the map: its host, pid and start
-time. A map that ends removes the directory, or marks it ended when it keeps its
-logs. A submitter that was killed (SIGKILL, a crash, a node that went down) cannot,
-so the next map, and ``gridmap clean``, remove the directories whose submitter ran on
-this host and is gone. A directory is never removed while its submitter lives, nor
-for a submitter on another host, whose life cannot be checked from here.
+logs, its journal) and records there which process submitted the map: its host, pid
+and start time (:mod:`gridmap_core.journal.submitter`).
 
-"This host" is not told by the host name alone: hosts that share temp_dir may have
-the same name (cloned login nodes, containers named ``localhost``). The record also
-holds the kernel's boot id and the process-id namespace, where the system has them;
-a submitter is checked here only when all three are this process's own.
+A map with a journal keeps its directory after it ends, for ``gridmap status`` and
+``logs``, for MAP_KEEP_TIME; a map whose submitter was killed can be taken on by
+``gridmap attach`` for MONITOR_GRACE, and is abandoned after. The next map, and
+``gridmap clean``, remove these directories once their time is up, by the rules of
+:func:`gridmap_core.journal.catalog.judge`: never while the submitter or a monitor
+lives, nor while the map can still be attached.
+
+A directory without a journal (a map of an older gridmap) is removed when its map
+ended without cleaning up: its record says it ran on this host and its submitting
+process is gone. It is never removed while its submitter lives, nor for a submitter
+on another host, whose life cannot be checked from here.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import shutil
-import socket
+import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
+from gridmap_core.journal.catalog import LOGS, MapSummary, Verdict, judge, summary
+from gridmap_core.journal.submitter import (
+    PREFIX,
+    SUBMITTER,
+    Session,
+    lives,
+    machine,
+    mark_ended,
+    read_session,
+    record_submitter,
+    session_directories,
+)
 
 __all__ = [
     "PREFIX",
+    "SUBMITTER",
     "Session",
     "abandoned",
+    "clean",
+    "machine",
     "mark_ended",
     "record_submitter",
     "remove_abandoned",
@@ -38,136 +52,17 @@ __all__ = [
 ]
 logger = logging.getLogger(__name__)
 
-PREFIX = "gridmap-"
-SUBMITTER = "submitter.json"
-# Process start times are read from /proc in clock ticks: a recorded one and a fresh
-# reading of the same process agree to well within this many seconds.
-_SAME_START = 1.0
-
-
-def _start_time(pid: int) -> float | None:
-    try:
-        return float(psutil.Process(pid).create_time())
-    except psutil.Error:
-        return None
-
-
-def _write(directory: Path, record: dict[str, object]) -> None:
-    """Write the submitter record whole or not at all (a reader never sees half)."""
-    temporary = directory / f".{SUBMITTER}.tmp"
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        json.dump(record, handle)
-    os.replace(temporary, directory / SUBMITTER)
-
-
-def _read_text(path: str) -> str:
-    try:
-        with open(path, encoding="ascii") as handle:
-            return handle.read().strip()
-    except (OSError, ValueError):
-        return ""
-
-
-def _pid_space() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def machine() -> dict[str, str]:
-    """What tells this process's machine and process ids apart from another's with
-    the same host name: the kernel's boot id and the pid namespace ("" for either
-    where the system does not say)."""
-    return {"boot": _read_text("/proc/sys/kernel/random/boot_id"), "pids": _pid_space()}
-
-
-def record_submitter(directory: Path) -> None:
-    """Record that this process, on this host, submits the map of ``directory``."""
-    pid = os.getpid()
-    _write(directory, {"host": socket.gethostname(), **machine(), "pid": pid,
-                       "started": _start_time(pid), "ended": False})
-
-
-def mark_ended(directory: Path) -> None:
-    """The map of ``directory`` ended and keeps its logs there: not abandoned."""
-    path = directory / SUBMITTER
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        record = {}
-    _write(directory, {**record, "ended": True})
-
-
-@dataclass(frozen=True)
-class Session:
-    """A session directory found in a temp_dir, and what its record says."""
-
-    path: Path
-    host: str = ""
-    pid: int = 0
-    started: float | None = None
-    ended: bool = False
-    recorded: bool = True  # False: no readable record (an older gridmap, or one
-    # being made right now)
-    boot: str = ""  # the submitter's kernel boot id and pid namespace ("": not
-    pids: str = ""  # recorded, by an older gridmap or a system without them)
-
-    @property
-    def here(self) -> bool:
-        """Whether its submitter ran on this machine, among these process ids."""
-        if self.host != socket.gethostname():
-            return False
-        mine = machine()
-        return all(not theirs or theirs == mine[name]
-                   for name, theirs in (("boot", self.boot), ("pids", self.pids)))
-
-
-def _read(path: Path) -> Session:
-    try:
-        record = json.loads((path / SUBMITTER).read_text(encoding="utf-8"))
-        started = record.get("started")
-        return Session(path, str(record["host"]), int(record["pid"]),
-                       float(started) if started is not None else None,
-                       bool(record.get("ended")), boot=str(record.get("boot") or ""),
-                       pids=str(record.get("pids") or ""))
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return Session(path, recorded=False)
-
 
 def sessions_in(root: str | Path) -> list[Session]:
     """This user's session directories in ``root`` (none if it cannot be listed)."""
-    found = []
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return []
-    for entry in entries:
-        if not entry.name.startswith(PREFIX):
-            continue
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        # Only real directories of this user: never through a link, never another's.
-        if entry.is_dir(follow_symlinks=False) and info.st_uid == os.getuid():
-            found.append(_read(Path(entry.path)))
-    return found
+    return [read_session(path) for path in session_directories(root)]
 
 
 def abandoned(session: Session) -> bool:
-    """Whether the map of ``session`` is over without having cleaned up: its record
-    says it runs, on this host, and its submitting process is gone."""
-    if not session.recorded or session.ended or not session.here:
-        return False
-    if session.pid == os.getpid():
-        return False
-    started = _start_time(session.pid)
-    if started is None:
-        return not psutil.pid_exists(session.pid)  # gone, or not ours to look at
-    # The pid lives, but another process may have taken it since.
-    return session.started is not None and abs(started - session.started) > _SAME_START
+    """Whether the map of ``session`` (one without a journal) is over without having
+    cleaned up: its record says it runs, on this host, and its submitting process is
+    gone."""
+    return session.recorded and not session.ended and lives(session) is False
 
 
 def remove(sessions: Iterable[Session]) -> list[Path]:
@@ -180,27 +75,76 @@ def remove(sessions: Iterable[Session]) -> list[Path]:
     return removed
 
 
-def remove_abandoned(root: str | Path) -> list[Path]:
-    """Remove the session directories in ``root`` whose map was abandoned."""
-    return remove(session for session in sessions_in(root) if abandoned(session))
+def _settings(keep: float | None, grace: float | None) -> tuple[float, float]:
+    if keep is None or grace is None:
+        from gridmap_core.model.config import load_settings
+
+        settings = load_settings()
+        keep = settings["MAP_KEEP_TIME"] if keep is None else keep
+        grace = settings["MONITOR_GRACE"] if grace is None else grace
+    return float(keep), float(grace)
 
 
-def clean(roots: Iterable[str | Path], *, logs: bool = False, dry_run: bool = False
-          ) -> list[str]:
+def _verdicts(root: Path, keep: float, grace: float, now: float
+              ) -> Iterable[tuple[Session, MapSummary | None, Verdict | None]]:
+    """Each session directory of ``root``, its map (None: it has no journal), and
+    what becomes of it (None: by the rules of directories without a journal)."""
+    for session in sessions_in(root):
+        found = summary(session.path, now=now)
+        yield session, found, None if found is None else judge(found, keep=keep,
+                                                                grace=grace, now=now)
+
+
+def remove_abandoned(root: str | Path, *, keep: float | None = None,
+                     grace: float | None = None) -> list[Path]:
+    """Remove the session directories in ``root`` whose time is up: maps ended or
+    abandoned more than ``keep`` (MAP_KEEP_TIME) seconds ago, no one having served
+    them for ``grace`` (MONITOR_GRACE) seconds; and those without a journal whose
+    submitter on this host is gone."""
+    keep, grace = _settings(keep, grace)
+    going = [session for session, _, verdict in _verdicts(Path(root), keep, grace, time.time())
+             if (verdict.remove if verdict is not None else abandoned(session))]
+    return remove(going)
+
+
+_LEFT = {
+    "live": "of maps whose submitter or monitor lives",
+    "attachable": "of maps whose submitter is gone that gridmap attach can take on",
+    "kept": "of ended or abandoned maps, kept for MAP_KEEP_TIME",
+    "elsewhere": "of maps submitted from other hosts",
+    "damaged": "of maps whose journal cannot be read (gridmap status says what is left)",
+    "running": "of running maps",
+    "ended": "of ended maps, kept for their logs (--logs removes them)",
+    "unrecorded": "with no submitter recorded (an older gridmap's, or being made)",
+}
+
+
+def clean(roots: Iterable[str | Path], *, logs: bool = False, dry_run: bool = False,
+          keep: float | None = None, grace: float | None = None) -> list[str]:
     """What ``gridmap clean`` does in these temp_dirs: remove the session directories
-    of abandoned maps, and with ``logs`` those of ended maps kept for their logs.
-    Returns the lines to print."""
+    whose time is up (see :func:`remove_abandoned`), and with ``logs`` the logs that
+    maps ended before their time kept. Returns the lines to print."""
+    keep, grace = _settings(keep, grace)
+    now = time.time()
     lines = []
-    left = {"running": 0, "elsewhere": 0, "unrecorded": 0, "kept": 0}
+    left = dict.fromkeys(_LEFT, 0)
     verb = "would remove" if dry_run else "removed"
     for root in dict.fromkeys(Path(r).expanduser() for r in roots):
-        for session in sessions_in(root):
-            if abandoned(session):
+        for session, found, verdict in _verdicts(root, keep, grace, now):
+            if verdict is not None and found is not None:
+                if not verdict.remove:
+                    left[verdict.kind] += 1
+                    if logs and found.state in ("succeeded", "failed", "cancelled") \
+                            and verdict.kind == "kept" and (session.path / LOGS).is_dir():
+                        lines.append(_remove_logs(session.path / LOGS, verb, dry_run))
+                    continue
+                why = verdict.why
+            elif abandoned(session):
                 why = f"its submitter, pid {session.pid} on {session.host}, is gone"
             elif logs and session.ended:
                 why = "its map ended; these are the logs it kept"
             else:
-                left["unrecorded" if not session.recorded else "kept" if session.ended
+                left["unrecorded" if not session.recorded else "ended" if session.ended
                      else "elsewhere" if not session.here
                      else "running"] += 1
                 continue
@@ -208,10 +152,16 @@ def clean(roots: Iterable[str | Path], *, logs: bool = False, dry_run: bool = Fa
                 lines.append(f"{verb} {session.path} ({why})")
             else:
                 lines.append(f"could not remove {session.path} ({why})")
-    words = {"running": "of running maps", "elsewhere": "of maps submitted from other hosts",
-             "kept": "of ended maps, kept for their logs (--logs removes them)",
-             "unrecorded": "with no submitter recorded (an older gridmap's, or being made)"}
-    kept = [f"{count} {words[kind]}" for kind, count in left.items() if count]
+    kept = [f"{count} {_LEFT[kind]}" for kind, count in left.items() if count]
     lines.append(f"{sum(left.values())} session directories left"
                  + (f": {'; '.join(kept)}" if kept else ""))
     return lines
+
+
+def _remove_logs(folder: Path, verb: str, dry_run: bool) -> str:
+    why = "the logs of an ended map; its journal stays for MAP_KEEP_TIME"
+    if not dry_run:
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            return f"could not remove {folder} ({why})"
+    return f"{verb} {folder} ({why})"

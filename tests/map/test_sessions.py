@@ -19,6 +19,7 @@ import pytest
 
 from gridmap_core import Job
 from gridmap_core.cli import main as gridmap
+from gridmap_core.journal.store import JOURNAL
 from gridmap_core.map.sessions import SUBMITTER, mark_ended, record_submitter
 from tests import PROJECT_ROOT
 from tests.support import monitored
@@ -49,7 +50,8 @@ def _fake_session(root: Path, name: str, **record: object) -> Path:
     return path
 
 
-def test_the_next_map_removes_the_session_of_a_killed_submitter(tmp_path: Path) -> None:
+def test_the_next_map_keeps_a_killed_submitters_map_while_it_can_be_attached(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     started = tmp_path / "started"
     script = tmp_path / "submit.py"
     script.write_text(textwrap.dedent(f"""
@@ -72,12 +74,23 @@ def test_the_next_map_removes_the_session_of_a_killed_submitter(tmp_path: Path) 
         process.wait()
     (left,) = _sessions(tmp_path)
     assert (left / "key").exists() and (left / SUBMITTER).exists()
+    assert (left / JOURNAL).exists()
+    # The next map's own directory goes as it ends.
+    monkeypatch.setenv("GRIDMAP_MAP_KEEP_TIME", "0")
+    monkeypatch.setenv("GRIDMAP_MONITOR_GRACE", "600")
+    with runner_executor({"DEFAULT_TEMP_DIR": str(tmp_path)}) as executor:
+        assert list(executor.map(monitored.sleep_for, [0])) == [0]
+    assert _sessions(tmp_path) == [left]  # gridmap attach can still take it on
+    # Past MONITOR_GRACE the map is abandoned, and past MAP_KEEP_TIME (0) it goes.
+    monkeypatch.setenv("GRIDMAP_MONITOR_GRACE", "0.001")
     with runner_executor({"DEFAULT_TEMP_DIR": str(tmp_path)}) as executor:
         assert list(executor.map(monitored.sleep_for, [0])) == [0]
     assert _sessions(tmp_path) == []
 
 
-def test_sessions_of_running_maps_other_hosts_and_kept_logs_stay(tmp_path: Path) -> None:
+def test_sessions_of_running_maps_other_hosts_and_kept_logs_stay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GRIDMAP_MAP_KEEP_TIME", "0")  # the map's own directory goes
     alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         start = psutil.Process(alive.pid).create_time()
