@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from gridmap_core.journal.store import JOURNAL, JournalError
+from gridmap_core.model.config import ConfigError
 from gridmap_core.watching.journal_html import error_page, job_page, map_page
 from gridmap_core.watching.journal_view import (
     STATES,
@@ -56,6 +57,7 @@ logger = logging.getLogger(__name__)
 
 STATIC = {"status.css": "text/css", "journal.css": "text/css",
           "journal.js": "text/javascript"}
+DEFAULT_ADDRESS = "127.0.0.1:0"
 REFUSED = (b"403 refused: this page needs the token printed with its address when "
            b"`gridmap watch` started (?token=...)\n")
 
@@ -70,12 +72,18 @@ class JournalPage:
     """The page of the map whose session directory is ``directory``, served at
     ``address`` from :meth:`start` until :meth:`close`."""
 
-    def __init__(self, directory: str | Path, address: str = "127.0.0.1:0", *,
+    def __init__(self, directory: str | Path, address: str | None = None, *,
                  token: str | None = None) -> None:
         self.directory = Path(directory)
         self.reader = JournalReader(self.directory)
         self.token = token or secrets.token_urlsafe(18)
-        self.host, self._port = parse_address(address)
+        address = address or DEFAULT_ADDRESS
+        try:
+            self.host, self._port = parse_address(address)
+        except ValueError:
+            raise ValueError(f"the page's address {address!r} is not host:port (e.g. "
+                             f"{DEFAULT_ADDRESS} for any free port on this machine only)"
+                             ) from None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -136,12 +144,14 @@ class JournalPage:
         self.close()
 
 
-def watch(directory: Path, *, address: str = "127.0.0.1:0") -> None:
+def watch(directory: Path, *, address: str | None = DEFAULT_ADDRESS) -> None:
     """Serve the page of the map in session directory ``directory`` until Ctrl-C or
-    SIGTERM, having printed its address (token included) on stdout.
+    SIGTERM, having printed its address (token included) on stdout. ``address`` is
+    ``host:port`` (None: 127.0.0.1 and any free port).
 
-    JournalError when the directory holds no journal; a journal that cannot be read
-    later (damaged, removed) is said on the page, which tries again at each request.
+    JournalError when the directory holds no journal, ConfigError when the address is
+    not ``host:port`` or cannot be listened on; a journal that cannot be read later
+    (damaged, removed) is said on the page, which tries again at each request.
     """
     directory = Path(directory)
     if not (directory / JOURNAL).is_file():
@@ -154,7 +164,12 @@ def watch(directory: Path, *, address: str = "127.0.0.1:0") -> None:
         def on_term(signum: int, frame: FrameType | None) -> None:
             stop.set()
         previous = signal.signal(signal.SIGTERM, on_term)
-    page = JournalPage(directory, address).start()
+    try:
+        page = JournalPage(directory, address).start()
+    except (ValueError, OSError) as error:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        raise ConfigError(str(error)) from None
     try:
         name = _name_of(page)
         print(f"gridmap: status page of {name}: {page.url}", flush=True)

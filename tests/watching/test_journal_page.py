@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -249,11 +252,18 @@ def test_a_damaged_journal_is_an_error_page_naming_the_file(tmp_path: Path) -> N
         assert str(directory / JOURNAL).encode() in html
 
 
-def test_watch_needs_a_journal(tmp_path: Path) -> None:
+def test_watch_needs_a_journal_and_an_address_it_can_use(tmp_path: Path) -> None:
     from gridmap_core.journal.store import JournalError
+    from gridmap_core.model.config import ConfigError
 
     with pytest.raises(JournalError, match=re.escape(str(tmp_path / JOURNAL))):
         watch(tmp_path)
+    directory = synthetic_map(tmp_path / "gridmap-0123456789ab", 1)
+    with pytest.raises(ConfigError, match="'nowhere' is not host:port"):
+        watch(directory, address="nowhere")
+    with JournalPage(directory) as taken, pytest.raises(
+            ConfigError, match=f"cannot listen on 127.0.0.1:{taken.port}"):
+        watch(directory, address=f"127.0.0.1:{taken.port}")
 
 
 def test_the_journal_is_only_read(tmp_path: Path) -> None:
@@ -268,3 +278,28 @@ def test_the_journal_is_only_read(tmp_path: Path) -> None:
         row = journal.tasks()[1]
         assert "Boom: job 1 was told to fail" in error_of(journal, row)
     assert (directory / JOURNAL).read_bytes() == before
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_watch_prints_its_address_and_serves_until_stopped(tmp_path: Path,
+                                                         stop: signal.Signals) -> None:
+    directory = synthetic_map(tmp_path / "gridmap-0123456789ab", 3, name="watched")
+    program = ("import sys; from pathlib import Path; "
+               "from gridmap_core.watching.journal_page import watch; watch(Path(sys.argv[1]))")
+    process = subprocess.Popen([sys.executable, "-c", program, str(directory)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.fullmatch(r"gridmap: status page of watched: "
+                             r"(http://127\.0\.0\.1:\d+/\?token=[\w-]+)\n", line)
+        assert found, line
+        with urllib.request.urlopen(found.group(1), timeout=10) as answer:
+            assert answer.status == 200 and b"watched" in answer.read()
+        process.send_signal(stop)
+        assert process.wait(timeout=20) == 0
+        assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
