@@ -7,10 +7,14 @@ import argparse
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from gridmap_core import __version__
 from gridmap_core.doctor import checks as doctor
+from gridmap_core.errors import GridMapError
 from gridmap_core.face.executor import GridMapExecutor
 from gridmap_core.model.config import (
     SETTINGS,
@@ -189,18 +193,258 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _clean(args: argparse.Namespace) -> int:
-    import tempfile
+def _roots(args: argparse.Namespace) -> list[Path]:
+    from gridmap_core.journal.catalog import default_roots
 
+    return [Path(args.temp_dir).expanduser()] if args.temp_dir else default_roots()
+
+
+def _clean(args: argparse.Namespace) -> int:
     from gridmap_core.map.sessions import clean
 
-    # The local backend keeps its sessions in the system's temp dir when temp_dir is
-    # missing, so both are looked at.
-    roots = [args.temp_dir] if args.temp_dir else [
-        load_settings()["DEFAULT_TEMP_DIR"], tempfile.gettempdir()]
-    for line in clean(roots, logs=args.logs, dry_run=args.dry_run):
+    settings = load_settings()
+    for line in clean(_roots(args), logs=args.logs, dry_run=args.dry_run,
+                      keep=settings["MAP_KEEP_TIME"], grace=settings["MONITOR_GRACE"]):
         print(line)
     return 0
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    minutes, hours, days = int(seconds // 60), int(seconds // 3600), int(seconds // 86400)
+    if days:
+        return f"{days}d {hours - 24 * days}h"
+    if hours:
+        return f"{hours}h {minutes - 60 * hours}m"
+    return f"{minutes}m" if minutes else f"{int(seconds)}s"
+
+
+_ALIVE = {True: "submitter alive", False: "submitter gone", None: "submitter unknown"}
+
+
+def _map_key(args: argparse.Namespace) -> Path:
+    """The session directory of the map the command names (MapNotFound if none)."""
+    from gridmap_core.journal.catalog import resolve
+
+    return resolve(args.map, _roots(args) if args.temp_dir else None,
+                   tell=lambda text: print(f"gridmap: {text}", file=sys.stderr))
+
+
+def _files_lines(files: dict[str, Any]) -> list[str]:
+    """What a session directory holds, for a map whose journal cannot be read."""
+    monitor = files.get("monitor")
+    mark = f"; marked {files['mark']}" if files.get("mark") else ""
+    return [f"files: {', '.join(files['files']) or 'none'}",
+            f"{_ALIVE[files.get('submitter_alive')]}{mark}",
+            f"result files: {files['result_files']}, log files: {files['log_files']}, "
+            f"scheduler jobs launched: {files['launched_jobs']}",
+            "monitor: " + ("none recorded" if not monitor else
+                           f"{monitor['transport']} {monitor['address']} (pid "
+                           f"{monitor['pid']} on {monitor['host']}), last touched "
+                           f"{_age(time.time() - monitor['touched'])} ago")]
+
+
+def _maps(args: argparse.Namespace) -> int:
+    from gridmap_core.journal.catalog import maps
+
+    roots = _roots(args)
+    found = maps(roots)
+    if args.json:
+        print(json.dumps([one.as_json() for one in found], indent=2))
+        return 0
+    if not found:
+        print(f"no maps in {', '.join(str(root) for root in roots)}")
+        return 0
+    rows = [(one.id, one.name, one.state, _age(one.age), one.backend, _ALIVE[one.alive],
+             one.counts_text()) for one in found]
+    widths = [max(len(row[column]) for row in rows) for column in range(6)]
+    for one, row in zip(found, rows, strict=True):
+        print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=False))
+              + f"  {row[6]}")
+        if one.problem:
+            print(f"    {one.problem}")
+            print(f"    {_files_lines(one.files)[0]}")
+    return 0
+
+
+def _failure_json(task: Any) -> dict[str, Any]:
+    return {"position": task.position, "name": task.name, "state": task.state,
+            "cause": task.cause, "kind": task.kind, "host": task.host,
+            "attempts": task.attempt + 1, "job_id": task.job_id}
+
+
+def _status(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from gridmap_core.journal.catalog import DAMAGED, session_files, summary
+    from gridmap_core.journal.store import Journal, JournalError
+
+    directory = _map_key(args)
+    found = summary(directory)
+    problem = found.problem if found else None
+    failures: list[Any] = []
+    if found is not None and found.state != DAMAGED:
+        try:
+            with contextlib.closing(Journal.open(directory)) as journal:
+                failures = journal.tasks(("dead", "failed"), failures_first=True)
+        except JournalError as error:
+            problem = str(error)
+    if found is None or problem:
+        return _status_damaged(directory, problem or "no journal", session_files(directory),
+                               args.json)
+    if args.json:
+        print(json.dumps({**found.as_json(), "failures": [_failure_json(task)
+                                                         for task in failures]}, indent=2))
+        return 0
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.created or 0))
+    total = sum(found.counts.values())
+    print(f"map {found.id} ({found.name}): {found.state}, backend {found.backend}, "
+          f"started {when} ({_age(found.age)} ago) on {found.host}")
+    print(f"directory: {directory}; {_ALIVE[found.alive]}"
+          + (f"; marked {found.mark}" if found.mark else ""))
+    print(f"{total} job{'' if total == 1 else 's'}: {found.counts_text()}")
+    shown = failures if args.all else failures[:_SHOWN_FAILURES]
+    if shown:
+        print("failed and dead jobs (position, name, state, attempts, host: cause):")
+    for task in shown:
+        cause = (task.cause or ("the job raised; `gridmap logs` shows its output"
+                                if task.state == "failed" else "not recorded"))
+        print(f"  {task.position}  {task.name}  {task.state}  {task.attempt + 1} "
+              f"attempt{'s' if task.attempt else ''}  {task.host or '?'}: "
+              + cause.replace("\n", "\n      "))
+    if len(failures) > len(shown):
+        print(f"  ... and {len(failures) - len(shown)} more (--all lists them)")
+    return 0
+
+
+# Failed jobs ``gridmap status`` lists without --all.
+_SHOWN_FAILURES = 50
+
+
+def _status_damaged(directory: Path, problem: str, files: dict[str, Any], as_json: bool
+                    ) -> int:
+    print(f"gridmap: {problem}", file=sys.stderr)
+    if as_json:
+        print(json.dumps({"directory": str(directory), "problem": problem, **files},
+                         indent=2))
+        return 1
+    print(f"map in {directory}: its journal cannot be read; what the directory holds:")
+    for line in _files_lines(files):
+        print(f"  {line}")
+    return 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from gridmap_core.journal.control import log_files
+    from gridmap_core.journal.store import Journal
+
+    directory = _map_key(args)
+    with contextlib.closing(Journal.open(directory)) as journal:
+        task = journal.task(args.job)
+        total = sum(journal.counts().values())
+    if task is None:
+        print(f"gridmap: map {directory} has no job {args.job!r}: give its position in "
+              f"the map (0 to {total - 1}) or its name", file=sys.stderr)
+        return 1
+    found = log_files(directory, task)
+    what = f"job {task.position} ({task.name}, task {task.id}, attempt {task.attempt}" \
+        + (f", scheduler job {task.job_id}" if task.job_id else "") + ")"
+    if not found:
+        print(f"gridmap: no logs of {what} in {directory / 'logs'}: "
+              + ("it has not started yet" if task.state == "queued" else
+                 "they were removed as the map ended (logs are kept when a job fails or "
+                 "asks for cleanup=False), or the node could not write them"),
+              file=sys.stderr)
+        return 1
+    for log in found:
+        stream = "stdout" if log.stream == "out" else "stderr"
+        print(f"==> {stream} of {what.split(', attempt')[0]}, attempt {log.attempt}): "
+              f"{log.path} <==", flush=True)
+        text = log.path.read_bytes().decode("utf-8", errors="replace")
+        sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+    if all(log.attempt != task.attempt for log in found):
+        print(f"(no logs of its last attempt, {task.attempt})")
+    return 0
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from gridmap_core.journal.control import cancel
+
+    lines, ok = cancel(_map_key(args))
+    for line in lines:
+        print(line)
+    return 0 if ok else 1
+
+
+def _attach(args: argparse.Namespace) -> int:
+    import importlib
+
+    from gridmap_core.model.job import JobException
+
+    # Loaded only when asked for: attaching starts a monitor, with all it needs.
+    attach = importlib.import_module("gridmap_core.face.attach").attach
+    try:
+        results = attach(args.map, force=args.force, temp_dir=args.temp_dir)
+    except JobException as error:
+        print(f"gridmap: {error}", file=sys.stderr)
+        return 1
+    print(f"map {args.map}: {len(results)} results, no failures")
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from gridmap_core.watching.journal_page import watch
+
+    watch(_map_key(args), address=args.address)
+    return 0
+
+
+def _temp_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--temp-dir", help="where to look (default: DEFAULT_TEMP_DIR and "
+                        "the system's temp dir)")
+
+
+def _map_commands(commands: Any) -> None:
+    """The commands that act on this user's maps, found by their journals."""
+    listing = commands.add_parser("maps", help="list this user's maps: id, name, state, "
+                                  "jobs per state, age, backend, submitter alive or gone")
+    _temp_dir_option(listing)
+    listing.add_argument("--json", action="store_true", help="print the maps as JSON")
+    listing.set_defaults(run=_maps)
+    key = "the map: its id, the start of its id, its name, or its session directory"
+    status = commands.add_parser("status", help="a map's jobs per state and its failed "
+                                 "and dead jobs with their causes")
+    status.add_argument("map", help=key)
+    _temp_dir_option(status)
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.add_argument("--all", action="store_true",
+                        help=f"list every failed job (default: the first {_SHOWN_FAILURES})")
+    status.set_defaults(run=_status)
+    logs = commands.add_parser("logs", help="print a job's stdout and stderr logs")
+    logs.add_argument("map", help=key)
+    logs.add_argument("job", help="the job: its position in the map (from 0) or its name")
+    _temp_dir_option(logs)
+    logs.set_defaults(run=_logs)
+    stop = commands.add_parser("cancel", help="cancel a map: its scheduler jobs, and the "
+                               "map itself")
+    stop.add_argument("map", help=key)
+    _temp_dir_option(stop)
+    stop.set_defaults(run=_cancel)
+    attach = commands.add_parser("attach", help="take on a map whose submitter is gone: "
+                                 "serve its jobs until it ends, and print its results' count")
+    attach.add_argument("map", help=key)
+    attach.add_argument("--force", action="store_true",
+                        help="attach even though a monitor seems to serve the map")
+    _temp_dir_option(attach)
+    attach.set_defaults(run=_attach)
+    watch = commands.add_parser("watch", help="show a map's progress page, from its journal")
+    watch.add_argument("map", help=key)
+    watch.add_argument("--address", help="HOST:PORT the page listens on")
+    _temp_dir_option(watch)
+    watch.set_defaults(run=_watch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -225,21 +469,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("--json", action="store_true", help="print the checks as JSON")
     check.set_defaults(run=_doctor)
     tidy = commands.add_parser(
-        "clean", help="remove the session directories (key, logs) of maps whose submitting "
+        "clean", help="remove the session directories of maps that ended or were "
+        "abandoned more than MAP_KEEP_TIME ago, and of older maps whose submitting "
         "process on this host is gone"
     )
-    tidy.add_argument("--temp-dir", help="where to look (default: DEFAULT_TEMP_DIR and the "
-                      "system's temp dir)")
+    _temp_dir_option(tidy)
     tidy.add_argument("--logs", action="store_true",
                       help="also remove the logs that ended maps kept (failed jobs)")
     tidy.add_argument("--dry-run", action="store_true", help="only say what would go")
     tidy.set_defaults(run=_clean)
+    _map_commands(commands)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))
     except ConfigError as error:
         print(f"gridmap: configuration error: {error}", file=sys.stderr)
         return 2
+    except GridMapError as error:  # a map not found, a journal that cannot be read
+        print(f"gridmap: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -102,6 +102,8 @@ class MapSummary:
 
     def counts_text(self) -> str:
         """"37 succeeded, 2 failed, 11 running" (each state that has jobs)."""
+        if self.state == DAMAGED:
+            return "jobs not known"
         told = [f"{self.counts[state]} {state}" for state in state_order(self.counts)
                  if self.counts[state]]
         return ", ".join(told) or "no jobs"
@@ -164,7 +166,8 @@ def session_files(directory: Path) -> dict[str, Any]:
     job_ids, _ = beacon.launched(directory)
     monitor = beacon.read_monitor(directory)
     return {"files": names, "result_files": count(RESULTS), "log_files": count(LOGS),
-            "launched_jobs": len(job_ids),
+            "launched_jobs": len(job_ids), "mark": beacon.end_mark(directory),
+            "submitter_alive": submitter_alive(directory),
             "monitor": None if monitor is None else
             {**monitor[0].__dict__, "touched": monitor[1] / 1e9}}
 
