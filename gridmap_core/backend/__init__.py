@@ -111,6 +111,9 @@ class SessionOptions:
     quiet: bool = True
     white_list: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The session directory of a map to take on again (``gridmap attach``): the
+    #: session serves that map, from its journal, instead of starting a new one.
+    resume: str | None = None
 
 
 @runtime_checkable

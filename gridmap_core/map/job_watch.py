@@ -108,6 +108,7 @@ class JobWatch:
             logger.warning("%s died: %s; resubmitting (%d of %d)", name, verdict.cause,
                            task.resubmits, self.max_resubmits)
             task.batch.sink.resubmitted(task.index, verdict.cause, verdict.kind)
+            self.table.record.resubmitted(task, verdict.cause, _kind(verdict))
             try:
                 self._relaunch(task)
             except Exception as error:
@@ -118,6 +119,7 @@ class JobWatch:
             return
         self.table.end(task)
         self.table.failures += 1
+        self.table.record.dead(task, verdict.cause, _kind(verdict))
         logger.warning("%s died: %s", name, verdict.cause)
         task.batch.sink.failed(task.index, failure_of(task, None, None, verdict.cause,
                                                       kind=verdict.kind))
@@ -149,9 +151,10 @@ class JobWatch:
                     continue
                 self.table.end(task)
                 self.table.failures += 1
-                task.batch.sink.failed(task.index, failure_of(
-                    task, None, None, f"{verdict.cause}; then could not be resubmitted: {error}",
-                    kind=verdict.kind))
+                cause = f"{verdict.cause}; then could not be resubmitted: {error}"
+                self.table.record.dead(task, cause, _kind(verdict))
+                task.batch.sink.failed(task.index, failure_of(task, None, None, cause,
+                                                              kind=verdict.kind))
 
     def poll(self) -> None:
         """Ask the scheduler about every live job, and apply what it says, now."""
@@ -351,3 +354,8 @@ class JobWatch:
         ids = self.table.pop_superseded()
         self.next_cancel = time.monotonic() + 0.5  # so a burst of takes is one call
         self.canceller.cancel(ids)
+
+
+def _kind(verdict: Verdict) -> str:
+    """A death's kind as the journal names it."""
+    return str(verdict.kind.value)

@@ -20,26 +20,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 import secrets
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gridmap_core.backend import Batch, JobSpec, SessionOptions
+from gridmap_core.backend import Batch, DeathKind, JobSpec, SessionOptions, Sink
 from gridmap_core.backend.scheduler import Launch, Scheduler, runner_prefix
+from gridmap_core.journal.store import Journal, MapRecord
 from gridmap_core.map.job_watch import STALL, JobWatch
-from gridmap_core.map.liveness import Limits
+from gridmap_core.map.journaling import MapJournal
+from gridmap_core.map.liveness import Limits, Verdict
+from gridmap_core.map.resume import deliver_ended, rebuild
 from gridmap_core.map.serving import Server
 from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
 from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
 from gridmap_core.map.shared_dir import check_shared
+from gridmap_core.map.tasks import ENDED, Task, TaskTable, failure_of
 
 # MAX_TRACK stays importable from here, where it was first defined.
 from gridmap_core.map.tasks import MAX_TRACK as MAX_TRACK
-from gridmap_core.map.tasks import TaskTable
+from gridmap_core.model.core_settings import SETTINGS
+from gridmap_core.model.node_imports import search_path
 from gridmap_core.model.serialization import dumps
 from gridmap_core.plugins.types import TransportSpec
 from gridmap_core.transports import (
@@ -50,7 +57,14 @@ from gridmap_core.transports import (
     transport_spec,
 )
 from gridmap_core.transports.advice import advice_for
-from gridmap_core.wire.protocol import Codec, ReplayGuard, new_key, write_key_file
+from gridmap_core.wire import beacon
+from gridmap_core.wire.protocol import (
+    Codec,
+    ReplayGuard,
+    new_key,
+    read_key_file,
+    write_key_file,
+)
 
 __all__ = ["MonitoredSession", "open_monitored"]
 logger = logging.getLogger(__name__)
@@ -85,7 +99,11 @@ class MonitoredSession:
         settings = options.settings
         self.scheduler = scheduler
         self.settings = settings
+        self.options = options
         self.map_id = f"map-{secrets.token_hex(8)}"
+        self.grace = float(settings["MONITOR_GRACE"])
+        self.keep_time = float(settings["MAP_KEEP_TIME"])
+        self.cancelled_by = ""  # why the map was cancelled from outside, if it was
         self.heartbeat_every = float(settings["HEARTBEAT_FREQUENCY"])
         self.check_every = float(settings["CHECK_FREQUENCY"])
         self.max_resubmits = int(settings["NUM_RESUBMITS"])
@@ -101,18 +119,22 @@ class MonitoredSession:
         spec = transport_spec(self.transport_name, "setting TRANSPORT")
         transport = load_transport(self.transport_name, "setting TRANSPORT", spec.factory)
         peers = _peers(scheduler)
-        # Before anything is made or submitted: a temp_dir only this host sees would
-        # fail every job at launch, on every node.
-        check_shared(work_dir, peers)
-        self._remove_abandoned(work_dir)
-        self.directory = self._make_directory(work_dir)
-        try:
-            key = self._open(transport, spec, settings, peers)
-        except BaseException:
-            # Nothing of a session that could not start stays on disk: no key, no
-            # directory.
-            shutil.rmtree(self.directory, ignore_errors=True)
-            raise
+        if options.resume:
+            self.directory = Path(options.resume)
+            key = self._open_again(transport, spec, settings, peers)
+        else:
+            # Before anything is made or submitted: a temp_dir only this host sees
+            # would fail every job at launch, on every node.
+            check_shared(work_dir, peers)
+            self._remove_abandoned(work_dir)
+            self.directory = self._make_directory(work_dir)
+            try:
+                key = self._open(transport, spec, settings, peers)
+            except BaseException:
+                # Nothing of a session that could not start stays on disk: no key, no
+                # directory.
+                shutil.rmtree(self.directory, ignore_errors=True)
+                raise
         self.codec = Codec(key, self.map_id)
         self.guard = ReplayGuard()
         # The runner imports the transport from where it was registered, without
@@ -126,12 +148,14 @@ class MonitoredSession:
             "--key-file", self.key_file,
             "--heartbeat", f"{self.heartbeat_every:g}",
             "--give-up", f"{self.limits.max_silence:g}",
+            "--grace", f"{self.grace:g}",
         ]
         self._keep_logs = False  # a job asked for cleanup=False
         self.reuse_runners = bool(settings["REUSE_RUNNERS"])
         # The submitting thread fills the table; the monitor's thread, alone, serves
         # the runners and watches the jobs, each part moving the table's tasks on.
         self._table = TaskTable(self.guard, reuse_runners=self.reuse_runners)
+        self._table.record = self.record
         self._watch = JobWatch(self._table, scheduler, self.limits, address=self.address,
                                max_resubmits=self.max_resubmits, launch=self._launch,
                                unheard=self._tell_unheard)
@@ -142,7 +166,8 @@ class MonitoredSession:
         self._thread = threading.Thread(target=self._serve, name=f"gridmap-{name}",
                                         daemon=True)
         try:
-            self._thread.start()
+            if not options.resume:
+                self._thread.start()
         except BaseException:
             self.endpoint.close()
             shutil.rmtree(self.directory, ignore_errors=True)
@@ -163,12 +188,52 @@ class MonitoredSession:
         os.mkdir(self.log_dir, 0o700)
         key = new_key()
         self.key_file = str(write_key_file(self.directory / "key", key))
+        self._new_journal(str(self.directory.parent))
         self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings,
                                                                    peers))
         self.address = self.endpoint.address
+        self._announce()
         logger.debug("runners reach the monitor at %s (the scheduler's nodes: %s)",
                      self.address, ", ".join(peers) or "not known")
         return key
+
+    def _open_again(self, transport: Transport, spec: TransportSpec, settings: Any,
+                    peers: Sequence[str]) -> bytes:
+        """Take on the map of the session directory :attr:`directory` (``gridmap
+        attach``): its id, key, logs and journal, with a new endpoint; the map's key."""
+        journal = Journal.open(self.directory, readonly=False)
+        self.map_id = journal.map_record().id
+        self.journal = journal
+        self.record = MapJournal(journal, self.directory, _cancel_command(self.scheduler))
+        self.log_dir = str(self.directory / "logs")
+        self.key_file = str(self.directory / "key")
+        key = read_key_file(self.key_file)
+        record_submitter(self.directory)  # this process serves the map now
+        self.endpoint = transport.serve(spec.options_for(self.directory, settings, peers))
+        self.address = self.endpoint.address
+        self._announce()
+        journal.set_state("running")
+        return key
+
+    def _new_journal(self, work_dir: str) -> None:
+        settings = self.settings
+        values = {name: settings[name] for name, setting in SETTINGS.items()
+                  if not setting.secret}
+        backend = str(settings.section or settings["BACKEND"] or "")
+        self.journal = Journal.create(
+            self.directory,
+            MapRecord(self.map_id, "", backend, time.time(), socket.gethostname(),
+                      os.getpid(), str(Path(work_dir).expanduser().absolute()), "running",
+                      None, values),
+            session=pickle.dumps(self.options), search_path=search_path())
+        self.record = MapJournal(self.journal, self.directory,
+                                 _cancel_command(self.scheduler))
+
+    def _announce(self) -> None:
+        """Tell the runners, through the session directory, where this monitor is."""
+        beacon.write_monitor(self.directory, beacon.MonitorRecord(
+            self.transport_name, self.address, socket.gethostname(), os.getpid(),
+            time.time()))
 
     def _tell_unheard(self, jobs: int, seconds: float) -> None:
         """No runner has reached the monitor, though the scheduler runs jobs: say what
@@ -226,13 +291,51 @@ class MonitoredSession:
         if spec.key not in self._table.functions:
             self._table.functions[spec.key] = dumps(spec.function)
         tasks = self._table.add(batch, indices)
+        self.record.added(batch, tasks, self._table.functions[spec.key])
         first = tasks[0].id
         try:
             ids = self.scheduler.launch(self._launch(spec, range(first, first + len(tasks)), 0))
         except BaseException:
             self._table.discard(tasks)
+            self.record.cancelled(tasks)
             raise
         self._table.launched(tasks, ids)
+
+    def take_on(self, sink: Sink) -> list[str]:
+        """Serve the map of a resumed session (``options.resume``): tell ``sink``, by
+        the jobs' places in the map, of those that ended before, and go on with the
+        rest as their monitor would have; the jobs' names, in the map's order."""
+        rebuilt = rebuild(self.journal, sink)
+        self._table.functions.update(rebuilt.functions)
+        self._table.adopt(rebuilt.live, [row.id for row in rebuilt.ended])
+        for task_id, attempt in deliver_ended(self.journal, rebuilt, sink):
+            self._server.accepted_before(task_id, attempt)
+        self._table.failures += sum(row.state in ("failed", "dead", "cancelled")
+                                    for row in rebuilt.ended)
+        known = [task for task in rebuilt.live if task.job_id]
+        adopt = getattr(self.scheduler, "adopt", None)
+        if known and adopt is not None:
+            adopt([task.job_id for task in known])
+        elif known:  # jobs this scheduler cannot follow: run them again
+            for task in known:
+                self._watch.died(task, Verdict(
+                    "its scheduler job could not be followed by the monitor that took the "
+                    "map on", kind=DeathKind.VANISHED))
+        for task in rebuilt.live:
+            if not task.job_id and task.state != ENDED:
+                ids = self.scheduler.launch(self._launch(task.batch.spec, [task.id],
+                                                         task.attempt))
+                self._table.launched([task], ids)
+        # Runners that gave the map up cancelled its jobs: those launched from now on
+        # must not read that as their end.
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.directory / beacon.ABANDONED)
+        logger.info("took on map %s: %d of %d jobs had ended; %d go on (%d of them to "
+                    "launch)", self.map_id, len(rebuilt.ended), rebuilt.size,
+                    len(rebuilt.live), len(rebuilt.live) - len(known))
+        self._thread.start()
+        self.poll_soon()
+        return rebuilt.names
 
     def _launch(self, spec: JobSpec, tasks: Sequence[int], attempt: int) -> Launch:
         return Launch(spec=spec, tasks=tasks, attempt=attempt, log_dir=self.log_dir,
@@ -255,30 +358,77 @@ class MonitoredSession:
         # Cancels still under way or refused (the scheduler was away) are made here,
         # with the live jobs': nothing may outlive the session, cancelled or not.
         live = self._table.job_ids() + self._watch.canceller.close(CANCEL_GRACE)
+        unfinished = self._table.snapshot()
+        self.record.cancelled(unfinished)
         try:
             if live:
                 self.scheduler.cancel(live)
         finally:
             self.endpoint.close()
             self.scheduler.close()
+            self._end_journal(bool(unfinished))
             self._clean_up()
 
+    def _end_journal(self, unfinished: bool) -> None:
+        """Record how the map ended, and tell runners still about that it has."""
+        state = ("cancelled" if unfinished or self.cancelled_by
+                 else "failed" if self._table.failures else "succeeded")
+        with contextlib.suppress(OSError):
+            beacon.mark(self.directory, beacon.ENDED, f"the map has {state}")
+        if self.record.broken is None:
+            try:
+                self.journal.set_state(state)
+            except Exception as error:  # said once already, if the journal broke
+                logger.debug("could not record the map's end: %s", error)
+        self.journal.close()
+
     def _clean_up(self) -> None:
-        """Remove the key, and the logs unless a job failed or asked to keep them."""
+        """Remove the key and the results; the logs too unless a job failed or asked
+        to keep them; and the journal unless MAP_KEEP_TIME keeps it."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.key_file)
+        shutil.rmtree(self.directory / "results", ignore_errors=True)
         failures = self._table.failures
-        if failures or self._keep_logs:
-            mark_ended(self.directory)  # kept on purpose, not abandoned
+        keep_logs = bool(failures or self._keep_logs)
+        if keep_logs:
             if failures:  # the place to look for why they failed
                 logger.warning("%d %s failed; the jobs' logs are kept in %s", failures,
                                "job" if failures == 1 else "jobs", self.log_dir)
             else:
                 logger.info("job logs are kept in %s", self.log_dir)
+        if keep_logs or self.keep_time > 0:
+            mark_ended(self.directory)  # kept on purpose, not abandoned
+            if not keep_logs:
+                shutil.rmtree(self.log_dir, ignore_errors=True)
         else:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     # -- the monitor's thread ------------------------------------------------------
+
+    def _tend_session(self) -> None:
+        """Once a second: show the runners this monitor lives, write the journal's
+        gathered changes, and end the map if ``gridmap cancel`` said so."""
+        beacon.touch_monitor(self.directory)
+        self.record.flush()
+        if not self.cancelled_by and beacon.end_mark(self.directory) == beacon.CANCELLED:
+            self.cancelled_by = "the map was cancelled (gridmap cancel)"
+            logger.warning("%s: its %d unfinished jobs are cancelled", self.cancelled_by,
+                           len(self._table.live))
+            self._cancel_all(self.cancelled_by)
+
+    def _cancel_all(self, cause: str) -> None:
+        """End every unfinished job as cancelled, for ``cause``, and cancel its
+        scheduler job."""
+        tasks: list[Task] = self._table.snapshot()
+        ids = self._table.job_ids()
+        self.record.cancelled(tasks)
+        for task in tasks:
+            self._table.end(task)
+            self._table.failures += 1
+            task.batch.sink.failed(task.index, failure_of(task, None, None, cause,
+                                                          kind=DeathKind.CANCELLED))
+        if ids:
+            self._watch.canceller.cancel(ids)
 
     def _serve(self) -> None:
         next_poll = time.monotonic() + self.check_every
@@ -300,6 +450,7 @@ class MonitoredSession:
                 if now >= next_sweep:
                     self._watch.sweep(now)
                     next_sweep = now + 1.0
+                    self._tend_session()
                 if self._table.superseded and now >= self._watch.next_cancel:
                     self._watch.cancel_superseded()
             except TransportError as error:
@@ -309,6 +460,17 @@ class MonitoredSession:
                 time.sleep(_TICK)
             except Exception:  # the loop must survive anything, or every job would hang
                 logger.exception("monitor error (the monitor keeps serving)")
+
+
+def _cancel_command(scheduler: Scheduler) -> list[str] | None:
+    """The command that cancels the scheduler's jobs, ids appended (its optional
+    ``cancel_command``): the runners' way to cancel a map whose monitor is gone."""
+    command = getattr(scheduler, "cancel_command", None)
+    try:
+        return list(command()) if command is not None else None
+    except Exception as error:  # the runners' last resort only: never fail a map for it
+        logger.debug("the scheduler named no cancel command: %s", error)
+        return None
 
 
 def _peers(scheduler: Scheduler) -> tuple[str, ...]:

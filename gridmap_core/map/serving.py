@@ -104,6 +104,7 @@ class Server:
             if task.state != RUNNING:  # not a repeated fetch of the same attempt
                 task.state = RUNNING
                 task.batch.sink.started(task.index, "", task.job_id)
+                self.table.record.started(task, task.scheduler_host)
             self._reply(token, message, Kind.TASK, self._task_payload(task))
         elif header.kind is Kind.HEARTBEAT:
             self._heartbeat(token, message, task, previous)
@@ -131,11 +132,16 @@ class Server:
         return None
 
     def _record_accepted(self, task: Task) -> None:
-        if task.id >= len(self._accepted):
-            self._accepted.frombytes(bytes(2 * (task.id + 1 - len(self._accepted))))
-        self._accepted[task.id] = min(task.attempt + 1, 0xFFFF)
+        self.accepted_before(task.id, task.attempt)
         if task.resubmits and task.id not in self._names:
             self._names[task.id] = job_name(task)
+
+    def accepted_before(self, task_id: int, attempt: int) -> None:
+        """The result of ``task_id``'s ``attempt`` was accepted (by this monitor, or
+        by the one that served the map before it): a retry of it is acknowledged."""
+        if task_id >= len(self._accepted):
+            self._accepted.frombytes(bytes(2 * (task_id + 1 - len(self._accepted))))
+        self._accepted[task_id] = min(attempt + 1, 0xFFFF)
 
     def _tell_late(self, message: Message, name: str, now: str) -> None:
         """Log the first late message of a task's attempt: what it was, from where, and
@@ -246,9 +252,12 @@ class Server:
 
     def _result(self, token: Any, message: Message, task: Task) -> None:
         outcome = decode_result(message.payload)
+        host = outcome.host_name or task.host_name
+        # Kept before the runner hears that it arrived: a monitor that dies from here
+        # on loses nothing (the runner would otherwise retry it, to no one).
+        self.table.record.result(task, message.payload, ok=outcome.ok, host=host)
         self.table.end(task)
         self._record_accepted(task)
-        host = outcome.host_name or task.host_name
         following = self._take_for(task, host) if self.table.takeable else None
         if following is None:
             self._reply(token, message, Kind.ACK)
@@ -267,6 +276,7 @@ class Server:
         if following is not None:
             following.batch.sink.started(following.index, following.host_name,
                                          following.job_id)
+            self.table.record.started(following, host)
 
     def _take_for(self, done: Task, host: str) -> Task | None:
         """A queued task of the same request for the runner that ran ``done``, now

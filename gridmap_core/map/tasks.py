@@ -6,13 +6,14 @@ import collections
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gridmap_core.backend import Batch, DeathKind, Failure
 from gridmap_core.wire.protocol import ReplayGuard
 
 __all__ = [
-    "ENDED", "MAX_TRACK", "QUEUED", "RUNNING", "Task", "TaskTable", "failure_of", "job_name",
+    "ENDED", "MAX_TRACK", "QUEUED", "RUNNING", "NoRecord", "Recorder", "Task", "TaskTable",
+    "failure_of", "job_name",
 ]
 
 QUEUED, RUNNING, ENDED = "queued", "running", "ended"
@@ -47,6 +48,46 @@ class Task:
     heart_beat: dict[str, Any] | None = None
     note: str = ""  # why the scheduler says it waits, as last told to its sink
     suspended_at: float | None = None  # when the scheduler was first seen suspending it
+
+
+class Recorder(Protocol):
+    """Keeps the map's record as its tasks change (the journal,
+    :class:`~gridmap_core.map.journaling.MapJournal`). ``result`` must have kept the
+    result when it returns: the runner is told it arrived right after."""
+
+    def launched(self, tasks: Sequence[Task]) -> None: ...
+
+    def started(self, task: Task, host: str) -> None: ...
+
+    def result(self, task: Task, payload: Any, *, ok: bool, host: str) -> None: ...
+
+    def resubmitted(self, task: Task, cause: str, kind: str) -> None: ...
+
+    def dead(self, task: Task, cause: str, kind: str) -> None: ...
+
+    def cancelled(self, tasks: Sequence[Task]) -> None: ...
+
+
+class NoRecord:
+    """A :class:`Recorder` that keeps nothing (a table on its own, in tests)."""
+
+    def launched(self, tasks: Sequence[Task]) -> None:
+        pass
+
+    def started(self, task: Task, host: str) -> None:
+        pass
+
+    def result(self, task: Task, payload: Any, *, ok: bool, host: str) -> None:
+        pass
+
+    def resubmitted(self, task: Task, cause: str, kind: str) -> None:
+        pass
+
+    def dead(self, task: Task, cause: str, kind: str) -> None:
+        pass
+
+    def cancelled(self, tasks: Sequence[Task]) -> None:
+        pass
 
 
 def job_name(task: Task) -> str:
@@ -90,6 +131,7 @@ class TaskTable:
         # Set when the session closes: from then on no task is resubmitted or taken.
         self.closed = False
         self.failures = 0  # jobs reported failed: their logs are kept
+        self.record: Recorder = NoRecord()  # the map's journal
         self._next_id = 0
 
     def add(self, batch: Batch, indices: Sequence[int]) -> list[Task]:
@@ -101,6 +143,16 @@ class TaskTable:
             for task in tasks:
                 self.live[task.id] = task
         return tasks
+
+    def adopt(self, tasks: Sequence[Task], ended: Sequence[int]) -> None:
+        """Take on the unfinished ``tasks`` of a map served before by another
+        monitor, whose tasks ``ended`` had ended; new tasks get ids after them all."""
+        with self.lock:
+            for task in tasks:
+                self.live[task.id] = task
+            self.ended.update(ended)
+            self._next_id = max([self._next_id, *(t.id + 1 for t in tasks),
+                                 *(i + 1 for i in ended)])
 
     def discard(self, tasks: Sequence[Task]) -> None:
         """Forget tasks that could not be launched."""
@@ -117,6 +169,7 @@ class TaskTable:
                 task.job_id = job_id
                 if self.reuse_runners and task.batch.spec.resources.h_rt is None:
                     self.takeable.setdefault(task.batch.spec.key, []).append(task)
+        self.record.launched(tasks)
 
     def take(self, done: Task) -> Task | None:
         """A queued task of ``done``'s request, moved to ``done``'s scheduler job under
@@ -138,6 +191,7 @@ class TaskTable:
             self.guard.forget(task.id, task.attempt)
             task.attempt += 1
             task.job_id = done.job_id
+        self.record.launched([task])
         return task
 
     def pop_superseded(self) -> list[str]:

@@ -21,6 +21,7 @@ from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.map.runs import Run
 from gridmap_core.model.config import load_settings
 from tests.support import monitored
+from tests.support.durable import ENDED_SESSION
 from tests.support.monitored import runner_executor
 
 
@@ -143,7 +144,9 @@ def test_the_filesystem_transport_carries_a_map(tmp_path: Path) -> None:
         results = list(executor.map(monitored.where, range(3)))
         assert any(p.name.startswith("gridmap-") for p in tmp_path.iterdir())
     assert [r[0] for r in results] == [0, 1, 4]
-    assert list(tmp_path.iterdir()) == []  # key, logs and transport files removed
+    # The key, logs and transport files are removed; the map's journal is kept.
+    (session,) = tmp_path.iterdir()
+    assert {path.name for path in session.iterdir()} == ENDED_SESSION
 
 
 def test_the_key_file_is_private_and_not_on_the_command_line(tmp_path: Path) -> None:

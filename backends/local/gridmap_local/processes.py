@@ -14,6 +14,7 @@ import ctypes.util
 import itertools
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import threading
@@ -82,6 +83,9 @@ class ProcessScheduler:
         self.max_processes = max(1, max_processes)
         self.poll_soon: PollSoon | None = None
         self._ids = itertools.count(1)
+        # Ids of one scheduler differ from another's (one that took the map on after
+        # its submitter died), so a job of the old one is never taken for a new one.
+        self._id_prefix = f"local.{secrets.token_hex(2)}."
         self._lock = threading.Lock()
         self._queued: collections.deque[_Process] = collections.deque()
         self._running: dict[str, _Process] = {}
@@ -97,7 +101,7 @@ class ProcessScheduler:
         ids = []
         processes = []
         for task in launch.tasks:
-            job_id = f"local.{next(self._ids)}"
+            job_id = f"{self._id_prefix}{next(self._ids)}"
             ids.append(job_id)
             processes.append(_Process(
                 job_id, launch.command(task), launch.environment, launch.spec.working_dir,

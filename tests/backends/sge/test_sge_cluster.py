@@ -27,6 +27,7 @@ from gridmap_core.model.config import SETTINGS
 from gridmap_core.model.death import DeathKind
 from gridmap_core.model.resources import Resources
 from tests.support.cluster_mail import check_out_of_memory_mail, grow_then_exceed, mailing_errors
+from tests.support.durable import ENDED_SESSION
 from tests.support.interrupted import interrupt_a_running_map
 
 QUICK = {"CHECK_FREQUENCY": 0.5, "HEARTBEAT_FREQUENCY": 1, "MAX_IDLE_HEARTBEATS": 0,
@@ -237,7 +238,8 @@ def test_logs_are_kept_when_a_job_fails_and_removed_otherwise(tmp_path: Path) ->
     bad.mkdir()
     process_jobs([Job(sleep_for, [0])], backend="sge", require_cluster=True,
                  temp_dir=str(good))
-    assert list(good.iterdir()) == []
+    (session,) = good.iterdir()  # the journal is kept, the logs are not
+    assert {path.name for path in session.iterdir()} == ENDED_SESSION
     job = Job(allocate, [400], h_vmem="200M", name="logged")
     with pytest.raises(JobException):
         process_jobs([job], backend="sge", require_cluster=True, temp_dir=str(bad))
