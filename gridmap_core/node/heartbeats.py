@@ -10,6 +10,7 @@ import time
 
 from gridmap_core.node.ending import end_runner
 from gridmap_core.node.link import Link
+from gridmap_core.node.monitor_watch import WAIT_TRY
 from gridmap_core.node.usage import UsageSampler
 from gridmap_core.transports import TransportError, TransportTimeout
 from gridmap_core.wire.exits import EXIT_LOST, EXIT_STOPPED, tail
@@ -33,7 +34,9 @@ def _log_file() -> str | None:
 
 class HeartbeatThread(threading.Thread):
     """Sends the job's health every ``interval`` seconds; ends the process when the
-    monitor says stop or cannot be reached for ``give_up`` seconds.
+    monitor says stop or cannot be reached for ``give_up`` seconds. A monitor that the
+    link's watch finds gone is not given up on: the job runs on and the beats go on,
+    every few seconds, until a monitor answers or the watch ends the runner.
 
     The job runs in a child process (``job_pid`` while it lives), so the beats go on
     whatever the job does with its GIL. CPU and memory are those of the whole
@@ -53,6 +56,8 @@ class HeartbeatThread(threading.Thread):
         self.sampler = UsageSampler(unique_root=True)
         self.told = ""  # the log tail of the last heartbeat the monitor answered
         self.job_pid: int | None = None
+        self.silent = False  # the last beat went unanswered
+        self.backoff = 0.5  # the pause between beats while waiting for a monitor
         # Held for each whole beat, and by the runner while it forks the job's
         # process: whatever lock a beat takes (a stream's, a module's being imported)
         # would stay taken for ever in the child if the fork came in the middle.
@@ -83,6 +88,8 @@ class HeartbeatThread(threading.Thread):
         log_tail = tail(self.log_file, 2048) if self.log_file else ""
         if log_tail == self.told:
             return
+        if self.silent and self._watched() and self.link.waiting(0.0):
+            timeout = min(timeout, WAIT_TRY)  # no monitor to tell: on to the result
         try:
             reply = self.link.exchange(Kind.HEARTBEAT, encode_heartbeat(self.beat(log_tail)),
                                        timeout)
@@ -105,11 +112,26 @@ class HeartbeatThread(threading.Thread):
                 last_answer = self._beat_once(last_answer)
 
     def _left(self, last_answer: float) -> float:
-        """Seconds until the runner gives up on a monitor that last answered then."""
-        return self.give_up - (time.monotonic() - last_answer)
+        """Seconds until the runner gives up on a monitor that last answered then (or
+        on a new monitor that appeared later)."""
+        watch = getattr(self.link, "watch", None)
+        since = last_answer if watch is None else max(last_answer, watch.since())
+        return self.give_up - (time.monotonic() - since)
+
+    def _watched(self) -> bool:
+        """Whether the link has a watch on the session directory (a stand-in may not)."""
+        return getattr(self.link, "watch", None) is not None
+
+    def _waiting(self, last_answer: float) -> bool:
+        """Whether the beats wait for a monitor (see :meth:`Link.waiting`)."""
+        return self.silent and self._watched() and self.link.waiting(self._left(last_answer))
 
     def _pause(self, last_answer: float) -> float:
-        """Seconds to the next beat: the interval, or less when the give-up comes first."""
+        """Seconds to the next beat: the interval, or less when the give-up comes first;
+        a short back-off while waiting for a monitor."""
+        if self._waiting(last_answer):
+            pause, self.backoff = self.backoff, min(self.backoff * 2, WAIT_TRY)
+            return pause
         return max(0.0, min(self.interval, self._left(last_answer)))
 
     def _beat_once(self, last_answer: float) -> float:
@@ -124,13 +146,16 @@ class HeartbeatThread(threading.Thread):
         payload = encode_heartbeat(beat)
         left = self._left(last_answer)
         timeout = max(self.interval, 5.0)
-        if left - timeout < self.interval:
+        if self._waiting(last_answer):
+            timeout = WAIT_TRY
+        elif left - timeout < self.interval:
             timeout = max(0.1, left)
         try:
             reply = self.link.exchange(Kind.HEARTBEAT, payload, timeout)
         except TransportTimeout:
-            silent = time.monotonic() - last_answer
-            if silent >= self.give_up and not self.finished.is_set():
+            self.silent = True
+            silent = self.give_up - self._left(last_answer)
+            if silent >= self.give_up and not self.finished.is_set() and self._may_give_up():
                 end_runner(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "
                            "the job (the submitting process has ended, or this node lost "
                            "the network: the monitor counts the job dead by now)")
@@ -138,8 +163,14 @@ class HeartbeatThread(threading.Thread):
         except (TransportError, ProtocolError, OSError) as error:
             logger.warning("heartbeat not sent: %s", error)
             return last_answer
+        self.silent = False
+        self.backoff = 0.5
         self.told = beat.log_tail
         if reply.header.kind is Kind.STOP and not self.finished.is_set():
             reason = bytes(reply.payload).decode("utf-8", "replace") or "no reason given"
             end_runner(EXIT_STOPPED, f"the monitor says stop: {reason}")
         return time.monotonic()
+
+    def _may_give_up(self) -> bool:
+        """Whether the usual give-up applies (see :meth:`Link.may_give_up`)."""
+        return not self._watched() or self.link.may_give_up()

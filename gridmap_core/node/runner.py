@@ -14,9 +14,16 @@ Exit status: 0 when the result was delivered (also when the function raised);
 the monitor was lost while the job ran or its result could not be delivered; 6 when
 the job's process ended without a result (killed by a signal, or it exited); 7 when
 this node does not see the map's session directory, the directory of the key file
-(temp_dir is not shared with the submitting host). These
+(temp_dir is not shared with the submitting host); 8 when the map was abandoned,
+cancelled or ended while the runner waited for its monitor. These
 statuses, and :func:`~gridmap_core.wire.exits.describe_exit` that reads them back, are
 in :mod:`gridmap_core.wire.exits`, which the backends that start runners import too.
+
+A monitor that stops answering is watched through the map's session directory (the
+key file's): one alive but out of reach is given up on at ``--give-up`` seconds as
+always; for one that is gone the job runs on, or its result is kept, until a new
+monitor serves the map or ``--grace`` seconds have passed since the last answer
+(:mod:`gridmap_core.node.monitor_watch`, :mod:`gridmap_core.node.giving_up`).
 
 This module holds the runner's command line and its course from fetch to result; the
 conversation with the monitor is in :mod:`gridmap_core.node.link`, the heartbeats in
@@ -34,8 +41,9 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from gridmap_core.model.node_imports import add_search_path, explain_missing_module
@@ -44,10 +52,12 @@ from gridmap_core.node.heartbeats import HeartbeatThread
 from gridmap_core.node.job_process import JobProcessDied, run_forked
 from gridmap_core.node.link import Link
 from gridmap_core.node.link import Stopped as Stopped
+from gridmap_core.node.monitor_watch import MonitorWatch
 from gridmap_core.transports import DEFAULT_TRANSPORT, load_transport
 from gridmap_core.wire.exits import (
     EXIT_JOB_DIED,
     EXIT_LOST,
+    EXIT_MAP_ENDED,
     EXIT_NOT_SHARED,
     EXIT_SETUP,
     EXIT_STOPPED,
@@ -58,8 +68,8 @@ from gridmap_core.wire.messages import decode_next, encode_error, encode_value, 
 from gridmap_core.wire.protocol import Codec, Kind, Message, Oversized, read_key_file
 
 __all__ = [
-    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_NOT_SHARED", "EXIT_SETUP", "EXIT_STOPPED",
-    "EXIT_UNREACHABLE", "describe_exit", "main",
+    "EXIT_JOB_DIED", "EXIT_LOST", "EXIT_MAP_ENDED", "EXIT_NOT_SHARED", "EXIT_SETUP",
+    "EXIT_STOPPED", "EXIT_UNREACHABLE", "describe_exit", "main",
 ]
 
 logger = logging.getLogger("gridmap.runner")
@@ -165,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unseen:
         logger.error("%s", unseen)
         return EXIT_NOT_SHARED
+    watch = MonitorWatch(os.path.dirname(os.path.abspath(args.key_file)), args.grace)
+    ended = watch.end_mark()
+    if ended is not None:  # an array element started after its map was given up
+        logger.error("the map was %s: nothing to run", ended)
+        return EXIT_MAP_ENDED
     try:
         task_id = _task_id(args)
         if args.environment:
@@ -182,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SETUP
     codec = Codec(key, args.map_id, **({} if args.max_bytes is None else
                                        {"max_bytes": args.max_bytes}))
-    link = Link(client, codec, task_id, args.attempt)
+    # A new monitor (gridmap attach) names its address in the session directory; the
+    # link follows it there, through the same transport with the same options.
+    link = Link(client, codec, task_id, args.attempt, watch=watch, address=args.address,
+                transport=args.transport,
+                connect=lambda address: transport.connect(address, options))
     host = socket.gethostname()
     request_timeout = max(30.0, 3 * args.heartbeat)
     logger.info("task %d attempt %d on %s: fetching from %s", task_id, args.attempt, host,
@@ -193,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cannot reach the monitor at %s (transport %s). Check that compute nodes can "
             "connect to the submitting host (firewall, address), or set GRIDMAP_TRANSPORT "
             "to a transport that needs no connection to it (`gridmap doctor` advises).",
-            args.address, args.transport,
+            link.address, args.transport,
         )
         return EXIT_UNREACHABLE
     if reply.header.kind is not Kind.TASK:
@@ -207,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         answer = _run_task(link, pending, host, args, request_timeout)
         if answer is None:
             logger.error("the result could not be delivered to the monitor at %s",
-                         args.address)
+                         link.address)
             return EXIT_LOST
         logger.info("task %d done", link.task)
         if answer.header.kind is not Kind.TASK:
@@ -220,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pending.append(payload)
         del answer, payload
         logger.info("task %d attempt %d: taken on from the monitor", link.task, link.attempt)
-    client.close()
+    link.client.close()
     return 0
 
 
@@ -272,7 +291,8 @@ def _run_task(link: Link, pending: list[memoryview], host: str,
         payload = encode_error(error, host)
     else:
         try:
-            payload = run_forked(job, heartbeats.watch, heartbeats.busy)
+            payload = run_forked(job, heartbeats.watch,
+                                 _holding(heartbeats.busy, *_watch_locks(link)))
         except JobProcessDied as death:
             end_runner(EXIT_JOB_DIED, str(death))
     if len(payload) > link.codec.max_bytes:  # checked by the job's process already
@@ -287,6 +307,21 @@ def _run_task(link: Link, pending: list[memoryview], host: str,
             stream.flush()
     heartbeats.last_lines(request_timeout)
     return link.call(Kind.RESULT, payload, give_up=args.give_up, timeout=request_timeout)
+
+
+def _watch_locks(link: Link) -> list[threading.Lock]:
+    """The lock the link's watch holds while it looks at the session directory."""
+    return [link.watch.busy] if link.watch is not None else []
+
+
+@contextlib.contextmanager
+def _holding(*locks: threading.Lock) -> Iterator[None]:
+    """Hold every one of ``locks``, in order: the threads that take them (heartbeats,
+    the watch) are then between two steps while the job's process is forked."""
+    with contextlib.ExitStack() as stack:
+        for lock in locks:
+            stack.enter_context(lock)
+        yield
 
 
 if __name__ == "__main__":

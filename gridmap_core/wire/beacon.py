@@ -39,6 +39,7 @@ __all__ = [
     "end_mark",
     "launched",
     "mark",
+    "mark_reason",
     "read_monitor",
     "record_launched",
     "touch_monitor",
@@ -159,3 +160,14 @@ def end_mark(directory: str | os.PathLike[str]) -> str | None:
         if os.path.exists(os.path.join(directory, name)):
             return name
     return None
+
+
+def mark_reason(directory: str | os.PathLike[str], name: str) -> str:
+    """What the mark ``name`` says of why the map ended; '' when it says nothing
+    readable (or is not there)."""
+    try:
+        raw = json.loads((Path(directory) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    why = raw.get("why") if isinstance(raw, dict) else None
+    return why if isinstance(why, str) else ""
