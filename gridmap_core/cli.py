@@ -268,10 +268,10 @@ def _maps(args: argparse.Namespace) -> int:
     return 0
 
 
-def _failure_json(task: Any) -> dict[str, Any]:
+def _failure_json(task: Any, error: str) -> dict[str, Any]:
     return {"position": task.position, "name": task.name, "state": task.state,
             "cause": task.cause, "kind": task.kind, "host": task.host,
-            "attempts": task.attempt + 1, "job_id": task.job_id}
+            "attempts": task.attempt + 1, "job_id": task.job_id, "error": error or None}
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -279,23 +279,28 @@ def _status(args: argparse.Namespace) -> int:
 
     from gridmap_core.journal.catalog import DAMAGED, session_files, summary
     from gridmap_core.journal.store import Journal, JournalError
+    from gridmap_core.watching.journal_view import error_of, last_line
 
     directory = _map_key(args)
     found = summary(directory)
     problem = found.problem if found else None
     failures: list[Any] = []
+    errors: dict[int, str] = {}
     if found is not None and found.state != DAMAGED:
         try:
             with contextlib.closing(Journal.open(directory)) as journal:
                 failures = journal.tasks(("dead", "failed"), failures_first=True)
+                # A failed job's error, read without unpickling its result.
+                errors = {task.id: error_of(journal, task) for task in
+                          (failures if args.json or args.all else failures[:_SHOWN_FAILURES])}
         except JournalError as error:
             problem = str(error)
     if found is None or problem:
         return _status_damaged(directory, problem or "no journal", session_files(directory),
                                args.json)
     if args.json:
-        print(json.dumps({**found.as_json(), "failures": [_failure_json(task)
-                                                         for task in failures]}, indent=2))
+        print(json.dumps({**found.as_json(), "failures": [
+            _failure_json(task, errors.get(task.id, "")) for task in failures]}, indent=2))
         return 0
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.created or 0))
     total = sum(found.counts.values())
@@ -308,8 +313,10 @@ def _status(args: argparse.Namespace) -> int:
     if shown:
         print("failed and dead jobs (position, name, state, attempts, host: cause):")
     for task in shown:
-        cause = (task.cause or ("the job raised; `gridmap logs` shows its output"
-                                if task.state == "failed" else "not recorded"))
+        raised = last_line(errors.get(task.id, ""))
+        cause = task.cause or (f"raised {raised}" if raised else "the job raised; `gridmap "
+                               "logs` shows its output" if task.state == "failed"
+                               else "not recorded")
         print(f"  {task.position}  {task.name}  {task.state}  {task.attempt + 1} "
               f"attempt{'s' if task.attempt else ''}  {task.host or '?'}: "
               + cause.replace("\n", "\n      "))

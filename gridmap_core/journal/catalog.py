@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -52,6 +53,8 @@ __all__ = [
     "submitter_alive",
     "summary",
 ]
+
+logger = logging.getLogger(__name__)
 
 # A monitor touches monitor.json about every second: one that has not for this long
 # is gone (or frozen), and a map no one serves.
@@ -215,7 +218,7 @@ def resolve(key: str, roots: Iterable[str | os.PathLike[str]] | None = None, *,
     """The session directory of the map ``key`` names: a map id, the start of one
     (naming one map only), a map name (the newest of that name; ``tell`` is told
     when there are several) or a session directory. MapNotFound says what was
-    looked for and where."""
+    looked for and where. ``tell`` defaults to a warning in the log."""
     if _looks_like_path(key) or (Path(key).is_dir() and (Path(key) / JOURNAL).exists()):
         path = Path(key).expanduser().absolute()
         if (path / JOURNAL).is_file():
@@ -233,10 +236,11 @@ def resolve(key: str, roots: Iterable[str | os.PathLike[str]] | None = None, *,
             return exact[-1].directory
     named = [one for one in found if one.name == key]
     if named:
-        if len(named) > 1 and tell is not None:
-            tell(f"{len(named)} maps are named {key!r}; taking the newest, {named[-1].id} "
-                 f"({named[-1].directory}). Give its id to choose another "
-                 "(`gridmap maps` lists them)")
+        if len(named) > 1:
+            say = tell or logger.warning
+            say(f"{len(named)} maps are named {key!r}; taking the newest, {named[-1].id} "
+                f"({named[-1].directory}). Give its id to choose another "
+                "(`gridmap maps` lists them)")
         return named[-1].directory
     started = [one for one in found if one.id.startswith(key)
                or one.directory.name.startswith(PREFIX + key)]

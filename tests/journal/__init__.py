@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import socket
 import time
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from gridmap_core.journal.submitter import SUBMITTER, machine, record_submitter
 from gridmap_core.wire import beacon
 
 GONE = 2**22 + 7  # a pid above the kernel's limit: no process has it
+TRACEBACK = 'Traceback (most recent call last):\n  File "job.py", line 1, in square\n'
 
 
 def make_map(root: Path, map_id: str, *, name: str = "squares",
@@ -44,8 +46,14 @@ def make_map(root: Path, map_id: str, *, name: str = "squares",
         if job_state == "queued":
             continue
         journal.started(i, 0, job_ids[i], "node1")
-        if job_state in ("succeeded", "failed"):
-            journal.store_result(i, 0, b"payload", ok=job_state == "succeeded", host="node1")
+        if job_state == "succeeded":
+            journal.store_result(i, 0, pickle.dumps((True, i * i, "", "node1")), ok=True,
+                                 host="node1")
+        elif job_state == "failed":
+            error = ValueError(f"bad input {i}")
+            traceback = f"{TRACEBACK}ValueError: {error}\n"
+            journal.store_result(i, 0, pickle.dumps((False, error, traceback, "node1")),
+                                 ok=False, host="node1")
         elif job_state == "dead":
             journal.resubmitted(i, 1, "killed by signal 9", "killed")
             journal.ended(i, 1, "dead", f"job {i} ran out of memory", "out of memory",

@@ -54,7 +54,7 @@ def test_status_shows_counts_and_failures_with_causes(
     lines = out.splitlines()
     dead = next(line for line in lines if line.startswith("  1 "))
     assert "squares-1  dead  2 attempts  node2: job 1 ran out of memory" in dead
-    assert any(line.startswith("  2  squares-2  failed  1 attempt  node1") for line in lines)
+    assert "  2  squares-2  failed  1 attempt  node1: raised ValueError: bad input 2" in lines
     assert lines.index(dead) < next(i for i, line in enumerate(lines)
                                     if line.startswith("  2 "))  # the dead first
     assert gridmap(["status", "squares", "--temp-dir", str(tmp_path), "--json"]) == 0
@@ -63,7 +63,8 @@ def test_status_shows_counts_and_failures_with_causes(
     assert status["failures"][0] == {
         "position": 1, "name": "squares-1", "state": "dead",
         "cause": "job 1 ran out of memory", "kind": "out of memory", "host": "node2",
-        "attempts": 2, "job_id": "100.2"}
+        "attempts": 2, "job_id": "100.2", "error": None}
+    assert status["failures"][1]["error"].startswith("Traceback (most recent call last)")
 
 
 def test_status_of_a_map_not_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
