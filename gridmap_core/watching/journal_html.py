@@ -111,8 +111,9 @@ def _failures(failed: Sequence[tuple[TaskRow, str]], summary: Summary, token: st
     for row, error in failed:
         cause = (row.cause or "") if row.state == "dead" else last_line(error)
         items.append(
-            f'<li id="failure-{row.position}" data-state="{row.state}">{job_link(row, token)} '
-            f'<span class="state">{row.state}</span>'
+            f'<li id="failure-{row.position}" data-state="{escape(row.state)}">'
+            f"{job_link(row, token)} "
+            f'<span class="state">{escape(row.state)}</span>'
             f'{f" on {escape(row.host)}" if row.host else ""}: '
             f'<span class="cause">{escape(cause or "no cause recorded")}</span></li>')
     more = ""
@@ -128,10 +129,10 @@ def _table(rows: Sequence[TaskRow], page: int, pages: int, states: tuple[str, ..
     lines = []
     for row in rows:
         lines.append(
-            f'<tr id="job-{row.position}" data-state="{row.state}">'
+            f'<tr id="job-{row.position}" data-state="{escape(row.state)}">'
             f'<td class="number index">{row.position}</td>'
             f'<td class="name">{job_link(row, token)}</td>'
-            f'<td class="state">{row.state}</td><td class="host">{escape(row.host)}</td>'
+            f'<td class="state">{escape(row.state)}</td><td class="host">{escape(row.host)}</td>'
             f'<td class="id">{escape(row.job_id)}</td>'
             f'<td class="number">{row.attempt}</td><td class="number">{row.resubmits}</td>'
             f'<td class="when">{escape(when(row.ended))}</td>'
@@ -170,7 +171,7 @@ def job_page(summary: Summary, row: TaskRow, transitions: Sequence[tuple[float, 
              str]], error: str, token: str) -> str:
     """One job: its fields, its transitions, and the traceback it raised."""
     fields = [("Job", f"{escape(row.name)} #{row.position}"), ("Task id", str(row.id)),
-              ("State", f'<span id="job-state">{row.state}</span>'),
+              ("State", f'<span id="job-state">{escape(row.state)}</span>'),
               ("Attempt", str(row.attempt)), ("Resubmits", str(row.resubmits)),
               ("Scheduler job", escape(row.job_id)), ("Host", escape(row.host)),
               ("Started", escape(when(row.started))), ("Ended", escape(when(row.ended)))]
