@@ -303,3 +303,17 @@ def test_watch_prints_its_address_and_serves_until_stopped(tmp_path: Path,
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_texts_from_the_journal_are_escaped(tmp_path: Path) -> None:
+    directory = synthetic_map(tmp_path / "gridmap-0123456789ab", 2, dead=frozenset({1}),
+                              name='<img src=x onerror="alert(1)">')
+    with sqlite3.connect(directory / JOURNAL) as db:
+        db.execute("UPDATE tasks SET cause = '<script>alert(2)</script>', host = '<i>h</i>'")
+    with JournalPage(directory) as page:
+        for path in ("/", "/job/1"):
+            html = get(page, path)[1].decode()
+            assert "<img src=x" not in html and "<script>alert" not in html
+            assert "<i>h</i>" not in html and "&lt;i&gt;h&lt;/i&gt;" in html
+            assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in get(page, "/")[1].decode()
