@@ -44,9 +44,14 @@ __all__ = [
     "error_of",
     "failures",
     "history",
+    "interval_for",
+    "last_line",
+    "monitor_note",
     "page_of_tasks",
     "summary",
+    "task_at",
     "throughput",
+    "traceback_in",
 ]
 
 PAGE_ROWS = 100  # rows of the job table per page
