@@ -1,0 +1,89 @@
+"""The cases every backend's durable-map tests run: a submitter killed, then the map
+taken on with ``gridmap attach``; killed and left alone; cancelled from another shell.
+
+Each takes a :class:`~tests.support.durable.Submitter` and ``listed``, which says
+whether the scheduler still lists any job of the map's name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from gridmap_core.journal.store import Journal
+from gridmap_core.wire import beacon
+from tests.support.durable import Submitter, processes_of
+
+COUNT = 50
+
+
+def killed_then_attached(map_: Submitter, listed: Callable[[str], bool], *,
+                         seconds: float, kill_after: int = 10) -> None:
+    """SIGKILL the submitter mid-map, then ``gridmap attach``: every result right, no
+    job that had finished runs again, nothing left queued or running."""
+    map_.start(seconds)
+    finished = map_.kill_after(kill_after)
+    assert len(finished) >= kill_after
+    map_id = _map_id(map_)
+    done = map_.gridmap("attach", map_.name, "--temp-dir", str(map_.temp_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert map_.results() == {x: x * x for x in range(map_.count)}
+    runs = map_.executions()
+    assert set(runs) == set(range(map_.count))
+    twice = {x: runs[x] for x in finished if runs[x] != 1}
+    assert not twice, f"jobs that had finished before the kill ran again: {twice}"
+    _nothing_left(map_, listed, map_id)
+    assert beacon.end_mark(map_.session()) == beacon.ENDED
+
+
+def killed_and_left(map_: Submitter, listed: Callable[[str], bool], *, seconds: float,
+                    grace: float) -> None:
+    """SIGKILL the submitter and let nobody attach: within the grace and a minute, the
+    map's runners have given it up, its jobs are gone and it is marked abandoned."""
+    map_.start(seconds)
+    map_.kill_after(3)
+    map_id = _map_id(map_)
+    map_.wait_for("the map's jobs gone from the queue and its runners ended",
+                  lambda: not listed(map_.name) and not processes_of(map_id),
+                  timeout=grace + 60)
+    assert beacon.end_mark(map_.session()) in (beacon.ABANDONED, None)
+
+
+def cancelled_from_another_shell(map_: Submitter, listed: Callable[[str], bool], *,
+                                 seconds: float) -> None:
+    """``gridmap cancel`` while the submitter runs: its map ends with the unfinished
+    jobs cancelled, and nothing is left queued or running."""
+    map_.start(seconds)
+    map_.wait_for("3 results", lambda: map_._has(3))
+    map_id = _map_id(map_)
+    done = map_.gridmap("cancel", map_.name, "--temp-dir", str(map_.temp_dir))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert map_.process is not None
+    map_.process.wait(120)
+    said = map_.output.read_text()
+    assert map_.process.returncode != 0 and "cancel" in said, said[-3000:]
+    _nothing_left(map_, listed, map_id)
+    journal = Journal.open(map_.session())
+    try:
+        assert journal.map_record().state == "cancelled"
+        counts = journal.counts()
+    finally:
+        journal.close()
+    assert counts.get("cancelled", 0) > 0 and not set(counts) & {"queued", "running"}, counts
+
+
+def _map_id(map_: Submitter) -> str:
+    journal = Journal.open(map_.session())
+    try:
+        return journal.map_record().id
+    finally:
+        journal.close()
+
+
+def _nothing_left(map_: Submitter, listed: Callable[[str], bool], map_id: str) -> None:
+    # The scheduler may take a moment to forget jobs cancelled at the map's end.
+    deadline = time.monotonic() + 60
+    while (listed(map_.name) or processes_of(map_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not listed(map_.name), f"jobs of {map_.name} are still queued or running"
+    assert not processes_of(map_id), processes_of(map_id)
