@@ -398,6 +398,10 @@ def _attach(args: argparse.Namespace) -> int:
     except JobException as error:
         print(f"gridmap: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("gridmap: attach interrupted: the map was closed and its jobs cancelled",
+              file=sys.stderr)
+        return 130
     print(f"map {args.map}: {len(results)} results, no failures")
     return 0
 
