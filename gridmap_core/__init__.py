@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Sink,
     )
     from gridmap_core.face.api import grid_map, process_jobs
+    from gridmap_core.face.attach import AttachError, attach
     from gridmap_core.face.executor import GridMapExecutor
     from gridmap_core.model.config import ConfigError, Settings, load_settings
     from gridmap_core.model.job import JOB_NOT_FINISHED, Job, JobException, JobState, RemoteError
@@ -40,6 +41,8 @@ __version__ = "0.1.0"
 _WHERE = {
     "grid_map": "face.api",
     "process_jobs": "face.api",
+    "attach": "face.attach",
+    "AttachError": "face.attach",
     "Availability": "backend",
     "Backend": "backend",
     "BackendSession": "backend",
@@ -79,6 +82,7 @@ _WHERE = {
 
 __all__ = [
     "JOB_NOT_FINISHED",
+    "AttachError",
     "Availability",
     "Backend",
     "BackendSession",
@@ -107,6 +111,7 @@ __all__ = [
     "TransportSpec",
     "UnknownPluginError",
     "__version__",
+    "attach",
     "get_plugin_manager",
     "grid_map",
     "hookimpl",

@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import os
 import pickle
-import signal
 import socket
 import sys
 import time
@@ -40,7 +39,7 @@ logger = logging.getLogger("gridmap.attach")
 
 # A monitor whose monitor.json has not changed for this long is taken to be gone.
 MONITOR_SILENT = 10.0
-# How long --force waits for the submitter to go after SIGTERM, before SIGKILL.
+# How long --force waits for the submitter to go after SIGKILL.
 STOP_GRACE = 10.0
 
 
@@ -64,14 +63,18 @@ def _alive_elsewhere(directory: Path) -> bool:
 
 
 def _stop(session: Session) -> None:
-    """Stop the map's submitting process on this host: SIGTERM, then SIGKILL."""
+    """Stop the map's submitting process on this host with SIGKILL: a process told
+    more gently could, on its way out, cancel the very map to be taken on."""
     try:
         process = psutil.Process(session.pid)
-        process.send_signal(signal.SIGTERM)
-        process.wait(STOP_GRACE)
-    except psutil.TimeoutExpired:
         process.kill()
-        process.wait(STOP_GRACE)
+        deadline = time.monotonic() + STOP_GRACE
+        # Gone, or a zombie its parent has not reaped yet: it serves no map either way.
+        while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+            if time.monotonic() > deadline:
+                raise AttachError(f"pid {session.pid} did not end after SIGKILL; the "
+                                  "map is not taken on")
+            time.sleep(0.1)
     except psutil.NoSuchProcess:
         pass
 
@@ -135,12 +138,12 @@ def _open(record: MapRecord, options: SessionOptions) -> MonitoredSession:
     return session
 
 
-def attach(map: str, *, force: bool = False, temp_dir: str | None = None) -> list[Any]:
-    """Take on the map ``map`` (its id, a unique prefix of it, its name, or its session
+def attach(map_id: str, *, force: bool = False, temp_dir: str | None = None) -> list[Any]:
+    """Take on the map ``map_id`` (its id, a unique prefix of it, its name, or its session
     directory), whose submitting process is gone, and finish it: the results in the
     map's order, or JobException naming the jobs that failed."""
     roots = [temp_dir] if temp_dir else None
-    directory = catalog.resolve(map, roots)
+    directory = catalog.resolve(map_id, roots)
     journal = Journal.open(directory)
     try:
         record = journal.map_record()

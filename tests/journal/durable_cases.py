@@ -54,7 +54,7 @@ def cancelled_from_another_shell(map_: Submitter, listed: Callable[[str], bool],
     """``gridmap cancel`` while the submitter runs: its map ends with the unfinished
     jobs cancelled, and nothing is left queued or running."""
     map_.start(seconds)
-    map_.wait_for("3 results", lambda: map_._has(3))
+    map_.wait_for("3 results", lambda: map_.has_results(3))
     map_id = _map_id(map_)
     done = map_.gridmap("cancel", map_.name, "--temp-dir", str(map_.temp_dir))
     assert done.returncode == 0, done.stdout + done.stderr

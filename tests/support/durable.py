@@ -95,12 +95,12 @@ class Submitter:
         """SIGKILL the submitter once ``results`` results are kept; the inputs whose
         results were kept by then."""
         assert self.process is not None
-        self.wait_for(f"{results} results", lambda: self._has(results))
+        self.wait_for(f"{results} results", lambda: self.has_results(results))
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(30)
         return self.succeeded()
 
-    def _has(self, results: int) -> bool:
+    def has_results(self, results: int) -> bool:
         assert self.process is not None
         assert self.process.poll() is None, self.output.read_text()[-3000:]
         try:
