@@ -163,6 +163,23 @@ class Scheduler(Protocol):
     answer"). The monitor asks only when a job dies without a clear cause (silence, a
     kill, a vanishing), to tell a node's failure apart, and then resubmits with
     :attr:`Launch.avoid`; an error from it is logged and ignored.
+
+    It may have ``adopt(ids: Sequence[str]) -> None``: watch jobs that another
+    process launched (an earlier monitor of the same map, now gone), known only by the
+    ids its ``launch`` returned. Afterwards ``poll`` and ``cancel`` treat them as jobs
+    this instance launched: a job that ended before or after the adoption is reported
+    ENDED (or UNKNOWN, vanished) by the next polls, never left queued for good, and a
+    cancelled one is not reported, as for any job. What a launch records and the ids
+    do not tell (the resources asked for, the log files) may be missing from an adopted
+    job's cause of death. Ids already watched are left as they are. A scheduler whose
+    jobs cannot outlive the process that launched them reports adopted ids ended, with a
+    cause that says so.
+
+    And it may have ``cancel_command() -> list[str]``: the command line that cancels
+    jobs of this scheduler when their ids (as ``launch`` returned them) are appended,
+    runnable on the nodes that run the jobs (``["scancel"]``, ``["qdel"]``, by full
+    path where the scheduler knows it): the runners' way to cancel their map when its
+    monitor is gone. An empty list, or no such method, means the runners cannot.
     """
 
     def launch(self, launch: Launch) -> list[str]:

@@ -131,6 +131,25 @@ class ProcessScheduler:
                 report[job_id] = JobStatus(Status.QUEUED)
         return report
 
+    def adopt(self, ids: Sequence[str]) -> None:
+        """Jobs another process launched: its runners were its children, killed when it
+        ended (PR_SET_PDEATHSIG), so each is reported ended at the next poll."""
+        with self._lock:
+            known = {*self._ended, *self._running, *(p.job_id for p in self._queued)}
+            for job_id in ids:
+                if job_id in known:
+                    continue
+                self._ended[job_id] = JobStatus(
+                    Status.ENDED, "its runner was a process of the submitting process, "
+                    "and ended with it: local jobs do not outlive their submitter",
+                    kind=DeathKind.VANISHED)
+        if self.poll_soon is not None:
+            self.poll_soon()
+
+    def cancel_command(self) -> list[str]:
+        """None: the runners end with the process that started them."""
+        return []
+
     def cancel(self, ids: Sequence[str]) -> None:
         wanted = set(ids)
         with self._lock:
