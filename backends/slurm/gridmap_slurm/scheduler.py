@@ -123,6 +123,15 @@ class SlurmScheduler:
     def poll(self, ids: Sequence[str]) -> Mapping[str, JobStatus]:
         return self.jobs.poll(ids)
 
+    def adopt(self, ids: Sequence[str]) -> None:
+        """Watch jobs another process submitted (``123_4``), as if launched here; their
+        causes of death lack the limits they asked for."""
+        self.jobs.adopt(ids)
+
+    def cancel_command(self) -> list[str]:
+        """scancel, by its path here: the runners' way to cancel their jobs."""
+        return [shutil.which("scancel") or "scancel"]
+
     def cancel(self, ids: Sequence[str]) -> None:
         # A whole array in one word when every element still out is being cancelled
         # (Ctrl-C); otherwise element by element, in the same call.

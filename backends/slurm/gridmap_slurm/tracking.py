@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import subprocess
 import threading
 import time
@@ -47,6 +48,8 @@ _JOBCOMP_TAIL = 4 * 2**20  # bytes of the completion log read (it grows without 
 # While jobs wait, the failed nodes are read again after this long, to explain a wait
 # for nodes that no longer work.
 _NODES_CHECK_EVERY = 30.0
+# A pattern of Slurm's in a log path: "%" and the letter of what it stands for.
+_PATTERN = re.compile(r"%(.?)")
 
 #: Submits one part of a launch as one array (or job); returns the array's id and its
 #: elements' ids, having recorded them with :meth:`SlurmJobs.record`.
@@ -60,6 +63,31 @@ class _Job(TrackedJob):
     # ``array`` is the array's (or plain job's) number.
     nodes: tuple[str, ...] | None = None  # the nodes it may run on; None: not known
     place: str = ""  # the node it was last seen running on
+    adopted: bool = False  # submitted by another process (adopt)
+
+
+def _slurm_id(job_id: str) -> bool:
+    """Whether ``job_id`` reads as a Slurm job id: ``123`` or ``123_4``."""
+    array, sep, index = job_id.partition("_")
+    return array.isdigit() and (not sep or index.isdigit())
+
+
+def _expand_path(pattern: str, array: str, index: str) -> str:
+    """A stderr path as squeue prints it, with the patterns of an array's paths
+    (``%A``, ``%a``, ``%%``) filled in; "" when it holds others, or none was set."""
+    if not pattern or pattern in ("(null)", "N/A"):
+        return ""
+    values = {"A": array, "a": index if index.isdigit() else "", "%": "%"}
+    unknown = False
+
+    def fill(match: re.Match[str]) -> str:
+        nonlocal unknown
+        value = values.get(match.group(1), "")
+        unknown = unknown or not value
+        return value
+
+    path = _PATTERN.sub(fill, pattern)
+    return "" if unknown else path
 
 
 class SlurmJobs:
@@ -112,6 +140,38 @@ class SlurmJobs:
                 self._jobs.add(job_id, _Job(job_id.partition("_")[0], resources, err_log,
                                             nodes=allowed))
 
+    def adopt(self, ids: Sequence[str]) -> None:
+        """Watch jobs another process submitted (``ARRAY_INDEX`` ids, or plain job ids),
+        as if :meth:`record` had: their stderr paths are read from squeue (one call)
+        while it lists them; what they asked for is not known. Ids already watched, and
+        ids that are not Slurm's, are left out."""
+        with self._lock:
+            new = [i for i in dict.fromkeys(ids) if i not in self._jobs and _slurm_id(i)]
+        if not new:
+            return
+        err_logs = self._err_logs(sorted({i.partition("_")[0] for i in new}, key=int))
+        with self._lock:
+            for job_id in new:
+                if job_id not in self._jobs:
+                    self._jobs.add(job_id, _Job(job_id.partition("_")[0], Resources(),
+                                                err_logs.get(job_id, ""), adopted=True))
+
+    def _err_logs(self, arrays: Sequence[str]) -> dict[str, str]:
+        """The stderr path of every element of ``arrays`` that squeue lists, by id (no
+        answer, no paths: they only add the end of a job's log to its cause of death)."""
+        done = self.commands.once(["squeue", "-h", "-r", "-t", "all", "-j", ",".join(arrays),
+                                   "-O", "JobArrayID:|,ArrayJobID:|,ArrayTaskID:|,STDERR:|"])
+        if done.returncode != 0:
+            logger.debug("squeue named no stderr paths of adopted jobs: %s",
+                         one_line(done.stderr, "squeue"))
+            return {}
+        paths = {}
+        for line in done.stdout.splitlines():
+            fields = [field.strip() for field in line.split("|")]
+            if len(fields) >= 4 and fields[0]:
+                paths[fields[0]] = _expand_path(fields[3], fields[1], fields[2])
+        return {job_id: path for job_id, path in paths.items() if path}
+
     def job(self, job_id: str) -> TrackedJob | None:
         """What is known of a job still watched; None once its end was reported."""
         with self._lock:
@@ -156,7 +216,9 @@ class SlurmJobs:
             for job_id, job in asked.items():
                 record = records.get(job_id)
                 if record is None:
-                    if job.absent(now, _ASK_ACCOUNTING_AFTER):
+                    # An adopted job was submitted long ago: its end, if squeue forgot
+                    # it, is in accounting already.
+                    if job.absent(now, _ASK_ACCOUNTING_AFTER) or job.adopted:
                         missing.append(job_id)
                     continue
                 job.listed()
