@@ -352,15 +352,14 @@ def _logs(args: argparse.Namespace) -> int:
     with contextlib.closing(Journal.open(directory)) as journal:
         task = journal.task(args.job)
         total = sum(journal.counts().values())
+        found = log_files(journal, task) if task is not None else []
     if task is None:
         print(f"gridmap: map {directory} has no job {args.job!r}: give its position in "
               f"the map (0 to {total - 1}) or its name", file=sys.stderr)
         return 1
-    found = log_files(directory, task)
-    what = f"job {task.position} ({task.name}, task {task.id}, attempt {task.attempt}" \
-        + (f", scheduler job {task.job_id}" if task.job_id else "") + ")"
+    what = f"job {task.position} ({task.name})"
     if not found:
-        print(f"gridmap: no logs of {what} in {directory / 'logs'}: "
+        print(f"gridmap: no logs of {what}, attempt {task.attempt}, in {directory / 'logs'}: "
               + ("it has not started yet" if task.state == "queued" else
                  "they were removed as the map ended (logs are kept when a job fails or "
                  "asks for cleanup=False), or the node could not write them"),
@@ -368,12 +367,16 @@ def _logs(args: argparse.Namespace) -> int:
         return 1
     for log in found:
         stream = "stdout" if log.stream == "out" else "stderr"
-        print(f"==> {stream} of {what.split(', attempt')[0]}, attempt {log.attempt}): "
-              f"{log.path} <==", flush=True)
+        where = f", scheduler job {log.job_id}" if log.job_id else ""
+        shared = (f", in the runner launched for job {log.launched_for}, whose output "
+                  "comes first" if log.launched_for is not None else "")
+        print(f"==> {stream} of {what}, attempt {log.attempt}{where}{shared}: {log.path} <==",
+              flush=True)
         text = log.path.read_bytes().decode("utf-8", errors="replace")
         sys.stdout.write(text if not text or text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
     if all(log.attempt != task.attempt for log in found):
-        print(f"(no logs of its last attempt, {task.attempt})")
+        print(f"(no logs of its last attempt, {task.attempt}, yet)")
     return 0
 
 

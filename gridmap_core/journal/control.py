@@ -33,11 +33,15 @@ CANCEL_TIMEOUT = 120.0
 
 @dataclass(frozen=True)
 class LogFile:
-    """One log file of a job."""
+    """One log file of a job's attempt."""
 
     attempt: int
     stream: str  # "out" or "err"
     path: Path
+    job_id: str = ""  # the scheduler job the attempt ran in ("": not recorded)
+    # The task (its position) the scheduler job was launched for, when a runner
+    # launched for another task took this one on: the file holds both.
+    launched_for: int | None = None
 
 
 def _task_of(name: str) -> tuple[int, int, str] | None:
@@ -55,18 +59,46 @@ def _task_of(name: str) -> tuple[int, int, str] | None:
     return None
 
 
-def log_files(directory: Path, task: TaskRow) -> list[LogFile]:
-    """The log files of ``task`` in the session directory ``directory``, by attempt,
-    stdout before stderr."""
-    found = []
+def _files(directory: Path) -> dict[tuple[int, int], list[tuple[str, Path]]]:
+    """The log files of ``directory``, by the (task, attempt) they were launched for."""
+    found: dict[tuple[int, int], list[tuple[str, Path]]] = {}
     try:
         entries = list(os.scandir(directory / LOGS))
     except OSError:
-        return []
+        return found
     for entry in entries:
         parsed = _task_of(entry.name)
-        if parsed is not None and parsed[0] == task.id and entry.is_file():
-            found.append(LogFile(parsed[1], parsed[2], Path(entry.path)))
+        if parsed is not None and entry.is_file():
+            found.setdefault(parsed[:2], []).append((parsed[2], Path(entry.path)))
+    return found
+
+
+def log_files(journal: Journal, task: TaskRow) -> list[LogFile]:
+    """The log files of every attempt of ``task``, stdout before stderr.
+
+    A log file is named after the task and attempt its scheduler job was launched
+    for; a runner that finished its own task may take on another one, whose output
+    then goes to the runner's files. The journal's transitions say which scheduler
+    job ran each attempt, and which task and attempt that job was launched for."""
+    files = _files(journal.directory)
+    jobs: dict[int, str] = {}
+    for attempt, job_id in journal.query(
+            "SELECT attempt, job_id FROM transitions WHERE task=? AND job_id != '' "
+            "ORDER BY at, rowid", (task.id,)):
+        jobs.setdefault(int(attempt), str(job_id))
+    found = []
+    for attempt in range(task.attempt + 1):
+        job_id = jobs.get(attempt, "")
+        origin, launched_for = (task.id, attempt), None
+        if job_id:
+            first = journal.query(
+                "SELECT t.task, t.attempt, k.position FROM transitions t JOIN tasks k ON "
+                "k.id = t.task WHERE t.job_id=? AND t.state='queued' ORDER BY t.at, t.rowid "
+                "LIMIT 1", (job_id,))
+            if first and (first[0][0], first[0][1]) != origin:
+                origin, launched_for = (int(first[0][0]), int(first[0][1])), int(first[0][2])
+        found += [LogFile(attempt, stream, path, job_id, launched_for)
+                  for stream, path in files.get(origin, [])]
     return sorted(found, key=lambda log: (log.attempt, log.stream != "out"))
 
 

@@ -107,9 +107,28 @@ def test_logs_prints_a_jobs_stdout_and_stderr(tmp_path: Path,
     out = capsys.readouterr().out
     assert [line for line in out.splitlines() if not line.startswith("==>")] == [
         "first try", "Killed", "second try", "MemoryError"]
-    assert "stderr of job 1 (squares-1" in out and "squares.1.1.err" in out
+    assert "stderr of job 1 (squares-1), attempt 1: " in out and "squares.1.1.err" in out
+    assert "stdout of job 1 (squares-1), attempt 0, scheduler job 100.2: " in out
     assert gridmap(["logs", "e5555", "squares-2", "--temp-dir", str(tmp_path)]) == 0
     assert "task 2" in capsys.readouterr().out
+
+
+def test_logs_of_a_job_a_runner_of_another_took_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = make_map(tmp_path, "e6666", states=["succeeded", "succeeded", "queued"])
+    with contextlib.closing(Journal.open(directory, readonly=False)) as journal:
+        # Job 0's runner (scheduler job 100.1), its own job done, takes job 2 on.
+        journal.launched([(2, 1, "100.1")])
+        journal.started(2, 1, "100.1", "node1")
+        journal.flush()
+    logs = directory / "logs"
+    logs.mkdir()
+    (logs / "squares.0-2.1.0.out").write_text("job 0 output\njob 2 output\n")
+    assert gridmap(["logs", str(directory), "2"]) == 0
+    out = capsys.readouterr().out
+    assert "stdout of job 2 (squares-2), attempt 1, scheduler job 100.1, in the runner " \
+        "launched for job 0" in out
+    assert out.splitlines()[1:] == ["job 0 output", "job 2 output"]
 
 
 def test_logs_says_when_there_are_none(tmp_path: Path,
