@@ -25,6 +25,7 @@ import logging
 import os
 import re
 import secrets
+import shutil
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -94,6 +95,9 @@ class SlurmDrmaaScheduler:
         self._unreaped: set[str] = set()  # slurm-drmaa's ids whose ending is not drained
         self._drain_failed = False
         self._released = False
+        # Jobs and arrays another process submitted (adopt): not this DRMAA session's,
+        # which may refuse to cancel them, or take them for ended.
+        self._adopted: set[str] = set()
 
     # -- launching -------------------------------------------------------------------
 
@@ -218,6 +222,19 @@ class SlurmDrmaaScheduler:
                 del self._library_ids[job_id]
         return answer
 
+    def adopt(self, ids: Sequence[str]) -> None:
+        """Watch jobs another process submitted (``123_4``), as if launched here: with
+        squeue and sacct, as every job, and cancelled with scancel. Their causes of
+        death lack the limits they asked for."""
+        with self._lock:
+            self._adopted.update(ids)
+            self._adopted.update(job_id.partition("_")[0] for job_id in ids)
+        self.jobs.adopt(ids)
+
+    def cancel_command(self) -> list[str]:
+        """scancel, by its path here: the runners' way to cancel their jobs."""
+        return [shutil.which("scancel") or "scancel"]
+
     def _drain(self) -> None:
         """Take slurm-drmaa's reports of ended jobs, and drop them: states come from
         squeue. Reaping is what removes a job from slurm-drmaa's own list, whose every
@@ -247,21 +264,23 @@ class SlurmDrmaaScheduler:
 
     def _terminate(self, targets: Sequence[str]) -> None:
         """Cancel jobs and whole arrays (given by their array id) through slurm-drmaa;
-        what it refuses, with scancel."""
+        adopted ones, and what slurm-drmaa refuses, with scancel."""
         with self._lock:
             given = [self._library_ids.get(target, target) for target in targets]
-        refused = []
+            with_scancel = [target for target in targets if target in self._adopted]
         for target, job_id in zip(targets, given, strict=True):
+            if target in with_scancel:
+                continue
             try:
                 self.connection.terminate(job_id)
             except DrmaaError as error:
                 logger.debug("slurm-drmaa could not cancel %s (%s): using scancel", job_id,
                              error)
-                refused.append(target)
-        if refused:
+                with_scancel.append(target)
+        if with_scancel:
             # Releases that parse a job id as a plain number refuse "123_4"; scancel
             # reads every form.
-            self.jobs.scancel(refused)
+            self.jobs.scancel(with_scancel)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,77 @@
+"""The slurm-drmaa scheduler adopting jobs that another process launched through
+slurm-drmaa and then died of SIGKILL: polled, cancelled, an ended one reported ended,
+nothing left in squeue. Each side runs in a Python of its own (one DRMAA session per
+process, and this one may hold Grid Engine's library): tests/backends/slurm_drmaa/
+adopt_steps.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests import PROJECT_ROOT
+from tests.support.needs import slurm_drmaa_library
+
+pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("slurm_cluster")]
+
+STEPS = "tests.backends.slurm_drmaa.adopt_steps"
+
+
+def squeue_listed(ids: list[str]) -> dict[str, str]:
+    arrays = sorted({job_id.partition("_")[0] for job_id in ids})
+    done = subprocess.run(["squeue", "-h", "-r", "-t", "PD,R,CG,S", "-j", ",".join(arrays),
+                           "-O", "JobArrayID:|,State:|"], capture_output=True, text=True,
+                          timeout=60)
+    listed = {}
+    for line in done.stdout.splitlines():
+        job_id, _, state = line.partition("|")
+        listed[job_id.strip()] = state.strip(" |")
+    return listed
+
+
+def test_jobs_of_a_killed_submitter_are_adopted_cancelled_and_read_back(
+        tmp_path: Path) -> None:
+    environment = {**os.environ, "DRMAA_LIBRARY_PATH": slurm_drmaa_library()}
+    launcher = subprocess.Popen([sys.executable, "-m", STEPS, "launch", str(tmp_path)],
+                                cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    ids: list[str] = []
+    try:
+        assert launcher.stdout is not None
+        line = launcher.stdout.readline()
+        assert line, launcher.communicate(timeout=60)
+        launched = json.loads(line)
+        ids = launched["running"] + launched["failing"]
+        launcher.send_signal(signal.SIGKILL)  # the submitter dies, its jobs go on
+        launcher.wait(timeout=60)
+        assert set(squeue_listed(launched["running"])) == set(launched["running"])
+        # The failing job ends before it is adopted.
+        deadline = time.monotonic() + 60
+        while launched["failing"][0] in squeue_listed(launched["failing"]):
+            assert time.monotonic() < deadline, "the failing job did not end"
+            time.sleep(0.5)
+        done = subprocess.run([sys.executable, "-m", STEPS, "adopt", json.dumps(launched)],
+                              cwd=PROJECT_ROOT, env=environment, capture_output=True,
+                              text=True, timeout=240)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen = json.loads(done.stdout.strip().splitlines()[-1])
+        assert {state for state, _, _ in seen["first"].values()} <= {"queued", "running"}, seen
+        assert set(seen["first"]) == set(launched["running"]), seen
+        assert not seen["queued_or_running"] and not seen["still_watched"], seen
+        [(state, exit_status, cause)] = seen["failing"].values()
+        assert state == "ended" and exit_status == 1 and "exit status 1" in cause, seen
+        assert Path(seen["cancel_command"][0]).name == "scancel", seen
+        assert not squeue_listed(ids)  # nothing left running or queued
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+            launcher.wait()
+        if ids:
+            subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
