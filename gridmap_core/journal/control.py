@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gridmap_core.journal.catalog import LOGS, submitter_alive
-from gridmap_core.journal.store import ENDED_STATES, LIVE_STATES, Journal, JournalError, TaskRow
+from gridmap_core.journal.store import LIVE_STATES, Journal, JournalError, TaskRow
 from gridmap_core.model.death import DeathKind
 from gridmap_core.wire import beacon
 
@@ -109,10 +109,10 @@ def _cancel_jobs(directory: Path) -> tuple[list[str], bool]:
     with contextlib.suppress(JournalError), \
             contextlib.closing(Journal.open(directory)) as journal:
         # Jobs of ended tasks are left alone: the scheduler would only say they are gone.
-        placeholders = ",".join("?" * len(ENDED_STATES))
-        done = {row[0] for row in journal.query(
-            f"SELECT job_id FROM tasks WHERE state IN ({placeholders})", ENDED_STATES)}
-        ids = [job_id for job_id in ids if job_id not in done]
+        # But a runner whose job ended may have taken on another, still unfinished.
+        states = dict(journal.query("SELECT job_id, max(state IN (?, ?)) FROM tasks "
+                                    "GROUP BY job_id", LIVE_STATES))
+        ids = [job_id for job_id in ids if states.get(job_id, 1)]
     if not ids:
         return ["no scheduler job of the map is left to cancel"], True
     if not command:

@@ -153,7 +153,8 @@ def clean(roots: Iterable[str | Path], *, logs: bool = False, dry_run: bool = Fa
             else:
                 lines.append(f"could not remove {session.path} ({why})")
     kept = [f"{count} {_LEFT[kind]}" for kind, count in left.items() if count]
-    lines.append(f"{sum(left.values())} session directories left"
+    count = sum(left.values())
+    lines.append(f"{count} session director{'y' if count == 1 else 'ies'} left"
                  + (f": {'; '.join(kept)}" if kept else ""))
     return lines
 

@@ -155,18 +155,25 @@ def _recording_cancel(tmp_path: Path) -> tuple[list[str], Path]:
 def test_cancel_an_unserved_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     command, calls = _recording_cancel(tmp_path)
     directory = make_map(tmp_path, "g7777", states=["succeeded", "running", "queued",
-                                                    "running"],
+                                                    "running", "succeeded", "succeeded"],
                          submitter="gone", monitor=HOUR, cancel=command)
+    with contextlib.closing(Journal.open(directory, readonly=False)) as journal:
+        # Job 4's runner (scheduler job 100.5), its own job done, took job 2 on.
+        journal.launched([(2, 1, "100.5")])
+        journal.started(2, 1, "100.5", "node1")
+        journal.flush()
     assert gridmap(["cancel", "g7777", "--temp-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    # One call, with the jobs that may still run (job 100.1 had ended).
+    # One call, with the jobs that may still run: not those of jobs 0 and 5, which
+    # ended; that of job 4, which ended too, but whose runner took job 2 on; job 2's
+    # own, which no task holds any more.
     assert [json.loads(line) for line in calls.read_text().splitlines()] == [
-        ["100.2", "100.3", "100.4"]]
+        ["100.2", "100.3", "100.4", "100.5"]]
     assert beacon.end_mark(directory) == beacon.CANCELLED
     with contextlib.closing(Journal.open(directory)) as journal:
         assert journal.map_record().state == "cancelled"
-        assert journal.counts() == {"succeeded": 1, "cancelled": 3}
-    assert "wrote the cancelled mark" in out and "3 scheduler job(s)" in out
+        assert journal.counts() == {"succeeded": 3, "cancelled": 3}
+    assert "wrote the cancelled mark" in out and "4 scheduler job(s)" in out
     assert "3 unfinished job(s) cancelled" in out
 
 
