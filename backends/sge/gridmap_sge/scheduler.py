@@ -25,7 +25,9 @@ from gridmap_core.backend.drmaa import (
 )
 from gridmap_core.backend.scheduler import JobStatus, Launch, Status
 from gridmap_core.model.death import DeathKind
+from gridmap_core.model.resources import Resources
 
+from .accounting import Record, delete, describe_record, qdel_path, read_accounting
 from .endings import describe_ending
 from .native import NativeOptions, job_name, native_specification, placement
 from .qstat import (
@@ -70,6 +72,13 @@ class _Job(TrackedJob):
     hosts: tuple[str, ...] = ()  # the hosts it may run on (its white_list), likewise
     excluded: tuple[str, ...] = ()  # the hosts it may not run on (their nodes failed)
     place: str = ""  # the queue instance it was last seen running in ("all.q@node1")
+    adopted: bool = False  # submitted by another process (adopt): DRMAA does not report it
+
+
+def _grid_engine_id(job_id: str) -> bool:
+    """Whether ``job_id`` reads as a Grid Engine job id: ``123`` or ``123.4``."""
+    number, sep, task = job_id.partition(".")
+    return number.isdigit() and (not sep or task.isdigit())
 
 
 def job_environment(environment: Mapping[str, str]) -> dict[str, str]:
@@ -96,6 +105,7 @@ class SgeScheduler:
         self._waiting = False
         self._closed = False
         self._exec_hosts: tuple[str, ...] = ()  # qconf -sel, once it was needed
+        self._adopted: set[str] = set()  # adopted jobs, and their job numbers: for qdel
 
     # -- launching -------------------------------------------------------------------
 
@@ -203,10 +213,14 @@ class SgeScheduler:
             self._last_queue_check = now
             self._queues = snapshot.queues
         waiting = False
+        unlisted: dict[str, bool] = {}  # adopted jobs qstat does not list: overdue?
         with self._lock:
             for job_id in asked:
                 job = self._jobs.get(job_id)
                 if job is None:
+                    continue
+                if job.adopted and snapshot.state(job_id) is None:
+                    unlisted[job_id] = job.absent(now, _ABSENT_FOR)
                     continue
                 status = self._status(job_id, job, snapshot, now)
                 if status is not None:
@@ -214,8 +228,34 @@ class SgeScheduler:
                     places[job_id] = job.place
                     waiting = waiting or status.status is Status.QUEUED
         self._waiting = waiting
+        if unlisted:
+            answer.update(self._accounted(unlisted))
         self._blame_nodes(answer, places, snapshot.queues if full else None)
         return _placed(answer, places)
+
+    def _accounted(self, unlisted: Mapping[str, bool]) -> dict[str, JobStatus]:
+        """The ends of adopted jobs that qstat no longer lists, from their accounting
+        records (one qacct per array); a job without one is unknown once ``unlisted``
+        says it is overdue. Those reported are no longer watched, and cancelled ones
+        are not reported."""
+        records: dict[str, Record] = {}
+        for number in sorted({job_id.partition(".")[0] for job_id in unlisted}, key=int):
+            records.update(read_accounting(number))
+        answer: dict[str, JobStatus] = {}
+        with self._lock:
+            for job_id, overdue in unlisted.items():
+                if job_id in records:
+                    status = describe_record(records[job_id])
+                elif overdue:
+                    status = JobStatus(Status.UNKNOWN, f"Grid Engine no longer lists job "
+                                       f"{job_id}, and has no accounting record of its end",
+                                       kind=DeathKind.VANISHED)
+                else:
+                    continue
+                job = self._jobs.pop(job_id)
+                if job is not None and not job.cancelled:
+                    answer[job_id] = status
+        return answer
 
     def _blame_nodes(self, answer: dict[str, JobStatus], places: Mapping[str, str],
                      queues: Mapping[str, str] | None) -> None:
@@ -277,6 +317,15 @@ class SgeScheduler:
             # A whole array by its number when every element still out is being
             # cancelled (Ctrl-C); otherwise element by element, a request each.
             targets = self._jobs.cancel(ids)
+            # Adopted jobs are not this DRMAA session's: qdel deletes them, all at once.
+            adopted = [target for target in targets if target in self._adopted]
+            targets = [target for target in targets if target not in self._adopted]
+        try:
+            delete(adopted)
+        except BaseException:
+            with self._lock:  # the monitor tries again later: ask for these then
+                self._jobs.uncancel(adopted + targets)
+            raise
         for done, target in enumerate(targets):
             try:
                 self.connection.terminate(target)
@@ -284,6 +333,23 @@ class SgeScheduler:
                 with self._lock:  # the monitor tries again later: ask for these then
                     self._jobs.uncancel(targets[done:])
                 raise
+
+    def adopt(self, ids: Sequence[str]) -> None:
+        """Watch jobs another process submitted (``123.4``, ``123``), as if launched
+        here: with qstat while it lists them, then with their accounting records
+        (qacct); deleted with qdel. Their causes of death lack the limits they asked for
+        and the end of their logs."""
+        with self._lock:
+            for job_id in dict.fromkeys(ids):
+                if job_id in self._jobs or not _grid_engine_id(job_id):
+                    continue
+                number = job_id.partition(".")[0]
+                self._jobs.add(job_id, _Job(number, Resources(), "", adopted=True))
+                self._adopted.update((job_id, number))
+
+    def cancel_command(self) -> list[str]:
+        """qdel, by its path here: the runners' way to delete their jobs."""
+        return [qdel_path()]
 
     def close(self) -> None:
         with self._lock:
