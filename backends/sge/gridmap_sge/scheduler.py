@@ -2,7 +2,9 @@
 cancel, DRMAA's reaped endings and one ``qstat -xml`` per poll to watch.
 
 A launch of several tasks is one array job (``runBulkJobs``), so submitting 10,000
-jobs costs one request to the qmaster, not 10,000.
+jobs costs one request to the qmaster, not 10,000. Jobs another process submitted
+(``adopt``) are no DRMAA session's here: their ends come from their accounting records
+and they are deleted with qdel (:mod:`gridmap_sge.accounting`).
 """
 
 from __future__ import annotations
