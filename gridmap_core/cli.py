@@ -280,6 +280,7 @@ def _status(args: argparse.Namespace) -> int:
     from gridmap_core.journal.catalog import DAMAGED, session_files, summary
     from gridmap_core.journal.store import Journal, JournalError
     from gridmap_core.watching.journal_view import error_of, last_line
+    from gridmap_core.wire import beacon
 
     directory = _map_key(args)
     found = summary(directory)
@@ -295,11 +296,13 @@ def _status(args: argparse.Namespace) -> int:
                           (failures if args.json or args.all else failures[:_SHOWN_FAILURES])}
         except JournalError as error:
             problem = str(error)
+    monitor = beacon.read_monitor(directory)
     if found is None or problem:
         return _status_damaged(directory, problem or "no journal", session_files(directory),
                                args.json)
     if args.json:
-        print(json.dumps({**found.as_json(), "failures": [
+        print(json.dumps({**found.as_json(), "monitor": monitor and {
+            **monitor[0].__dict__, "touched": monitor[1] / 1e9}, "failures": [
             _failure_json(task, errors.get(task.id, "")) for task in failures]}, indent=2))
         return 0
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(found.created or 0))
@@ -308,6 +311,10 @@ def _status(args: argparse.Namespace) -> int:
           f"started {when} ({_age(found.age)} ago) on {found.host}")
     print(f"directory: {directory}; {_ALIVE[found.alive]}"
           + (f"; marked {found.mark}" if found.mark else ""))
+    if monitor is not None and found.state == "running":
+        print(f"monitor: {monitor[0].transport} {monitor[0].address} (pid {monitor[0].pid} "
+              f"on {monitor[0].host}), last touched "
+              f"{_age(time.time() - monitor[1] / 1e9)} ago")
     print(f"{total} job{'' if total == 1 else 's'}: {found.counts_text()}")
     shown = failures if args.all else failures[:_SHOWN_FAILURES]
     if shown:

@@ -46,10 +46,12 @@ def test_maps_with_none_says_where_it_looked(tmp_path: Path,
 
 def test_status_shows_counts_and_failures_with_causes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    make_map(tmp_path, "c3333", name="squares", states=["succeeded", "dead", "failed"])
+    make_map(tmp_path, "c3333", name="squares", states=["succeeded", "dead", "failed"],
+             monitor=5)
     assert gridmap(["status", "c33", "--temp-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "map c3333 (squares): running, backend local" in out
+    assert "monitor: zmq tcp://10.0.0.1:5000 (pid 4194311 on somewhere), last touched" in out
     assert "3 jobs: 1 succeeded, 1 failed, 1 dead" in out
     lines = out.splitlines()
     dead = next(line for line in lines if line.startswith("  1 "))
@@ -60,6 +62,7 @@ def test_status_shows_counts_and_failures_with_causes(
     assert gridmap(["status", "squares", "--temp-dir", str(tmp_path), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)
     assert status["id"] == "c3333" and status["counts"]["dead"] == 1
+    assert status["monitor"]["address"] == "tcp://10.0.0.1:5000"
     assert status["failures"][0] == {
         "position": 1, "name": "squares-1", "state": "dead",
         "cause": "job 1 ran out of memory", "kind": "out of memory", "host": "node2",
