@@ -1,5 +1,6 @@
-"""The ``gridmap`` command: show effective settings and installed backends, and check
-that jobs can run and report back."""
+"""The ``gridmap`` command: show effective settings and installed backends, check
+that jobs can run and report back, and list, show, cancel, take on and tidy away this
+user's maps (docs/maps.md)."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ from gridmap_core.plugins.selection import BackendUnavailableError, probe
 from gridmap_core.plugins.types import BackendSpec, PluginLoadError
 
 # What ``gridmap --help`` says (the docstring's markup would show as is).
-DESCRIPTION = ("Show gridmap's effective settings and installed backends, and check that "
-               "jobs can run and report back.")
+DESCRIPTION = ("Show gridmap's effective settings and installed backends, check that "
+               "jobs can run and report back, and list, show, cancel, take on and tidy "
+               "away your maps.")
 # A value wider than this pushes its own comment right, not every row's.
 _VALUE_COLUMN = 40
 
