@@ -114,8 +114,7 @@ class HeartbeatThread(threading.Thread):
     def _left(self, last_answer: float) -> float:
         """Seconds until the runner gives up on a monitor that last answered then (or
         on a new monitor that appeared later)."""
-        watch = getattr(self.link, "watch", None)
-        since = last_answer if watch is None else max(last_answer, watch.since())
+        since = max(last_answer, self.link.monitor_since()) if self._watched() else last_answer
         return self.give_up - (time.monotonic() - since)
 
     def _watched(self) -> bool:
@@ -154,6 +153,8 @@ class HeartbeatThread(threading.Thread):
             reply = self.link.exchange(Kind.HEARTBEAT, payload, timeout)
         except TransportTimeout:
             self.silent = True
+            if self._watched():
+                self.link.follow()  # a new monitor found meanwhile is tried before giving up
             silent = self.give_up - self._left(last_answer)
             if silent >= self.give_up and not self.finished.is_set() and self._may_give_up():
                 end_runner(EXIT_LOST, f"lost the monitor: no answer for {silent:.0f} s; stopping "

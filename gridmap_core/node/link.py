@@ -56,12 +56,13 @@ class Link:
         self._connect = connect
         self._swap = threading.Lock()
         self._refused: str | None = None  # a monitor record not followed, said once
+        self._connected_at = -math.inf  # when the link moved to a new monitor's address
 
     def exchange(self, kind: Kind, payload: bytes | bytearray | memoryview,
                  timeout: float) -> Message:
         """Send one request and return its authentic reply; TransportTimeout when none
         came. Encoded afresh on every call, so a retry is never taken for a replay."""
-        self._follow()
+        self.follow()
         if self.watch is not None:
             self.watch.asking()
         reply = self._exchange(kind, payload, timeout)
@@ -105,8 +106,8 @@ class Link:
         tries = 0
         while True:
             tries += 1
-            # A new monitor gets the whole give-up from when it appeared.
-            deadline = max(started, self._monitor_since()) + give_up
+            # A new monitor gets the whole give-up from when it was first tried.
+            deadline = max(started, self.monitor_since()) + give_up
             left = deadline - time.monotonic()
             try_for = max(0.1, min(timeout, left))
             if self.waiting(left):
@@ -114,7 +115,8 @@ class Link:
             try:
                 reply = self.exchange(kind, payload, try_for)
             except TransportTimeout:
-                deadline = max(started, self._monitor_since()) + give_up
+                self.follow()  # a new monitor found meanwhile is tried before giving up
+                deadline = max(started, self.monitor_since()) + give_up
                 if time.monotonic() + pause >= deadline and self.may_give_up():
                     logger.error(
                         "no answer from the monitor to %s after %d tries over %.0f s",
@@ -147,11 +149,14 @@ class Link:
         verdict = self.watch.verdict()
         return verdict is Verdict.GONE or (verdict is Verdict.UNKNOWN and left <= 0)
 
-    def _monitor_since(self) -> float:
-        """When the monitor the watch names now appeared (-inf: the first one)."""
-        return self.watch.since() if self.watch is not None else -math.inf
+    def monitor_since(self) -> float:
+        """When the monitor last answered, or a new one appeared and the link first
+        tried it, whichever is latest (-inf without a watch)."""
+        if self.watch is None:
+            return -math.inf
+        return max(self.watch.since(), self._connected_at)
 
-    def _follow(self) -> None:
+    def follow(self) -> None:
         """Connect to the address monitor.json names, when it is not this link's."""
         record = self.watch.record if self.watch is not None else None
         if record is None or self._connect is None or record.address == self.address:
@@ -171,5 +176,6 @@ class Link:
             return
         with self._swap:
             old, self.client, self.address = self.client, client, record.address
+            self._connected_at = time.monotonic()
         old.close()
         logger.info("talking to the map's monitor at %s now", record.address)

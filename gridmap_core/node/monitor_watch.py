@@ -165,7 +165,9 @@ class MonitorWatch:
         whether it names a new monitor."""
         found = beacon.read_monitor(self.directory)
         with self._lock:
-            gap = now - self._looked
+            # A change counts as a sign of life only between two looks close together
+            # and both after the last answer: one that may be older says nothing new.
+            telling = now - self._looked <= LIVE_WINDOW and self._looked >= self._last_answer
             self._looked = now
             if found is None:
                 return  # a missing file is one that does not change
@@ -177,7 +179,7 @@ class MonitorWatch:
                                 record.transport, record.address, record.host, record.pid)
                 self._record = record
             if stamp != self._stamp:
-                if self._stamp is not None and gap <= LIVE_WINDOW:
+                if self._stamp is not None and telling:
                     self._changed_at = now
                 self._stamp = stamp
                 self._same_since = now
