@@ -297,16 +297,24 @@ def judge(summary: MapSummary, *, keep: float, grace: float,
     journal says succeeded, failed or cancelled) and an abandoned one (an
     ``abandoned`` or ``cancelled`` mark, or no one has served it for longer than
     ``grace``) once ``keep`` seconds have passed since it ended or was abandoned.
-    Never a map whose submitter or monitor lives, nor one that ``gridmap attach``
-    can still take on, nor one of another machine whose life cannot be told."""
+    Never a map a monitor serves, nor one not ended whose submitter lives, nor one
+    that ``gridmap attach`` can still take on, nor one of another machine whose life
+    cannot be told."""
     now = time.time() if now is None else now
     directory = summary.directory
-    if summary.alive:
-        return Verdict(False, "its submitter or monitor lives", "live")
     if summary.state in ENDED_MAP_STATES:
+        # A map's end in its journal is final: its session has closed, and its
+        # submitter, even one that lives on (an interactive Python), is done with it;
+        # only a monitor still about (touching monitor.json) keeps it.
+        touched = monitor_touched(directory)
+        if summary.alive is not False and touched is not None \
+                and now - touched < LIVE_MONITOR:
+            return Verdict(False, "a monitor serves it", "live")
         since = summary.ended or last_sign(directory)
         what = f"its map ended ({summary.state}) {_ago(now - since)} ago"
         kind = "ended"
+    elif summary.alive:
+        return Verdict(False, "its submitter or monitor lives", "live")
     elif summary.state == DAMAGED:
         return Verdict(False, f"its journal cannot be read ({summary.problem}); remove it "
                        "by hand once `gridmap status` showed what is left", "damaged")

@@ -119,7 +119,13 @@ def test_clean_rules(tmp_path: Path) -> None:
                             ended=now - 60)
     # Killed, its monitor.json still within MONITOR_GRACE: gridmap attach can take it.
     attachable = make_map(tmp_path, "g3", submitter="gone", monitor=60)
-    living = make_map(tmp_path, "g4", state="succeeded", ended=now - 2 * HOUR)
+    living = make_map(tmp_path, "g4", created=now - 2 * HOUR)
+    age_files(living, 2 * HOUR)
+    # Its submitter lives on (an interactive Python), done with the map.
+    ended_living = make_map(tmp_path, "g9", state="succeeded", ended=now - 2 * HOUR)
+    # Ended, yet its monitor (on another machine) still shows it lives.
+    ended_served = make_map(tmp_path, "g10", state="succeeded", submitter="elsewhere",
+                            monitor=1, ended=now - 2 * HOUR)
     served_elsewhere = make_map(tmp_path, "g5", submitter="elsewhere", monitor=1)
     given_up = make_map(tmp_path, "g6", submitter="gone", monitor=3 * HOUR)
     (given_up / beacon.ABANDONED).write_text(json.dumps({"why": "no monitor",
@@ -129,10 +135,11 @@ def test_clean_rules(tmp_path: Path) -> None:
     unseen = make_map(tmp_path, "g8", submitter="elsewhere")  # cannot be told
     lines = clean([tmp_path], keep=HOUR, grace=600)
     left = {path for path in tmp_path.iterdir() if path.name.startswith("gridmap-")}
-    assert left == {ended_lately, attachable, living, served_elsewhere, unseen}, lines
-    assert {ended_long_ago, given_up, unserved}.isdisjoint(left)
+    assert left == {ended_lately, attachable, living, served_elsewhere, unseen,
+                    ended_served}, lines
+    assert {ended_long_ago, given_up, unserved, ended_living}.isdisjoint(left)
     assert any(str(ended_long_ago) in line and "ended (succeeded)" in line for line in lines)
-    assert lines[-1].startswith("5 session directories left")
+    assert lines[-1].startswith("6 session directories left")
     assert "gridmap attach can take on" in lines[-1]
 
 
