@@ -158,7 +158,11 @@ class MonitorWatch:
             time.sleep(LOOK_WHILE_GONE if self._said is Verdict.GONE else LOOK_EVERY)
             if self._asking.is_set():
                 with self.busy:
-                    self._look_and_act()
+                    try:
+                        self._look_and_act()
+                    except Exception as error:  # the next look may fare better
+                        logger.warning("could not look at the session directory %s: %s",
+                                       self.directory, error)
 
     def _look(self, now: float) -> None:
         """Read monitor.json: whether its time changed since the last look, and
