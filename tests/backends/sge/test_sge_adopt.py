@@ -16,12 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gridmap_sge.accounting import Record, describe_record, parse_qacct
+from gridmap_sge import scheduler as sge_scheduler
+from gridmap_sge.accounting import DeleteError, Record, describe_record, parse_qacct
 
 from gridmap_core.backend.drmaa import DrmaaConnection
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
 from tests import PROJECT_ROOT
+from tests.backends.sge.fakes import Clock, Harness
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -90,6 +92,86 @@ def test_endings_from_accounting_records() -> None:
     not_started = describe_record(records["924"])
     assert not_started.kind is DeathKind.SCHEDULER_ERROR and not_started.host == "node2"
     assert "could not start it (failed 26" in not_started.cause
+
+
+# -- the scheduler over fakes (tests/backends/sge/fakes.py) ------------------------------
+
+
+@pytest.fixture
+def accounting(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Record]]:
+    """qacct's records by job number, as a test sets them; what was asked is recorded
+    under "asked"."""
+    records: dict[str, dict[str, Record]] = {"asked": {}}
+
+    def read(number: str) -> dict[str, Record]:
+        records["asked"][number] = Record(number)
+        return dict(records.get(number, {}))
+
+    monkeypatch.setattr(sge_scheduler, "read_accounting", read)
+    return records
+
+
+def test_adopted_jobs_are_read_from_qstat_then_from_accounting(
+        harness: Harness, clock: Clock, accounting: dict[str, dict[str, Record]]) -> None:
+    harness.scheduler.adopt(["923.1", "923.2", "924"])
+    harness.qstat.jobs = {("923", 1): "r", ("923", 2): "qw"}
+    harness.qstat.places = {("923", 1): "all.q@vm"}
+    report = harness.poll(["923.1", "923.2", "924"])
+    assert report["923.1"] == JobStatus(Status.RUNNING, host="vm")
+    assert report["923.2"].status is Status.QUEUED
+    assert "924" not in report and set(accounting["asked"]) == {"924"}
+    # 923 ended while nobody watched it; qacct answers for its whole array at once.
+    harness.qstat.jobs = {}
+    accounting["923"] = {key: value for key, value in parse_qacct(QACCT).items()
+                         if key.startswith("923.")}
+    report = harness.poll(["923.1", "923.2"])
+    assert report["923.1"].kind is DeathKind.KILLED and not report["923.1"].resubmit
+    assert report["923.2"].kind is DeathKind.KILLED and report["923.2"].resubmit
+    assert harness.poll(["923.1", "923.2"]) == {}  # reported once
+
+
+def test_an_adopted_job_without_a_record_is_unknown_after_a_while(
+        harness: Harness, clock: Clock, accounting: dict[str, dict[str, Record]]) -> None:
+    harness.scheduler.adopt(["925"])
+    assert harness.poll(["925"]) == {}
+    clock.now += 31
+    status = harness.poll(["925"])["925"]
+    assert status.status is Status.UNKNOWN and status.kind is DeathKind.VANISHED
+    assert "no accounting record" in status.cause
+
+
+def test_adopted_jobs_are_deleted_with_qdel_and_their_end_is_not_news(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch,
+        accounting: dict[str, dict[str, Record]]) -> None:
+    deleted: list[list[str]] = []
+    monkeypatch.setattr(sge_scheduler, "delete", lambda targets: deleted.append(list(targets)))
+    [own] = harness.launch([0])
+    harness.scheduler.adopt(["923.1", "923.2", "926.1", "not-an-id"])
+    harness.scheduler.cancel(["923.1", "923.2", "926.1", own])
+    assert deleted == [["923", "926.1"]]  # one qdel; a whole array by its number
+    assert harness.connection.terminated == [own]  # its own jobs through DRMAA
+    accounting["923"] = {key: value for key, value in parse_qacct(QACCT).items()
+                         if key.startswith("923.")}
+    assert harness.poll(["923.1", "923.2"]) == {}
+
+
+def test_a_refused_qdel_is_asked_again_at_the_next_cancel(
+        harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(targets: list[str]) -> None:
+        raise DeleteError("qdel exited 1: denied")
+
+    monkeypatch.setattr(sge_scheduler, "delete", refuse)
+    harness.scheduler.adopt(["927.1"])
+    with pytest.raises(DeleteError):
+        harness.scheduler.cancel(["927.1"])
+    deleted: list[list[str]] = []
+    monkeypatch.setattr(sge_scheduler, "delete", lambda targets: deleted.append(list(targets)))
+    harness.scheduler.cancel(["927.1"])
+    assert deleted == [["927.1"]]
+    assert Path(harness.scheduler.cancel_command()[0]).name == "qdel"
+
+
+# -- on the cluster ---------------------------------------------------------------------
 
 
 def qstat_lists(ids: list[str]) -> list[str]:
