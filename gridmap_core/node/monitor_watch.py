@@ -87,6 +87,8 @@ class MonitorWatch:
         self._same_since = now  # when that stamp was first seen (or the last answer)
         self._changed_at: float | None = None  # when a change was seen between looks
         self._looked = now
+        self._looking_since: float | None = None  # a look under way began then
+        self._unreadable = ""  # why the last look could not read the directory
         self._said: Verdict | None = None
         self._thread: threading.Thread | None = None
         self._look(now)
@@ -101,10 +103,14 @@ class MonitorWatch:
 
     def verdict(self) -> Verdict | None:
         """ALIVE, GONE or UNKNOWN, from the looks while the monitor was silent; None
-        when the directory never held a monitor.json (the usual give-up applies)."""
+        when the directory says nothing (the usual give-up applies): it never held a
+        monitor.json, or this node cannot read it now (a look failed, or hangs)."""
         now = time.monotonic()
         with self._lock:
-            if self._stamp is None:
+            # A node cut off from the network may lose its shared file system too: what
+            # it cannot read is no sign that the monitor has gone.
+            hung = self._looking_since is not None and now - self._looking_since > LIVE_WINDOW
+            if self._stamp is None or self._unreadable or hung:
                 return None
             if self._changed_at is not None and now - self._changed_at <= LIVE_WINDOW:
                 return Verdict.ALIVE
@@ -167,8 +173,16 @@ class MonitorWatch:
     def _look(self, now: float) -> None:
         """Read monitor.json: whether its time changed since the last look, and
         whether it names a new monitor."""
-        found = beacon.read_monitor(self.directory)
         with self._lock:
+            self._looking_since = now
+        found = beacon.read_monitor(self.directory)
+        unreadable = "" if found is not None else self._unreadable_why()
+        with self._lock:
+            self._looking_since = None
+            if unreadable and not self._unreadable:
+                logger.warning("cannot read %s: %s; this node may be cut off, so the runner "
+                               "gives up at --give-up as usual", self.directory, unreadable)
+            self._unreadable = unreadable
             # A change counts as a sign of life only between two looks close together
             # and both after the last answer: one that may be older says nothing new.
             telling = now - self._looked <= LIVE_WINDOW and self._looked >= self._last_answer
@@ -187,6 +201,17 @@ class MonitorWatch:
                     self._changed_at = now
                 self._stamp = stamp
                 self._same_since = now
+
+    def _unreadable_why(self) -> str:
+        """Why monitor.json, which read_monitor did not read, cannot be read ('' when it
+        is missing, or there but not whole: a file that does not change)."""
+        try:
+            os.stat(os.path.join(self.directory, beacon.MONITOR_FILE))
+        except FileNotFoundError:
+            return ""
+        except OSError as error:
+            return str(error)
+        return ""
 
     def _look_and_act(self) -> None:
         """One look while the monitor is silent: end the runner on a mark, or when a
