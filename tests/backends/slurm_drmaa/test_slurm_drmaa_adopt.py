@@ -1,8 +1,9 @@
-"""The slurm-drmaa scheduler adopting jobs that another process launched through
-slurm-drmaa and then died of SIGKILL: polled, cancelled, an ended one reported ended,
-nothing left in squeue. Each side runs in a Python of its own (one DRMAA session per
-process, and this one may hold Grid Engine's library): tests/backends/slurm_drmaa/
-adopt_steps.py."""
+"""The slurm-drmaa scheduler adopting jobs that another process launched: over a fake
+connection, cancelled with scancel, not through the DRMAA session; on the single-node
+Slurm, jobs of a process that launched them through slurm-drmaa and then died of
+SIGKILL polled, cancelled, an ended one reported ended, nothing left in squeue. Each
+side runs in a Python of its own (one DRMAA session per process, and this one may hold
+Grid Engine's library): tests/backends/slurm_drmaa/adopt_steps.py."""
 
 from __future__ import annotations
 
@@ -12,16 +13,60 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 import pytest
+from gridmap_slurm.cluster import Cluster
+from gridmap_slurm.commands import Commands
+from gridmap_slurm.options import SlurmOptions
+from gridmap_slurm_drmaa.scheduler import SlurmDrmaaScheduler
 
+from gridmap_core.backend.drmaa import DrmaaConnection
+from gridmap_core.model.resources import Resources
 from tests import PROJECT_ROOT
 from tests.support.needs import slurm_drmaa_library
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.usefixtures("slurm_cluster")]
+pytestmark = pytest.mark.timeout(300)
 
 STEPS = "tests.backends.slurm_drmaa.adopt_steps"
+
+
+class Connection:
+    """The part of a DRMAA connection a cancel uses: what it was asked to terminate."""
+
+    def __init__(self) -> None:
+        self.terminated: list[str] = []
+
+    def terminate(self, job_id: str) -> None:
+        self.terminated.append(job_id)
+
+
+class Tools(Commands):
+    """Slurm's tools answering nothing, every call recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def once(self, argv: Sequence[str], env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+
+
+def test_adopted_jobs_are_cancelled_with_scancel_not_through_drmaa() -> None:
+    connection, tools = Connection(), Tools()
+    scheduler = SlurmDrmaaScheduler(cast(DrmaaConnection, connection), Cluster(),
+                                    SlurmOptions(), commands=tools)
+    scheduler.jobs.record(["500"], Resources(), [""])  # as a launch of its own records it
+    scheduler.adopt(["900_1", "900_2", "901_1"])
+    scheduler.cancel(["900_1", "900_2", "901_1", "500"])
+    assert connection.terminated == ["500"]
+    assert [call for call in tools.calls if call[0] == "scancel"] == \
+        [["scancel", "900", "901_1"]]
+    assert Path(scheduler.cancel_command()[0]).name == "scancel"
 
 
 def squeue_listed(ids: list[str]) -> dict[str, str]:
@@ -37,7 +82,7 @@ def squeue_listed(ids: list[str]) -> dict[str, str]:
 
 
 def test_jobs_of_a_killed_submitter_are_adopted_cancelled_and_read_back(
-        tmp_path: Path) -> None:
+        slurm_cluster: str, tmp_path: Path) -> None:
     environment = {**os.environ, "DRMAA_LIBRARY_PATH": slurm_drmaa_library()}
     launcher = subprocess.Popen([sys.executable, "-m", STEPS, "launch", str(tmp_path)],
                                 cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE,
