@@ -260,7 +260,11 @@ class SlurmDrmaaScheduler:
         # (Ctrl-C); otherwise element by element.
         targets = self.jobs.cancel(ids)
         if targets:
-            self._terminate(targets)
+            try:
+                self._terminate(targets)
+            except BaseException:
+                self.jobs.uncancel(targets)  # the monitor tries again later
+                raise
 
     def _terminate(self, targets: Sequence[str]) -> None:
         """Cancel jobs and whole arrays (given by their array id) through slurm-drmaa;

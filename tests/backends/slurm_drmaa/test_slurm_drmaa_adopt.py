@@ -19,7 +19,7 @@ from typing import cast
 
 import pytest
 from gridmap_slurm.cluster import Cluster
-from gridmap_slurm.commands import Commands
+from gridmap_slurm.commands import Commands, SlurmError
 from gridmap_slurm.options import SlurmOptions
 from gridmap_slurm_drmaa.scheduler import SlurmDrmaaScheduler
 
@@ -67,6 +67,20 @@ def test_adopted_jobs_are_cancelled_with_scancel_not_through_drmaa() -> None:
     assert [call for call in tools.calls if call[0] == "scancel"] == \
         [["scancel", "900", "901_1"]]
     assert Path(scheduler.cancel_command()[0]).name == "scancel"
+
+
+def test_a_refused_scancel_of_adopted_jobs_is_made_again() -> None:
+    connection, tools = Connection(), Tools()
+    scheduler = SlurmDrmaaScheduler(cast(DrmaaConnection, connection), Cluster(),
+                                    SlurmOptions(), commands=tools)
+    scheduler.adopt(["900_1"])
+    refusal = subprocess.CompletedProcess(["scancel"], 1, "", "scancel: error: Access denied")
+    tools.once = lambda argv, env=None: refusal  # type: ignore[method-assign]
+    with pytest.raises(SlurmError, match="Access denied"):
+        scheduler.cancel(["900_1"])
+    del tools.once  # answers again
+    scheduler.cancel(["900_1"])
+    assert [call for call in tools.calls if call[0] == "scancel"] == [["scancel", "900_1"]]
 
 
 def squeue_listed(ids: list[str]) -> dict[str, str]:
