@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     started REAL, ended REAL, updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_state ON tasks (state);
+CREATE INDEX IF NOT EXISTS tasks_position ON tasks (position);
 CREATE TABLE IF NOT EXISTS results (
     task INTEGER PRIMARY KEY, attempt INTEGER NOT NULL, payload BLOB NOT NULL
 );
@@ -281,9 +282,11 @@ class Journal:
                     self._db.execute("ROLLBACK")
                 raise _explain(self.path, error) from error
 
-    def launched(self, tasks: Sequence[tuple[int, int, str]]) -> None:
+    def launched(self, tasks: Sequence[tuple[int, int, str]], *, at_once: bool = True
+                 ) -> None:
         """Tasks submitted: (id, attempt, scheduler job id) each; written at once, so
-        a monitor started later knows every job the scheduler may run."""
+        a monitor started later knows every job the scheduler may run (unless not
+        ``at_once``: a task taken on by a job already recorded)."""
         now = time.time()
         with self._lock:
             for task, attempt, job_id in tasks:
@@ -293,7 +296,8 @@ class Journal:
                 self._pending.append((
                     "INSERT INTO transitions VALUES (?,?,'queued',?,?,NULL)",
                     (task, now, attempt, job_id)))
-            self.flush()
+            if at_once:
+                self.flush()
 
     def started(self, task: int, attempt: int, job_id: str, host: str) -> None:
         now = time.time()
@@ -311,9 +315,11 @@ class Journal:
                    (task, now, attempt - 1, cause))
 
     def store_result(self, task: int, attempt: int, payload: bytes | bytearray | memoryview,
-                     *, ok: bool, host: str) -> None:
+                     *, ok: bool, host: str, commit: bool = True) -> None:
         """Keep a RESULT payload and end its task (succeeded, or failed: the job
-        raised); committed before this returns, with every change gathered so far."""
+        raised); committed before this returns, with every change gathered so far
+        (unless not ``commit``: then at the next :meth:`flush`, which the caller
+        makes before anyone is told the result was kept)."""
         now = time.time()
         state = "succeeded" if ok else "failed"
         with self._lock:
@@ -328,7 +334,8 @@ class Journal:
                 (state, host, where, now, now, task)))
             self._pending.append(("INSERT INTO transitions VALUES (?,?,?,?,'',?)",
                                   (task, now, state, attempt, host)))
-            self.flush()
+            if commit:
+                self.flush()
 
     def _result_file(self, task: int, attempt: int,
                      payload: bytes | bytearray | memoryview) -> str:

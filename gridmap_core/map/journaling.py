@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import logging
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -36,10 +37,12 @@ def _guarded(method: _Method) -> _Method:
     def guarded(self: MapJournal, *args: Any, **kwargs: Any) -> None:
         if self.broken is not None:
             return
+        began = time.perf_counter()
         try:
             method(self, *args, **kwargs)
         except JournalError as error:
             self._failed(error)
+        self.seconds += time.perf_counter() - began
 
     return cast(_Method, guarded)
 
@@ -75,6 +78,7 @@ class MapJournal:
         self._cancel = list(cancel_command) if cancel_command else None
         self._named = False
         self.broken: JournalError | None = None
+        self.seconds = 0.0  # spent writing the journal, for the benchmarks
 
     def _failed(self, error: JournalError) -> None:
         """A write failed (a full disk, a damaged file): said once, loudly. The map
@@ -88,10 +92,12 @@ class MapJournal:
     def flush(self) -> None:
         """Write what was gathered, if a second has passed (the monitor's sweep)."""
         if self.broken is None:
+            began = time.perf_counter()
             try:
                 self.journal.flush(every=1.0)
             except JournalError as error:
                 self._failed(error)
+            self.seconds += time.perf_counter() - began
 
     @_guarded
     def added(self, batch: Batch, tasks: Sequence[Task], function: bytes) -> None:
@@ -120,12 +126,26 @@ class MapJournal:
             logger.debug("could not add to the list of launched jobs: %s", error)
 
     @_guarded
+    def taken(self, task: Task) -> None:
+        """A queued task taken on by the scheduler job of a runner that finished
+        another (REUSE_RUNNERS): written with the next result, as that job is known."""
+        self.journal.launched([(task.id, task.attempt, task.job_id)], at_once=False)
+
+    @_guarded
     def started(self, task: Task, host: str) -> None:
         self.journal.started(task.id, task.attempt, task.job_id, host)
 
     @_guarded
     def result(self, task: Task, payload: Any, *, ok: bool, host: str) -> None:
-        self.journal.store_result(task.id, task.attempt, payload, ok=ok, host=host)
+        """Stage a result; kept for good by the :meth:`commit` that must come before
+        its runner is answered."""
+        self.journal.store_result(task.id, task.attempt, payload, ok=ok, host=host,
+                                  commit=False)
+
+    @_guarded
+    def commit(self) -> None:
+        """Keep the staged results (and every change gathered) for good."""
+        self.journal.flush()
 
     @_guarded
     def resubmitted(self, task: Task, cause: str, kind: str) -> None:

@@ -72,6 +72,9 @@ logger = logging.getLogger(__name__)
 _TICK = 0.2  # longest the loop blocks, so stop requests and polls are seen quickly
 # How long closing waits for the cancels under way before making them itself.
 CANCEL_GRACE = 30.0
+# At most this many messages are taken in before the results among them are kept
+# and answered: a bound on how long a runner waits for its answer under load.
+GROUP_COMMIT = 256
 
 
 def idle_limits(settings: Any) -> tuple[float, str]:
@@ -405,6 +408,20 @@ class MonitoredSession:
 
     # -- the monitor's thread ------------------------------------------------------
 
+    def _keep_results(self) -> None:
+        """Results arrived: take the messages already waiting too (up to
+        GROUP_COMMIT), then keep every result among them in one commit and answer
+        their runners. Under load many results share a commit; alone, a result waits
+        for nothing."""
+        try:
+            for _ in range(GROUP_COMMIT):
+                received = self.endpoint.receive(0)
+                if received is None:
+                    break
+                self._server.handle(*received)
+        finally:
+            self._server.release()
+
     def _tend_session(self) -> None:
         """Once a second: show the runners this monitor lives, write the journal's
         gathered changes, and end the map if ``gridmap cancel`` said so."""
@@ -439,6 +456,8 @@ class MonitoredSession:
                 received = self.endpoint.receive(wait)
                 if received is not None:
                     self._server.handle(*received)
+                    if self._server.held:
+                        self._keep_results()
                 now = time.monotonic()
                 if self._poll_now.is_set() or now >= next_poll:
                     self._poll_now.clear()

@@ -71,6 +71,19 @@ class Server:
         # messages after they ended (by then the task and its batch are gone).
         self._names: dict[int, str] = {}
         self._told_late: set[tuple[int, int, bool]] = set()  # (task, attempt, is result)
+        # Answers to results, held until the results are kept (release()).
+        self.held: list[tuple[Any, Any]] = []
+
+    def release(self) -> None:
+        """Keep the results received since the last call for good (one commit for all
+        of them), then answer their runners: a runner hears its result arrived only
+        once no monitor's death can lose it."""
+        if not self.held:
+            return
+        held, self.held = self.held, []
+        self.table.record.commit()
+        for token, frames in held:
+            self.endpoint.reply(token, frames)
 
     def handle(self, token: Any, frames: list[memoryview]) -> None:
         """Check one request and answer it."""
@@ -259,11 +272,13 @@ class Server:
         self.table.end(task)
         self._record_accepted(task)
         following = self._take_for(task, host) if self.table.takeable else None
+        # Answered once the result is kept for good: see release().
         if following is None:
-            self._reply(token, message, Kind.ACK)
+            self.held.append((token, self.codec.reply(message.header, Kind.ACK, b"")))
         else:
-            self._reply(token, message, Kind.TASK,
-                        encode_next(following.id, following.attempt, self._task_payload(following)))
+            self.held.append((token, self.codec.reply(
+                message.header, Kind.TASK,
+                encode_next(following.id, following.attempt, self._task_payload(following)))))
         sink = task.batch.sink
         if outcome.ok:
             sink.succeeded([task.index], [outcome.value], host)

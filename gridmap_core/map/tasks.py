@@ -52,14 +52,18 @@ class Task:
 
 class Recorder(Protocol):
     """Keeps the map's record as its tasks change (the journal,
-    :class:`~gridmap_core.map.journaling.MapJournal`). ``result`` must have kept the
-    result when it returns: the runner is told it arrived right after."""
+    :class:`~gridmap_core.map.journaling.MapJournal`). A ``result`` is staged; the
+    ``commit`` after it keeps it for good, and only then is its runner answered."""
 
     def launched(self, tasks: Sequence[Task]) -> None: ...
+
+    def taken(self, task: Task) -> None: ...
 
     def started(self, task: Task, host: str) -> None: ...
 
     def result(self, task: Task, payload: Any, *, ok: bool, host: str) -> None: ...
+
+    def commit(self) -> None: ...
 
     def resubmitted(self, task: Task, cause: str, kind: str) -> None: ...
 
@@ -74,10 +78,16 @@ class NoRecord:
     def launched(self, tasks: Sequence[Task]) -> None:
         pass
 
+    def taken(self, task: Task) -> None:
+        pass
+
     def started(self, task: Task, host: str) -> None:
         pass
 
     def result(self, task: Task, payload: Any, *, ok: bool, host: str) -> None:
+        pass
+
+    def commit(self) -> None:
         pass
 
     def resubmitted(self, task: Task, cause: str, kind: str) -> None:
@@ -191,7 +201,7 @@ class TaskTable:
             self.guard.forget(task.id, task.attempt)
             task.attempt += 1
             task.job_id = done.job_id
-        self.record.launched([task])
+        self.record.taken(task)
         return task
 
     def pop_superseded(self) -> list[str]:
