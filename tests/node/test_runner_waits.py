@@ -350,6 +350,27 @@ def test_a_monitor_alive_but_out_of_reach_is_given_up_on_at_give_up_not_at_grace
     assert beacon.end_mark(tmp_path) is None
 
 
+def test_a_session_directory_the_node_cannot_read_keeps_the_usual_give_up(
+        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+    job = Job(tmp_path)
+    with Monitor(key, serving(job.payload)) as monitor, Beacon(tmp_path, monitor.address, 1):
+        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
+                               "--give-up", "4", "--grace", "3600")
+        pid = job.wait_started()
+        _wait_for(lambda: monitor.of_kind(Kind.HEARTBEAT), "a heartbeat")
+        # The node loses its shared file system with the network: monitor.json cannot
+        # be read (a link to itself fails with ELOOP, where a cut mount fails with EIO).
+        looped = tmp_path / beacon.MONITOR_FILE
+        looped.unlink()
+        looped.symlink_to(looped.name)
+    result = runner.finish()
+    assert result.code == EXIT_LOST, result.err
+    assert f"cannot read {tmp_path}" in result.err
+    assert "is gone" not in result.err
+    _wait_ended(pid)
+    assert not job.returned.exists()
+
+
 def test_a_fetch_that_a_living_monitor_never_answers_gives_up_at_give_up(
         tmp_path: Path, key_file: Path) -> None:  # noqa: F811
     nowhere = f"tcp://127.0.0.1:{free_port()}"
