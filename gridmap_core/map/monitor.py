@@ -129,7 +129,7 @@ class MonitoredSession:
             # Before anything is made or submitted: a temp_dir only this host sees
             # would fail every job at launch, on every node.
             check_shared(work_dir, peers)
-            self._remove_abandoned(work_dir)
+            self._remove_abandoned(work_dir, self.keep_time, self.grace)
             self.directory = self._make_directory(work_dir)
             try:
                 key = self._open(transport, spec, settings, peers)
@@ -254,11 +254,13 @@ class MonitoredSession:
         logger.warning("%s%s", what, f". What to do: {todo}" if todo else "")
 
     @staticmethod
-    def _remove_abandoned(work_dir: str) -> None:
-        """Remove the session directories of maps whose submitter on this host was
-        killed before it could: they hold a key, and logs no one will read."""
+    def _remove_abandoned(work_dir: str, keep: float, grace: float) -> None:
+        """Remove the session directories of maps ended or abandoned more than
+        ``keep`` seconds ago (a killed submitter's map only once no runner can still
+        be waiting for it, ``grace`` seconds on): they hold keys, and logs and
+        journals no one will read."""
         try:
-            removed = remove_abandoned(Path(work_dir).expanduser())
+            removed = remove_abandoned(Path(work_dir).expanduser(), keep=keep, grace=grace)
         except Exception as error:  # tidying up must never stop a map
             logger.debug("could not look for abandoned session directories: %s", error)
             return

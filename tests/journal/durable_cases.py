@@ -21,55 +21,67 @@ def killed_then_attached(map_: Submitter, listed: Callable[[str], bool], *,
                          seconds: float, kill_after: int = 10) -> None:
     """SIGKILL the submitter mid-map, then ``gridmap attach``: every result right, no
     job that had finished runs again, nothing left queued or running."""
-    map_.start(seconds)
-    finished = map_.kill_after(kill_after)
-    assert len(finished) >= kill_after
-    map_id = _map_id(map_)
-    done = map_.gridmap("attach", map_.name, "--temp-dir", str(map_.temp_dir))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert map_.results() == {x: x * x for x in range(map_.count)}
-    runs = map_.executions()
-    assert set(runs) == set(range(map_.count))
-    twice = {x: runs[x] for x in finished if runs[x] != 1}
-    assert not twice, f"jobs that had finished before the kill ran again: {twice}"
-    _nothing_left(map_, listed, map_id)
-    assert beacon.end_mark(map_.session()) == beacon.ENDED
+    try:
+        map_.start(seconds)
+        finished = map_.kill_after(kill_after)
+        assert len(finished) >= kill_after
+        map_id = _map_id(map_)
+        done = map_.gridmap("attach", map_.name, "--temp-dir", str(map_.temp_dir))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert map_.results() == {x: x * x for x in range(map_.count)}
+        runs = map_.executions()
+        assert set(runs) == set(range(map_.count))
+        twice = {x: runs[x] for x in finished if runs[x] != 1}
+        assert not twice, f"jobs that had finished before the kill ran again: {twice}"
+        _nothing_left(map_, listed, map_id)
+        assert beacon.end_mark(map_.session()) == beacon.ENDED
+    finally:
+        map_.clean_up()
 
 
 def killed_and_left(map_: Submitter, listed: Callable[[str], bool], *, seconds: float,
-                    grace: float) -> None:
+                    grace: float, runners_outlive: bool = True) -> None:
     """SIGKILL the submitter and let nobody attach: within the grace and a minute, the
-    map's runners have given it up, its jobs are gone and it is marked abandoned."""
-    map_.start(seconds)
-    map_.kill_after(3)
-    map_id = _map_id(map_)
-    map_.wait_for("the map's jobs gone from the queue and its runners ended",
-                  lambda: not listed(map_.name) and not processes_of(map_id),
-                  timeout=grace + 60)
-    assert beacon.end_mark(map_.session()) in (beacon.ABANDONED, None)
+    map's jobs are gone and its runners ended; runners that outlive their submitter
+    (on a cluster) have marked the map abandoned."""
+    try:
+        map_.start(seconds)
+        map_.kill_after(3)
+        map_id = _map_id(map_)
+        map_.wait_for("the map's jobs gone from the queue and its runners ended",
+                      lambda: not listed(map_.name) and not processes_of(map_id),
+                      timeout=grace + 60)
+        assert beacon.end_mark(map_.session()) == (beacon.ABANDONED if runners_outlive
+                                                   else None)
+    finally:
+        map_.clean_up()
 
 
 def cancelled_from_another_shell(map_: Submitter, listed: Callable[[str], bool], *,
                                  seconds: float) -> None:
     """``gridmap cancel`` while the submitter runs: its map ends with the unfinished
     jobs cancelled, and nothing is left queued or running."""
-    map_.start(seconds)
-    map_.wait_for("3 results", lambda: map_.has_results(3))
-    map_id = _map_id(map_)
-    done = map_.gridmap("cancel", map_.name, "--temp-dir", str(map_.temp_dir))
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert map_.process is not None
-    map_.process.wait(120)
-    said = map_.output.read_text()
-    assert map_.process.returncode != 0 and "cancel" in said, said[-3000:]
-    _nothing_left(map_, listed, map_id)
-    journal = Journal.open(map_.session())
     try:
-        assert journal.map_record().state == "cancelled"
-        counts = journal.counts()
+        map_.start(seconds)
+        map_.wait_for("3 results", lambda: map_.has_results(3))
+        map_id = _map_id(map_)
+        done = map_.gridmap("cancel", map_.name, "--temp-dir", str(map_.temp_dir))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert map_.process is not None
+        map_.process.wait(120)
+        said = map_.output.read_text()
+        assert map_.process.returncode != 0 and "cancel" in said, said[-3000:]
+        _nothing_left(map_, listed, map_id)
+        journal = Journal.open(map_.session())
+        try:
+            assert journal.map_record().state == "cancelled"
+            counts = journal.counts()
+        finally:
+            journal.close()
+        left = set(counts) & {"queued", "running"}
+        assert counts.get("cancelled", 0) > 0 and not left, counts
     finally:
-        journal.close()
-    assert counts.get("cancelled", 0) > 0 and not set(counts) & {"queued", "running"}, counts
+        map_.clean_up()
 
 
 def _map_id(map_: Submitter) -> str:

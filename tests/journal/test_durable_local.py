@@ -29,8 +29,8 @@ def test_a_killed_submitters_map_is_finished_by_attach(tmp_path: Path) -> None:
 
 
 def test_a_killed_submitter_leaves_no_runner_behind(tmp_path: Path) -> None:
-    cases.killed_and_left(_map(tmp_path, MONITOR_GRACE="10"), _nothing_listed, seconds=0.5,
-                          grace=10)
+    cases.killed_and_left(_map(tmp_path, GRIDMAP_MONITOR_GRACE="10"), _nothing_listed,
+                          seconds=0.5, grace=10, runners_outlive=False)
 
 
 def test_gridmap_cancel_from_another_shell_ends_the_map(tmp_path: Path) -> None:

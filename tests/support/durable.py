@@ -4,6 +4,7 @@ kill, and what to check afterwards (results, executions, what is left running)."
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gridmap_core.journal.store import Journal
+from gridmap_core.wire import beacon
 from gridmap_core.wire.messages import decode_result
 from tests import PROJECT_ROOT
 
@@ -126,6 +128,26 @@ class Submitter:
         finally:
             journal.close()
 
+    def clean_up(self) -> None:
+        """Leave nothing behind, whatever the test did: the submitter, the map's
+        scheduler jobs (in one call, as a giving-up runner cancels them), its
+        runners."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(30)
+        try:
+            session = self.session()
+        except (ValueError, OSError):
+            return
+        ids, command = beacon.launched(session)
+        if ids and command:
+            subprocess.run([*command, *ids], capture_output=True, timeout=60)
+        map_id = _map_id_of(session)
+        for line in processes_of(map_id) if map_id else []:
+            pid = int(line.split(None, 1)[0])
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+
     def gridmap(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run the gridmap command from another shell, in this map's environment."""
         return subprocess.run([sys.executable, "-m", "gridmap_core.cli", *args],
@@ -145,8 +167,19 @@ def environment(root: Path, settings: Mapping[str, str], *, config: str = "") ->
     return env
 
 
+def _map_id_of(session: Path) -> str:
+    try:
+        journal = Journal.open(session)
+    except Exception:  # nothing to find by it
+        return ""
+    try:
+        return journal.map_record().id
+    finally:
+        journal.close()
+
+
 def processes_of(marker: str) -> list[str]:
-    """The command lines of live processes that name ``marker`` (a map id)."""
+    """The live processes that name ``marker`` (a map id): "PID COMMAND LINE" each."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
@@ -157,5 +190,5 @@ def processes_of(marker: str) -> list[str]:
         except OSError:
             continue
         if marker in command:
-            found.append(command)
+            found.append(f"{entry} {command}")
     return found
