@@ -64,7 +64,7 @@ class Link:
         came. Encoded afresh on every call, so a retry is never taken for a replay."""
         self.follow()
         if self.watch is not None:
-            self.watch.asking()
+            self.watch.asking(kind.value)
         reply = self._exchange(kind, payload, timeout)
         if self.watch is not None:
             self.watch.answered()

@@ -89,7 +89,8 @@ class MonitorWatch:
         self._looked = now
         self._looking_since: float | None = None  # a look under way began then
         self._unreadable = ""  # why the last look could not read the directory
-        self._said: Verdict | None = None
+        self._said: Verdict | None = None  # the verdict logged last, under _lock
+        self._asking_for = ""  # the kind of the request that goes unanswered
         self._thread: threading.Thread | None = None
         self._look(now)
 
@@ -124,8 +125,10 @@ class MonitorWatch:
         with self._lock:
             return max(self._last_answer, self._record_since)
 
-    def asking(self) -> None:
-        """A request goes out: look at the directory if no answer comes soon."""
+    def asking(self, what: str = "") -> None:
+        """A request goes out (``what``: fetch, heartbeat, result): look at the
+        directory if no answer comes soon."""
+        self._asking_for = what
         self._start()
         self._asking.set()
 
@@ -234,18 +237,20 @@ class MonitorWatch:
 
     def _say(self, verdict: Verdict | None) -> None:
         """Log what the runner now knows of its silent monitor, once per change."""
-        if verdict in (None, Verdict.UNKNOWN) or verdict is self._said:
-            return
-        self._said = verdict
+        with self._lock:
+            if verdict in (None, Verdict.UNKNOWN) or verdict is self._said:
+                return
+            self._said = verdict
         record = self.record
         where = f"at {record.address} " if record else ""
         if verdict is Verdict.ALIVE:
             logger.warning("the monitor %sdoes not answer but lives (its %s keeps "
                            "changing): this node may be cut off; the runner gives up "
                            "at --give-up as usual", where, beacon.MONITOR_FILE)
-        else:
-            left = max(0.0, self.grace - (time.monotonic() - self.since()))
-            logger.warning("the monitor %sis gone (its %s has not changed for %.0f s): "
-                           "the job runs on and a finished result is kept, while the "
-                           "runner waits up to %.0f s more for a new monitor "
-                           "(gridmap attach)", where, beacon.MONITOR_FILE, LIVE_WINDOW, left)
+            return
+        held = {"fetch": "the task is not fetched yet",
+                "result": "the job's result is kept"}.get(self._asking_for, "the job runs on")
+        left = max(0.0, self.grace - (time.monotonic() - self.since()))
+        logger.warning("the monitor %sis gone (its %s has not changed for %.0f s): %s "
+                       "while the runner waits up to %.0f s more for a new monitor (gridmap "
+                       "attach)", where, beacon.MONITOR_FILE, LIVE_WINDOW, held, left)
