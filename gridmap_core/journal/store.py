@@ -54,6 +54,7 @@ INLINE_RESULT = 1 << 20
 LIVE_STATES = ("queued", "running")
 ENDED_STATES = ("succeeded", "failed", "dead", "cancelled")
 SCHEMA_VERSION = 1
+CHECKPOINT_EVERY = 1.0  # seconds between checkpoints of a journal being written
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS map (
@@ -151,6 +152,33 @@ def _explain(path: Path, error: sqlite3.Error) -> JournalError:
     return JournalError(f"map journal {path}: {what}: {advice}")
 
 
+class _Checkpointer(threading.Thread):
+    """Checkpoints a journal's WAL every CHECKPOINT_EVERY seconds, on a connection of
+    its own; passive ones, which never make a writer wait."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(name="gridmap-journal-checkpoints", daemon=True)
+        self.path = path
+        self._stopping = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, timeout=0.0)
+        except sqlite3.Error:
+            return  # the writer checkpoints as it closes
+        try:
+            while not self._stopping.wait(CHECKPOINT_EVERY):
+                with contextlib.suppress(sqlite3.Error):  # busy: next time
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
 class Journal:
     """A map's journal: one SQLite connection, shared by the threads of one process
     under a lock (the submitting thread adds jobs while the monitor's records them)."""
@@ -163,6 +191,12 @@ class Journal:
         self._lock = threading.RLock()
         self._pending: list[tuple[str, Sequence[Any]]] = []
         self._last_flush = time.monotonic()
+        self._checkpoints: _Checkpointer | None = None
+        if not readonly:
+            # Copying the WAL back into the database (a checkpoint) syncs the disk: done
+            # on a thread of its own, so no commit waits for it.
+            connection.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpoints = _Checkpointer(path)
 
     # -- opening --------------------------------------------------------------------
 
@@ -210,9 +244,13 @@ class Journal:
         return cls(path, db, readonly=readonly)
 
     def close(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         with self._lock:
             with contextlib.suppress(sqlite3.Error):
                 self._flush()
+                if not self.readonly:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
 
     # -- writing --------------------------------------------------------------------
