@@ -6,6 +6,7 @@ from __future__ import annotations
 from gridmap_core.model.death import DeathKind
 from gridmap_core.wire.exits import (
     EXIT_LOST,
+    EXIT_MAP_ENDED,
     EXIT_NOT_SHARED,
     EXIT_SETUP,
     EXIT_STOPPED,
@@ -17,7 +18,10 @@ __all__ = ["kind_of_exit", "worth_resubmitting"]
 # The runner's own exit statuses; any other status is a runner (or job) that exited.
 _EXIT_KINDS = {EXIT_UNREACHABLE: DeathKind.UNREACHABLE, EXIT_LOST: DeathKind.MONITOR_LOST,
                EXIT_SETUP: DeathKind.RUNNER_FAILED, EXIT_STOPPED: DeathKind.CANCELLED,
-               EXIT_NOT_SHARED: DeathKind.RUNNER_FAILED}
+               EXIT_NOT_SHARED: DeathKind.RUNNER_FAILED,
+               # It waited for a monitor that was gone until the map was given up: a
+               # map taken on later runs the job again.
+               EXIT_MAP_ENDED: DeathKind.MONITOR_LOST}
 
 
 def kind_of_exit(exit_status: int | None, unknown: DeathKind = DeathKind.OTHER) -> DeathKind:

@@ -7,7 +7,10 @@ import json
 import subprocess
 import sys
 
+from gridmap_core.model.death import DeathKind
 from gridmap_core.wire import exits
+from gridmap_core.wire.exit_kinds import kind_of_exit, worth_resubmitting
+from gridmap_core.wire.exits import EXIT_MAP_ENDED
 
 
 def test_signals_are_named_and_unnamed_ones_numbered() -> None:
@@ -40,3 +43,8 @@ def test_importing_it_costs_the_runner_nothing_more() -> None:
     ours = {name for name in loaded if name.startswith("gridmap")}
     assert ours == {"gridmap_core", "gridmap_core.wire", "gridmap_core.wire.exits"}, ours
     assert not loaded & {"pluggy", "psutil", "zmq", "cloudpickle"}
+
+
+def test_a_runner_that_gave_up_on_a_gone_monitor_lost_it_and_may_run_again() -> None:
+    assert kind_of_exit(EXIT_MAP_ENDED) is DeathKind.MONITOR_LOST
+    assert worth_resubmitting(EXIT_MAP_ENDED)
