@@ -20,10 +20,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import secrets
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -32,21 +30,27 @@ from typing import Any
 
 from gridmap_core.backend import Batch, DeathKind, JobSpec, SessionOptions, Sink
 from gridmap_core.backend.scheduler import Launch, Scheduler, runner_prefix
-from gridmap_core.journal.store import Journal, MapRecord
+from gridmap_core.journal.store import Journal
 from gridmap_core.map.job_watch import STALL, JobWatch
 from gridmap_core.map.journaling import MapJournal
 from gridmap_core.map.liveness import Limits, Verdict
 from gridmap_core.map.resume import deliver_ended, rebuild
 from gridmap_core.map.serving import Server
-from gridmap_core.map.sessions import PREFIX as SESSION_PREFIX
-from gridmap_core.map.sessions import mark_ended, record_submitter, remove_abandoned
+from gridmap_core.map.session_dir import (
+    announce,
+    cancel_command,
+    clean_up,
+    end_journal,
+    make_directory,
+    new_journal,
+    remove_abandoned_in,
+)
+from gridmap_core.map.sessions import record_submitter
 from gridmap_core.map.shared_dir import check_shared
 from gridmap_core.map.tasks import ENDED, Task, TaskTable, failure_of
 
 # MAX_TRACK stays importable from here, where it was first defined.
 from gridmap_core.map.tasks import MAX_TRACK as MAX_TRACK
-from gridmap_core.model.core_settings import SETTINGS
-from gridmap_core.model.node_imports import search_path
 from gridmap_core.model.serialization import dumps
 from gridmap_core.plugins.types import TransportSpec
 from gridmap_core.transports import (
@@ -129,8 +133,8 @@ class MonitoredSession:
             # Before anything is made or submitted: a temp_dir only this host sees
             # would fail every job at launch, on every node.
             check_shared(work_dir, peers)
-            self._remove_abandoned(work_dir, self.keep_time, self.grace)
-            self.directory = self._make_directory(work_dir)
+            remove_abandoned_in(work_dir, self.keep_time, self.grace)
+            self.directory = make_directory(work_dir)
             try:
                 key = self._open(transport, spec, settings, peers)
             except BaseException:
@@ -191,11 +195,12 @@ class MonitoredSession:
         os.mkdir(self.log_dir, 0o700)
         key = new_key()
         self.key_file = str(write_key_file(self.directory / "key", key))
-        self._new_journal(str(self.directory.parent))
+        self.journal = new_journal(self.directory, self.map_id, self.options)
+        self.record = MapJournal(self.journal, self.directory, cancel_command(self.scheduler))
         self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings,
                                                                    peers))
         self.address = self.endpoint.address
-        self._announce()
+        announce(self.directory, self.transport_name, self.address)
         logger.debug("runners reach the monitor at %s (the scheduler's nodes: %s)",
                      self.address, ", ".join(peers) or "not known")
         return key
@@ -207,36 +212,16 @@ class MonitoredSession:
         journal = Journal.open(self.directory, readonly=False)
         self.map_id = journal.map_record().id
         self.journal = journal
-        self.record = MapJournal(journal, self.directory, _cancel_command(self.scheduler))
+        self.record = MapJournal(journal, self.directory, cancel_command(self.scheduler))
         self.log_dir = str(self.directory / "logs")
         self.key_file = str(self.directory / "key")
         key = read_key_file(self.key_file)
         record_submitter(self.directory)  # this process serves the map now
         self.endpoint = transport.serve(spec.options_for(self.directory, settings, peers))
         self.address = self.endpoint.address
-        self._announce()
+        announce(self.directory, self.transport_name, self.address)
         journal.set_state("running")
         return key
-
-    def _new_journal(self, work_dir: str) -> None:
-        settings = self.settings
-        values = {name: settings[name] for name, setting in SETTINGS.items()
-                  if not setting.secret}
-        backend = str(settings.section or settings["BACKEND"] or "")
-        self.journal = Journal.create(
-            self.directory,
-            MapRecord(self.map_id, "", backend, time.time(), socket.gethostname(),
-                      os.getpid(), str(Path(work_dir).expanduser().absolute()), "running",
-                      None, values),
-            session=pickle.dumps(self.options), search_path=search_path())
-        self.record = MapJournal(self.journal, self.directory,
-                                 _cancel_command(self.scheduler))
-
-    def _announce(self) -> None:
-        """Tell the runners, through the session directory, where this monitor is."""
-        beacon.write_monitor(self.directory, beacon.MonitorRecord(
-            self.transport_name, self.address, socket.gethostname(), os.getpid(),
-            time.time()))
 
     def _tell_unheard(self, jobs: int, seconds: float) -> None:
         """No runner has reached the monitor, though the scheduler runs jobs: say what
@@ -252,36 +237,6 @@ class MonitoredSession:
             logger.debug("no advice from transport %s: %s", self.transport_name, error)
             what, todo = f"no job reached the monitor at {self.address}: {cause}", ""
         logger.warning("%s%s", what, f". What to do: {todo}" if todo else "")
-
-    @staticmethod
-    def _remove_abandoned(work_dir: str, keep: float, grace: float) -> None:
-        """Remove the session directories of maps ended or abandoned more than
-        ``keep`` seconds ago (a killed submitter's map only once no runner can still
-        be waiting for it, ``grace`` seconds on): they hold keys, and logs and
-        journals no one will read."""
-        try:
-            removed = remove_abandoned(Path(work_dir).expanduser(), keep=keep, grace=grace)
-        except Exception as error:  # tidying up must never stop a map
-            logger.debug("could not look for abandoned session directories: %s", error)
-            return
-        if removed:
-            logger.info("removed %d session director%s of maps whose submitting process "
-                        "is gone: %s", len(removed), "y" if len(removed) == 1 else "ies",
-                        ", ".join(str(path) for path in removed))
-
-    @staticmethod
-    def _make_directory(work_dir: str) -> Path:
-        # Absolute: the nodes find the key and open the logs from the jobs' working
-        # directory, which need not be this process's.
-        root = Path(work_dir).expanduser().absolute()
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"temp_dir {str(root)!r} does not exist. Set DEFAULT_TEMP_DIR (or pass "
-                "temp_dir=) to a directory the compute nodes share with this host."
-            )
-        path = root / f"{SESSION_PREFIX}{secrets.token_hex(6)}"
-        os.mkdir(path, 0o700)
-        return path
 
     # -- submitting thread ---------------------------------------------------------
 
@@ -371,42 +326,11 @@ class MonitoredSession:
         finally:
             self.endpoint.close()
             self.scheduler.close()
-            self._end_journal(bool(unfinished))
-            self._clean_up()
-
-    def _end_journal(self, unfinished: bool) -> None:
-        """Record how the map ended, and tell runners still about that it has."""
-        state = ("cancelled" if unfinished or self.cancelled_by
-                 else "failed" if self._table.failures else "succeeded")
-        with contextlib.suppress(OSError):
-            beacon.mark(self.directory, beacon.ENDED, f"the map has {state}")
-        if self.record.broken is None:
-            try:
-                self.journal.set_state(state)
-            except Exception as error:  # said once already, if the journal broke
-                logger.debug("could not record the map's end: %s", error)
-        self.journal.close()
-
-    def _clean_up(self) -> None:
-        """Remove the key and the results; the logs too unless a job failed or asked
-        to keep them; and the journal unless MAP_KEEP_TIME keeps it."""
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.key_file)
-        shutil.rmtree(self.directory / "results", ignore_errors=True)
-        failures = self._table.failures
-        keep_logs = bool(failures or self._keep_logs)
-        if keep_logs:
-            if failures:  # the place to look for why they failed
-                logger.warning("%d %s failed; the jobs' logs are kept in %s", failures,
-                               "job" if failures == 1 else "jobs", self.log_dir)
-            else:
-                logger.info("job logs are kept in %s", self.log_dir)
-        if keep_logs or self.keep_time > 0:
-            mark_ended(self.directory)  # kept on purpose, not abandoned
-            if not keep_logs:
-                shutil.rmtree(self.log_dir, ignore_errors=True)
-        else:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            state = ("cancelled" if unfinished or self.cancelled_by
+                     else "failed" if self._table.failures else "succeeded")
+            end_journal(self.directory, self.journal, self.record, state)
+            clean_up(self.directory, self._table.failures, keep_logs=self._keep_logs,
+                     keep_time=self.keep_time)
 
     # -- the monitor's thread ------------------------------------------------------
 
@@ -481,17 +405,6 @@ class MonitoredSession:
                 time.sleep(_TICK)
             except Exception:  # the loop must survive anything, or every job would hang
                 logger.exception("monitor error (the monitor keeps serving)")
-
-
-def _cancel_command(scheduler: Scheduler) -> list[str] | None:
-    """The command that cancels the scheduler's jobs, ids appended (its optional
-    ``cancel_command``): the runners' way to cancel a map whose monitor is gone."""
-    command = getattr(scheduler, "cancel_command", None)
-    try:
-        return list(command()) if command is not None else None
-    except Exception as error:  # the runners' last resort only: never fail a map for it
-        logger.debug("the scheduler named no cancel command: %s", error)
-        return None
 
 
 def _peers(scheduler: Scheduler) -> tuple[str, ...]:

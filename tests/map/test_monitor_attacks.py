@@ -137,7 +137,8 @@ def test_interrupting_the_submitting_process_leaves_no_runner_behind(
     script = INTERRUPTED.format(repo=str(REPO), temp=str(tmp_path))
     submitter = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
     try:
-        assert _wait_for(lambda: len(_runners_under(tmp_path)) == 2, 60), "runners never ran"
+        # Two runners, each with its job's process (forked, under the same command line).
+        assert _wait_for(lambda: len(_runners_under(tmp_path)) >= 2, 60), "runners never ran"
         submitter.send_signal(sig)
         _, err = submitter.communicate(timeout=60)
         assert submitter.returncode != 0
