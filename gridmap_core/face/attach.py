@@ -10,7 +10,6 @@ raises :class:`~gridmap_core.model.job.JobException` as ``grid_map`` does.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import pickle
@@ -29,6 +28,7 @@ from gridmap_core.journal.store import Journal, MapRecord
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.map.runs import Run, wait_all
 from gridmap_core.map.sessions import Session, abandoned, sessions_in
+from gridmap_core.model.config import load_settings
 from gridmap_core.model.job import Job, JobException
 from gridmap_core.plugins.manager import get_plugin_manager
 from gridmap_core.plugins.selection import probe
@@ -116,12 +116,20 @@ def _check_state(directory: Path, record: MapRecord) -> None:
 
 
 def _session_options(journal: Journal, directory: Path) -> SessionOptions:
+    """The options the map's session was opened with, its settings read again over
+    this process's environment and config files (which give the secret ones)."""
     blob = journal.session_options()
     if blob is None:
         raise AttachError(f"the journal {journal.path} does not say how the map's session "
                           "was opened; it cannot be taken on")
-    options: SessionOptions = pickle.loads(blob)
-    return dataclasses.replace(options, resume=str(directory))
+    opened: dict[str, Any] = pickle.loads(blob)
+    settings = load_settings(opened["settings"])
+    if opened["backend"]:
+        settings = settings.for_backend(opened["backend"])
+    return SessionOptions(settings=settings, max_processes=opened["max_processes"],
+                          temp_dir=opened["temp_dir"], quiet=opened["quiet"],
+                          white_list=tuple(opened["white_list"]),
+                          options=opened["options"], resume=str(directory))
 
 
 def _open(record: MapRecord, options: SessionOptions) -> MonitoredSession:

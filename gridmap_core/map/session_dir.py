@@ -15,18 +15,19 @@ import shutil
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 from gridmap_core.backend import SessionOptions
 from gridmap_core.backend.scheduler import Scheduler
 from gridmap_core.journal.store import Journal, MapRecord
 from gridmap_core.map.journaling import MapJournal
 from gridmap_core.map.sessions import PREFIX, mark_ended, remove_abandoned
-from gridmap_core.model.core_settings import SETTINGS
+from gridmap_core.model.config import SETTINGS, plugin_settings
 from gridmap_core.model.node_imports import search_path
 from gridmap_core.wire import beacon
 
 __all__ = ["announce", "cancel_command", "clean_up", "end_journal", "make_directory",
-           "new_journal", "remove_abandoned_in"]
+           "new_journal", "opened_with", "remove_abandoned_in"]
 logger = logging.getLogger("gridmap_core.map.monitor")
 
 
@@ -72,6 +73,20 @@ def cancel_command(scheduler: Scheduler) -> list[str] | None:
         return None
 
 
+def opened_with(options: SessionOptions) -> dict[str, Any]:
+    """How a session was opened, as the journal keeps it for attach: the settings'
+    values as read (never a secret one, nor the environment they were read from: an
+    attaching process reads those from its own), and the session's options."""
+    declared = {**SETTINGS, **plugin_settings()}
+    settings = options.settings
+    values = {name: value for name, value in settings.values.items()
+              if name not in declared or not declared[name].secret}
+    return {"settings": values, "backend": settings.section,
+            "max_processes": options.max_processes, "temp_dir": options.temp_dir,
+            "quiet": options.quiet, "white_list": tuple(options.white_list),
+            "options": dict(options.options)}
+
+
 def new_journal(directory: Path, map_id: str, options: SessionOptions) -> Journal:
     """The journal of a new map, with how its session was opened (for attach)."""
     settings = options.settings
@@ -82,7 +97,7 @@ def new_journal(directory: Path, map_id: str, options: SessionOptions) -> Journa
         directory,
         MapRecord(map_id, "", backend, time.time(), socket.gethostname(), os.getpid(),
                   str(directory.parent), "running", None, values),
-        session=pickle.dumps(options), search_path=search_path())
+        session=pickle.dumps(opened_with(options)), search_path=search_path())
 
 
 def announce(directory: Path, transport: str, address: str) -> None:

@@ -1,5 +1,5 @@
-"""A journal that cannot be read or written: errors that name the file, a map that
-goes on, and nothing on disk removed."""
+"""A journal that cannot be read or written (errors that name the file, a map that
+goes on, nothing on disk removed), and what a journal must not keep."""
 
 from __future__ import annotations
 
@@ -48,3 +48,14 @@ def test_a_journal_that_cannot_be_written_stops_the_record_not_the_map(
     said = [record.getMessage() for record in caplog.records
             if record.levelno >= logging.ERROR]
     assert len(said) == 1 and "disk is full" in said[0] and "not recorded" in said[0], said
+
+
+def test_the_journal_keeps_no_environment_and_no_secret_setting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROBE_NOT_A_SETTING", "hunter2-environment")
+    monkeypatch.setenv("SMTP_USER", "someone")
+    monkeypatch.setenv("SMTP_PASSWORD", "hunter2-secret-setting")
+    session = _ended_map(tmp_path)
+    kept = b"".join(path.read_bytes() for path in session.glob("journal.sqlite*"))
+    assert b"hunter2" not in kept
+    assert b"DEFAULT_TEMP_DIR" in kept  # the settings' values are there
