@@ -9,7 +9,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -430,6 +430,16 @@ def _temp_dir_option(parser: argparse.ArgumentParser) -> None:
                         "the system's temp dir)")
 
 
+def _map_command(commands: Any, name: str, help: str,
+                 run: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    """The subcommand ``name``, which acts on the map its first argument names."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=help)
+    parser.add_argument("map", help="the map: its id, the start of its id, its name, or "
+                        "its session directory")
+    parser.set_defaults(run=run)
+    return parser
+
+
 def _map_commands(commands: Any) -> None:
     """The commands that act on this user's maps, found by their journals."""
     listing = commands.add_parser("maps", help="list this user's maps: id, name, state, "
@@ -437,37 +447,27 @@ def _map_commands(commands: Any) -> None:
     _temp_dir_option(listing)
     listing.add_argument("--json", action="store_true", help="print the maps as JSON")
     listing.set_defaults(run=_maps)
-    key = "the map: its id, the start of its id, its name, or its session directory"
-    status = commands.add_parser("status", help="a map's jobs per state and its failed "
-                                 "and dead jobs with their causes")
-    status.add_argument("map", help=key)
+    status = _map_command(commands, "status", "a map's jobs per state and its failed and "
+                          "dead jobs with their causes", _status)
     _temp_dir_option(status)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
     status.add_argument("--all", action="store_true",
                         help=f"list every failed job (default: the first {_SHOWN_FAILURES})")
-    status.set_defaults(run=_status)
-    logs = commands.add_parser("logs", help="print a job's stdout and stderr logs")
-    logs.add_argument("map", help=key)
+    logs = _map_command(commands, "logs", "print a job's stdout and stderr logs", _logs)
     logs.add_argument("job", help="the job: its position in the map (from 0) or its name")
     _temp_dir_option(logs)
-    logs.set_defaults(run=_logs)
-    stop = commands.add_parser("cancel", help="cancel a map: its scheduler jobs, and the "
-                               "map itself")
-    stop.add_argument("map", help=key)
+    stop = _map_command(commands, "cancel", "cancel a map: its scheduler jobs, and the map "
+                        "itself", _cancel)
     _temp_dir_option(stop)
-    stop.set_defaults(run=_cancel)
-    attach = commands.add_parser("attach", help="take on a map whose submitter is gone: "
-                                 "serve its jobs until it ends, and print its results' count")
-    attach.add_argument("map", help=key)
+    attach = _map_command(commands, "attach", "take on a map whose submitter is gone: serve "
+                          "its jobs until it ends, and print its results' count", _attach)
     attach.add_argument("--force", action="store_true",
                         help="attach even though a monitor seems to serve the map")
     _temp_dir_option(attach)
-    attach.set_defaults(run=_attach)
-    watch = commands.add_parser("watch", help="show a map's progress page, from its journal")
-    watch.add_argument("map", help=key)
+    watch = _map_command(commands, "watch", "show a map's progress page, from its journal",
+                         _watch)
     watch.add_argument("--address", help="HOST:PORT the page listens on")
     _temp_dir_option(watch)
-    watch.set_defaults(run=_watch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
