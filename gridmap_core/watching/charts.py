@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
-__all__ = ["axis_label", "line_chart", "nice_top"]
+__all__ = ["axis_label", "frame", "grid_line", "line_chart", "nice_top"]
 
 _QUOTE = {'"': "&quot;"}  # job names end up in an attribute too
 WIDTH, HEIGHT = 640, 240
@@ -29,23 +29,34 @@ def _nice_top(peak: float) -> float:
     return 10 * scale
 
 
+def frame(title: str, left: float) -> list[str]:
+    """The start of a chart's SVG: its element (labelled ``title``), a white ground, and
+    ``title`` above the plot, whose left edge is ``left``."""
+    return [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
+        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title, _QUOTE)}">',
+        '<rect width="100%" height="100%" fill="#fff"/>',
+        f'<text x="{left}" y="18" font-family="sans-serif" font-size="14">'
+        f'{escape(title)}</text>',
+    ]
+
+
+def grid_line(y: float, left: float, right: float) -> str:
+    """A light horizontal line across the plot at ``y``, between its margins."""
+    return (f'<line x1="{left}" y1="{y:.1f}" x2="{WIDTH - right}" y2="{y:.1f}" '
+            'stroke="#ddd"/>')
+
+
 def line_chart(values: Sequence[float], title: str, unit: str, *,
                seconds: float | None = None) -> str:
     """An SVG chart of ``values`` (evenly spaced over ``seconds``, when given), titled,
     with a labelled y axis."""
     top = _nice_top(max(values, default=0.0))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title, _QUOTE)}">',
-        '<rect width="100%" height="100%" fill="#fff"/>',
-        f'<text x="{LEFT}" y="18" font-family="sans-serif" font-size="14">'
-        f'{escape(title)}</text>',
-    ]
+    parts = frame(title, LEFT)
     for fraction in (0.0, 0.5, 1.0):
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
-                     'stroke="#ddd"/>')
+        parts.append(grid_line(y, LEFT, RIGHT))
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" '
                      f'font-family="sans-serif" font-size="11">'
                      f'{_label(top * fraction)} {escape(unit)}</text>')

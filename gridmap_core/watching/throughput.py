@@ -7,7 +7,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import accumulate
 
-from gridmap_core.watching.charts import HEIGHT, WIDTH, axis_label, nice_top
+from gridmap_core.watching.charts import (
+    HEIGHT,
+    WIDTH,
+    axis_label,
+    frame,
+    grid_line,
+    nice_top,
+)
 
 __all__ = ["duration", "throughput_chart"]
 
@@ -39,16 +46,10 @@ def throughput_chart(bars: Sequence[int], step: float, total: int) -> str:
     top = nice_top(max(bars, default=0))
     whole = max(total, sum(bars), 1)
     title = f"Jobs ended per {duration(step)} (bars) and in all (line)"
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{title}">',
-        '<rect width="100%" height="100%" fill="#fff"/>',
-        f'<text x="{LEFT}" y="18" font-family="sans-serif" font-size="14">{title}</text>',
-    ]
+    parts = frame(title, LEFT)
     for fraction in (0.0, 0.5, 1.0):
         y = TOP + plot_h * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}" '
-                     'stroke="#ddd"/>')
+        parts.append(grid_line(y, LEFT, RIGHT))
         parts.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" {_TEXT} '
                      f'fill="#3182bd">{axis_label(top * fraction)}</text>')
         parts.append(f'<text x="{WIDTH - RIGHT + 6}" y="{y + 4:.1f}" {_TEXT} '
