@@ -108,7 +108,7 @@ class MapRecord:
     host: str
     pid: int
     temp_dir: str
-    state: str  # running, succeeded, failed, cancelled or abandoned
+    state: str  # running, succeeded, failed or cancelled (abandoned: a mark file)
     ended: float | None
     settings: dict[str, Any]
 
@@ -398,7 +398,7 @@ class Journal:
                    (task, now, state, attempt, cause))
 
     def set_state(self, state: str) -> None:
-        """The map's own state: running, succeeded, failed, cancelled or abandoned."""
+        """The map's own state: running, succeeded, failed or cancelled."""
         with self._lock:
             self._pending.append(("UPDATE map SET state=?, ended=? WHERE 1",
                                   (state, None if state == "running" else time.time())))

@@ -8,11 +8,13 @@ whether the scheduler still lists any job of the map's name.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from gridmap_core.journal.store import Journal
 from gridmap_core.wire import beacon
-from tests.support.durable import Submitter, processes_of
+from tests.support.durable import Submitter, environment, processes_of
 
 COUNT = 50
 
@@ -99,3 +101,34 @@ def _nothing_left(map_: Submitter, listed: Callable[[str], bool], map_id: str) -
         time.sleep(0.5)
     assert not listed(map_.name), f"jobs of {map_.name} are still queued or running"
     assert not processes_of(map_id), processes_of(map_id)
+
+
+class ClusterSuite:
+    """The cases on a real cluster: a subclass names its ``backend``, gives the
+    fixture ``cluster`` (its cluster's, which makes the tests fail in CI when the
+    cluster is missing) and says what the scheduler ``listed``."""
+
+    backend = ""
+    seconds = 1.0  # each job's time
+    grace = 15.0  # MONITOR_GRACE where nobody attaches
+
+    @staticmethod
+    def listed(name: str) -> bool:
+        raise NotImplementedError
+
+    def _map(self, tmp_path: Path, **settings: str) -> Submitter:
+        return Submitter(tmp_path, f"durable-{uuid.uuid4().hex[:8]}", self.backend, COUNT,
+                         environment(tmp_path, settings))
+
+    def test_a_killed_submitters_map_is_finished_by_attach(self, cluster: str,
+                                                           tmp_path: Path) -> None:
+        killed_then_attached(self._map(tmp_path), self.listed, seconds=self.seconds)
+
+    def test_a_killed_submitters_map_is_given_up_within_the_grace(self, cluster: str,
+                                                                  tmp_path: Path) -> None:
+        killed_and_left(self._map(tmp_path, GRIDMAP_MONITOR_GRACE=f"{self.grace:g}"),
+                        self.listed, seconds=self.seconds, grace=self.grace)
+
+    def test_gridmap_cancel_from_another_shell_ends_the_map(self, cluster: str,
+                                                            tmp_path: Path) -> None:
+        cancelled_from_another_shell(self._map(tmp_path), self.listed, seconds=self.seconds)
