@@ -19,21 +19,17 @@ static files.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import secrets
 import signal
-import socket
 import sys
 import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import SplitResult, quote
 
 from gridmap_core.journal.store import JOURNAL, JournalError
 from gridmap_core.model.config import ConfigError
@@ -49,7 +45,15 @@ from gridmap_core.watching.journal_view import (
     task_at,
     throughput,
 )
-from gridmap_core.watching.server import HEADERS, NUMBER, BadRequest, parse_address
+from gridmap_core.watching.server import (
+    BadRequest,
+    GuardedHandler,
+    PageServer,
+    listen,
+    page_base,
+    parse_address,
+    whole_number,
+)
 from gridmap_core.watching.throughput import throughput_chart
 
 __all__ = ["JournalPage", "watch"]
@@ -62,10 +66,8 @@ REFUSED = (b"403 refused: this page needs the token printed with its address whe
            b"`gridmap watch` started (?token=...)\n")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(PageServer):
     reader: JournalReader
-    token: str
 
 
 class JournalPage:
@@ -89,11 +91,8 @@ class JournalPage:
 
     def start(self) -> JournalPage:
         """Listen and serve on a thread of this process; OSError says why it cannot."""
-        server_class: type[_Server] = _Server
-        if ":" in self.host:
-            server_class = type("_Server6", (_Server,), {"address_family": socket.AF_INET6})
         try:
-            server = server_class((self.host, self._port), _Handler)
+            server = listen(_Server, self.host, self._port, _Handler)
         except OSError as error:
             raise OSError(f"gridmap watch cannot listen on {self.host}:{self._port}: "
                           f"{error.strerror or error}; give a free host:port (port 0 picks "
@@ -115,12 +114,7 @@ class JournalPage:
     @property
     def base(self) -> str:
         """The page's address without the token."""
-        host = self.host
-        if host in ("0.0.0.0", "::"):
-            host = socket.getfqdn()
-        elif ":" in host:
-            host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        return page_base(self.host, self.port)
 
     @property
     def url(self) -> str:
@@ -192,44 +186,27 @@ def _name_of(page: JournalPage) -> str:
         return str(page.directory)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(GuardedHandler):
     server: _Server
     server_version = "gridmap-watch"
-    sys_version = ""
+    static = STATIC
+    refused = REFUSED
+    log = logger
+    log_name = "gridmap watch"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("gridmap watch: " + format, *args)
-
-    def do_GET(self) -> None:
-        # Whatever the request holds, it gets an answer and the server goes on.
+    def answer(self, url: SplitResult, query: dict[str, list[str]]) -> None:
         try:
-            self._get()
-        except BadRequest as error:
-            self._send(HTTPStatus.BAD_REQUEST, f"400 bad request: {error}\n".encode(),
-                       "text/plain")
+            self._answer(url, query)
         except JournalError as error:
             self.server.reader.forget()  # opened again at the next request
-            if urlsplit(self.path).path.startswith("/api/"):
+            if url.path.startswith("/api/"):
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE,
                            json.dumps({"error": str(error)}).encode(), "application/json")
             else:
                 self._send(HTTPStatus.SERVICE_UNAVAILABLE, error_page(str(error)).encode(),
                            "text/html")
-        except ValueError:  # an address the standard library cannot split, say
-            self._send(HTTPStatus.BAD_REQUEST, b"400 bad request: malformed address\n",
-                       "text/plain")
 
-    def _get(self) -> None:
-        url = urlsplit(self.path)
-        name = url.path.removeprefix("/static/")
-        if name != url.path and name in STATIC:  # the same for every map: no token
-            self._send(HTTPStatus.OK, _asset(name), STATIC[name])
-            return
-        query = parse_qs(url.query)
-        given = (query.get("token") or [""])[0]
-        if not hmac.compare_digest(given.encode(), self.server.token.encode()):
-            self._send(HTTPStatus.FORBIDDEN, REFUSED, "text/plain")
-            return
+    def _answer(self, url: SplitResult, query: dict[str, list[str]]) -> None:
         token = self.server.token
         if url.path == "/":
             journal = self.server.reader.journal()
@@ -241,7 +218,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, map_page(now, shown, rows, page, pages, states,
                                                token).encode(), "text/html")
         elif url.path.startswith("/job/"):
-            position = _whole(url.path.removeprefix("/job/"), "a job's position")
+            position = whole_number(url.path.removeprefix("/job/"), "a job's position")
             journal = self.server.reader.journal()
             row = task_at(journal, position)
             if row is None:
@@ -262,27 +239,14 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(HTTPStatus.NOT_FOUND, b"404 not found\n", "text/plain")
 
-    def _send(self, status: HTTPStatus, body: bytes, kind: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", f"{kind}; charset=utf-8")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in HEADERS.items():
-            self.send_header(name, value)
-        self.end_headers()
+    def _write(self, body: bytes) -> None:
         with contextlib.suppress(ConnectionError):  # the reader left: nothing to say
-            self.wfile.write(body)
-
-
-def _whole(text: str, what: str) -> int:
-    if not NUMBER.fullmatch(text):
-        shown = text if len(text) <= 40 else f"{text[:20]}…({len(text)} characters)"
-        raise BadRequest(f"{what} must be a whole number of at most 18 digits, not {shown!r}")
-    return int(text)
+            super()._write(body)
 
 
 def _number(query: dict[str, list[str]], name: str, default: int) -> int:
     values = query.get(name)
-    return _whole(values[0], f"{name}=") if values else default
+    return whole_number(values[0], f"{name}=") if values else default
 
 
 def _states(query: dict[str, list[str]]) -> tuple[str, ...]:
@@ -293,7 +257,3 @@ def _states(query: dict[str, list[str]]) -> tuple[str, ...]:
         raise BadRequest(f"state={unknown[0][:40]!r} is not a job state; the states are "
                          f"{', '.join(STATES)}")
     return tuple(dict.fromkeys(state for state in asked if state))
-
-
-def _asset(name: str) -> bytes:
-    return resources.files(__package__).joinpath("static", name).read_bytes()
