@@ -17,16 +17,7 @@ from gridmap_core.transports import TransportTimeout
 from gridmap_core.wire.exits import EXIT_LOST
 from gridmap_core.wire.messages import Heartbeat
 from gridmap_core.wire.protocol import Kind, Message
-from tests.node.test_runner import (
-    Frames,
-    Monitor,
-    Received,
-    key,  # noqa: F401  (fixture)
-    key_file,  # noqa: F401  (fixture)
-    run_runner,
-    serving,
-    task_of,
-)
+from tests.node.test_runner import Frames, Monitor, Received, run_runner, serving, task_of
 from tests.support import runner_jobs
 
 pytestmark = pytest.mark.timeout(120)
@@ -87,7 +78,7 @@ def test_a_runner_cut_off_gives_up_when_its_give_up_time_is_over_not_a_beat_late
 
 
 def test_a_result_answered_stop_ends_the_runner_with_status_4(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     payload = task_of(runner_jobs.add, [20, 22])
 
     def answer(monitor: Monitor, message: Received) -> Frames:

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -38,13 +39,12 @@ from tests.node.test_runner import (
     MAP,
     ROOT,
     WAIT,
+    Answer,
     Finished,
     Frames,
     Monitor,
     Received,
     free_port,
-    key,  # noqa: F401  (fixture)
-    key_file,  # noqa: F401  (fixture)
     serving,
     task_of,
 )
@@ -162,6 +162,20 @@ class RunningRunner:
                         self.log())
 
 
+@contextlib.contextmanager
+def _served(tmp_path: Path, key: bytes, key_file: Path, job: Job, *, give_up: str,
+            grace: str, answer: Answer | None = None, env: dict[str, str] | None = None
+            ) -> Iterator[tuple[Monitor, RunningRunner, int]]:
+    """A stand-in monitor that lives while the context lasts (``answer``, or serving
+    ``job``), and a runner of it beating every second, with ``--give-up`` and
+    ``--grace``: the monitor, the runner, and the pid of the job, once started."""
+    with Monitor(key, answer or serving(job.payload)) as monitor, \
+            Beacon(tmp_path, monitor.address, 1):
+        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
+                               "--give-up", give_up, "--grace", grace, env=env)
+        yield monitor, runner, job.wait_started()
+
+
 def _wait_for(condition: object, what: str) -> None:
     assert callable(condition)
     deadline = time.monotonic() + WAIT
@@ -207,13 +221,10 @@ def _result_value(monitor: Monitor) -> object:
 
 
 def test_a_monitor_gone_mid_job_then_a_new_one_on_a_new_address_gets_the_result(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path)
     # --give-up is short: a monitor that is gone is waited for past it, until --grace.
-    with Monitor(key, serving(job.payload)) as first, Beacon(tmp_path, first.address, 1):
-        runner = RunningRunner(first.address, key_file, tmp_path, "--heartbeat", "1",
-                               "--give-up", "3", "--grace", "150")
-        job.wait_started()
+    with _served(tmp_path, key, key_file, job, give_up="3", grace="150") as (first, runner, _):
         _wait_for(lambda: first.of_kind(Kind.HEARTBEAT), "a heartbeat")
     # The first monitor has gone: nothing answers there, its file no longer changes.
     runner.wait_for_log("is gone (its monitor.json has not changed")
@@ -232,7 +243,7 @@ def test_a_monitor_gone_mid_job_then_a_new_one_on_a_new_address_gets_the_result(
 
 
 def test_an_array_element_that_starts_while_no_monitor_answers_waits_for_a_new_one(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path, value=7)
     job.go.touch()
     gone = f"tcp://127.0.0.1:{free_port()}"
@@ -254,16 +265,15 @@ def test_an_array_element_that_starts_while_no_monitor_answers_waits_for_a_new_o
 
 
 def test_past_the_grace_the_first_runner_abandons_the_map_and_cancels_its_jobs_once(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path)
     command, calls = _cancel_command(tmp_path)
     beacon.record_launched(tmp_path, ["500_1", "500_2", "500_3"], cancel=command)
     this_job = {"SLURM_ARRAY_JOB_ID": "500", "SLURM_ARRAY_TASK_ID": "2",
                 "SLURM_JOB_ID": "502"}
-    with Monitor(key, serving(job.payload)) as monitor, Beacon(tmp_path, monitor.address, 1):
-        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
-                               "--give-up", "60", "--grace", "3", env=this_job)
-        pid = job.wait_started()
+    with _served(tmp_path, key, key_file, job, give_up="60", grace="3",
+                 env=this_job) as (monitor, runner, pid):
+        pass  # the monitor goes as soon as the job has started
     result = runner.finish()
     assert result.code == EXIT_MAP_ENDED, result.err
     assert "giving up on the map" in result.err
@@ -289,7 +299,7 @@ def test_past_the_grace_the_first_runner_abandons_the_map_and_cancels_its_jobs_o
 
 
 def test_a_runner_that_cannot_tell_its_own_job_cancels_every_job_of_the_map(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     command, calls = _cancel_command(tmp_path)
     beacon.record_launched(tmp_path, ["77.1", "77.2"], cancel=command)
     gone = f"tcp://127.0.0.1:{free_port()}"
@@ -302,14 +312,12 @@ def test_a_runner_that_cannot_tell_its_own_job_cancels_every_job_of_the_map(
 
 
 def test_a_cancelled_mark_ends_a_waiting_runner_at_once(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path)
     command, calls = _cancel_command(tmp_path)
     beacon.record_launched(tmp_path, ["9"], cancel=command)
-    with Monitor(key, serving(job.payload)) as monitor, Beacon(tmp_path, monitor.address, 1):
-        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
-                               "--give-up", "3", "--grace", "150")
-        pid = job.wait_started()
+    with _served(tmp_path, key, key_file, job, give_up="3", grace="150") as (_, runner, pid):
+        pass  # the monitor goes as soon as the job has started
     runner.wait_for_log("is gone (its monitor.json has not changed")
     assert beacon.mark(tmp_path, beacon.CANCELLED, "cancelled by the test")
     result = runner.finish()
@@ -325,7 +333,7 @@ def test_a_cancelled_mark_ends_a_waiting_runner_at_once(
 
 
 def test_a_monitor_alive_but_out_of_reach_is_given_up_on_at_give_up_not_at_grace(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path)
     cut = threading.Event()
 
@@ -334,11 +342,9 @@ def test_a_monitor_alive_but_out_of_reach_is_given_up_on_at_give_up_not_at_grace
             return None  # this node is cut off: nothing reaches it
         return serving(job.payload)(monitor, message)
 
-    with Monitor(key, answer) as monitor, Beacon(tmp_path, monitor.address, 1):
-        # The grace is far longer than the test may wait: only the give-up ends it.
-        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
-                               "--give-up", "4", "--grace", "3600")
-        pid = job.wait_started()
+    # The grace is far longer than the test may wait: only the give-up ends it.
+    with _served(tmp_path, key, key_file, job, give_up="4", grace="3600",
+                 answer=answer) as (monitor, runner, pid):
         _wait_for(lambda: monitor.of_kind(Kind.HEARTBEAT), "a heartbeat")
         cut.set()
         result = runner.finish()
@@ -351,12 +357,10 @@ def test_a_monitor_alive_but_out_of_reach_is_given_up_on_at_give_up_not_at_grace
 
 
 def test_a_session_directory_the_node_cannot_read_keeps_the_usual_give_up(
-        tmp_path: Path, key: bytes, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key: bytes, key_file: Path) -> None:
     job = Job(tmp_path)
-    with Monitor(key, serving(job.payload)) as monitor, Beacon(tmp_path, monitor.address, 1):
-        runner = RunningRunner(monitor.address, key_file, tmp_path, "--heartbeat", "1",
-                               "--give-up", "4", "--grace", "3600")
-        pid = job.wait_started()
+    with _served(tmp_path, key, key_file, job, give_up="4",
+                 grace="3600") as (monitor, runner, pid):
         _wait_for(lambda: monitor.of_kind(Kind.HEARTBEAT), "a heartbeat")
         # The node loses its shared file system with the network: monitor.json cannot
         # be read (a link to itself fails with ELOOP, where a cut mount fails with EIO).
@@ -372,7 +376,7 @@ def test_a_session_directory_the_node_cannot_read_keeps_the_usual_give_up(
 
 
 def test_a_fetch_that_a_living_monitor_never_answers_gives_up_at_give_up(
-        tmp_path: Path, key_file: Path) -> None:  # noqa: F811
+        tmp_path: Path, key_file: Path) -> None:
     nowhere = f"tcp://127.0.0.1:{free_port()}"
     with Beacon(tmp_path, nowhere, 1):
         result = RunningRunner(nowhere, key_file, tmp_path, "--give-up", "3",
