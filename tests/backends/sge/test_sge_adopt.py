@@ -6,10 +6,7 @@ DRMAA session per process)."""
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -22,8 +19,8 @@ from gridmap_sge.accounting import DeleteError, Record, describe_record, parse_q
 from gridmap_core.backend.drmaa import DrmaaConnection
 from gridmap_core.backend.scheduler import JobStatus, Status
 from gridmap_core.model.death import DeathKind
-from tests import PROJECT_ROOT
 from tests.backends.sge.fakes import Clock, Harness
+from tests.support.killed_submitter import killed_submitter
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -193,19 +190,10 @@ def test_jobs_of_a_killed_submitter_are_adopted_deleted_and_read_back(
     from gridmap_sge.native import NativeOptions
     from gridmap_sge.scheduler import SgeScheduler
 
-    launcher = subprocess.Popen([sys.executable, "-m", "tests.backends.sge.adopt_steps",
-                                 str(tmp_path)], cwd=PROJECT_ROOT, env=dict(os.environ),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ids: list[str] = []
-    try:
-        assert launcher.stdout is not None
-        line = launcher.stdout.readline()
-        assert line, launcher.communicate(timeout=60)
-        launched = json.loads(line)
+    with killed_submitter([sys.executable, "-m", "tests.backends.sge.adopt_steps",
+                           str(tmp_path)], os.environ, "qdel") as launched:
         running, failing = launched["running"], launched["failing"]
         ids = running + failing
-        launcher.send_signal(signal.SIGKILL)  # the submitter dies, its jobs go on
-        launcher.wait(timeout=60)
         assert qstat_lists(running) == running
         wait_for("the failing job to end", lambda: not qstat_lists(failing))
 
@@ -233,9 +221,3 @@ def test_jobs_of_a_killed_submitter_are_adopted_deleted_and_read_back(
         finally:
             scheduler.close()
         assert not qstat_lists(ids)  # nothing left queued or running
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-        if ids:
-            subprocess.run(["qdel", *ids], capture_output=True, timeout=60, check=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from gridmap_slurm_drmaa.scheduler import SlurmDrmaaScheduler
 from gridmap_core.backend.drmaa import DrmaaConnection
 from gridmap_core.model.resources import Resources
 from tests import PROJECT_ROOT
+from tests.support.killed_submitter import killed_submitter
 from tests.support.needs import slurm_drmaa_library
 
 pytestmark = pytest.mark.timeout(300)
@@ -98,18 +98,9 @@ def squeue_listed(ids: list[str]) -> dict[str, str]:
 def test_jobs_of_a_killed_submitter_are_adopted_cancelled_and_read_back(
         slurm_cluster: str, tmp_path: Path) -> None:
     environment = {**os.environ, "DRMAA_LIBRARY_PATH": slurm_drmaa_library()}
-    launcher = subprocess.Popen([sys.executable, "-m", STEPS, "launch", str(tmp_path)],
-                                cwd=PROJECT_ROOT, env=environment, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    ids: list[str] = []
-    try:
-        assert launcher.stdout is not None
-        line = launcher.stdout.readline()
-        assert line, launcher.communicate(timeout=60)
-        launched = json.loads(line)
+    with killed_submitter([sys.executable, "-m", STEPS, "launch", str(tmp_path)],
+                          environment, "scancel") as launched:
         ids = launched["running"] + launched["failing"]
-        launcher.send_signal(signal.SIGKILL)  # the submitter dies, its jobs go on
-        launcher.wait(timeout=60)
         assert set(squeue_listed(launched["running"])) == set(launched["running"])
         # The failing job ends before it is adopted.
         deadline = time.monotonic() + 60
@@ -128,9 +119,3 @@ def test_jobs_of_a_killed_submitter_are_adopted_cancelled_and_read_back(
         assert state == "ended" and exit_status == 1 and "exit status 1" in cause, seen
         assert Path(seen["cancel_command"][0]).name == "scancel", seen
         assert not squeue_listed(ids)  # nothing left running or queued
-    finally:
-        if launcher.poll() is None:
-            launcher.kill()
-            launcher.wait()
-        if ids:
-            subprocess.run(["scancel", *ids], capture_output=True, timeout=60, check=False)
