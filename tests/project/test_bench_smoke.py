@@ -56,6 +56,20 @@ def test_bench_status_page_quick() -> None:
     assert re.search(r"\((\d+) requests answered", result.stdout).group(1) != "0"  # type: ignore[union-attr]
 
 
+def test_bench_journal_quick(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/bench_journal.py", "--jobs", "20", "--runs", "1",
+         "--temp-dir", str(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    # A kept journal took time in its writer; a skipped one is the baseline.
+    assert re.search(r"^\s+kept \|\s+[\d.]+ \|\s+[\d.]+x \|\s+[\d.]+ \|", result.stdout,
+                     re.MULTILINE), result.stdout
+    assert re.search(r"^skipped \|\s+[\d.]+ \|\s+1\.00x", result.stdout, re.MULTILINE), \
+        result.stdout
+
+
 # -- the cluster benchmarks: one harness (bench/cluster_*.py), an adapter per scheduler --
 
 def _bench(script: str, *options: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
