@@ -19,8 +19,9 @@ Only whether the time changes is observed, against the runner's own monotonic cl
 the file's times come from another host's clock. A runner whose session directory has
 never held a ``monitor.json`` (its monitor writes none) keeps its usual course.
 
-While it watches, a mark in the directory (``cancelled``, ``abandoned``, ``ended``)
-ends the runner at once with :data:`~gridmap_core.wire.exits.EXIT_MAP_ENDED`.
+While it watches, a mark in the directory (``cancelled``, ``abandoned``, ``ended``),
+or the directory's removal, ends the runner at once with
+:data:`~gridmap_core.wire.exits.EXIT_MAP_ENDED`.
 """
 
 from __future__ import annotations
@@ -205,6 +206,18 @@ class MonitorWatch:
                 self._stamp = stamp
                 self._same_since = now
 
+    def _removed(self) -> bool:
+        """Whether the session directory is gone (a map that ended and was cleaned
+        up, by MAP_KEEP_TIME=0 or by hand): no monitor will ever serve it. A directory
+        that cannot be looked at is not gone: the node may be cut off from it."""
+        try:
+            os.stat(self.directory)
+        except FileNotFoundError:
+            return True
+        except OSError:
+            return False
+        return False
+
     def _unreadable_why(self) -> str:
         """Why monitor.json, which read_monitor did not read, cannot be read ('' when it
         is missing, or there but not whole: a file that does not change)."""
@@ -225,6 +238,10 @@ class MonitorWatch:
         if mark is not None:
             end_runner(EXIT_MAP_ENDED, f"the map was {mark}: stopping (the job, if it "
                        "runs, is stopped; a result not delivered is dropped)")
+        if self._removed():
+            end_runner(EXIT_MAP_ENDED, f"the map's session directory {self.directory} was "
+                       "removed: the map is over (the job, if it runs, is stopped; a result "
+                       "not delivered is dropped)")
         verdict = self.verdict()
         self._say(verdict)
         silent = now - self.since()

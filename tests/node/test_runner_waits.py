@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from gridmap_core.wire.exits import (
     EXIT_UNREACHABLE,
     describe_exit,
 )
+from gridmap_core.wire.keys import write_key_file
 from gridmap_core.wire.messages import decode_result
 from gridmap_core.wire.protocol import Kind
 from tests.node.test_runner import (
@@ -327,6 +329,27 @@ def test_a_cancelled_mark_ends_a_waiting_runner_at_once(
     assert not job.returned.exists()
     assert _calls(calls) == []  # whoever cancels the map cancels its jobs
     assert beacon.end_mark(tmp_path) == beacon.CANCELLED
+
+
+def test_a_removed_session_directory_ends_a_waiting_runner_at_once(
+        tmp_path: Path, key: bytes) -> None:
+    session = tmp_path / "session"
+    session.mkdir()
+    key_file = write_key_file(session / "key", key)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    job = Job(logs)
+    with Monitor(key, serving(job.payload)) as monitor, Beacon(session, monitor.address, 1):
+        runner = RunningRunner(monitor.address, key_file, logs, "--heartbeat", "1",
+                               "--give-up", "3", "--grace", "150")
+        pid = job.wait_started()
+    runner.wait_for_log("is gone (its monitor.json has not changed")
+    shutil.rmtree(session)  # the map ended and was tidied away (MAP_KEEP_TIME=0)
+    result = runner.finish()
+    assert result.code == EXIT_MAP_ENDED, result.err
+    assert f"session directory {session} was removed: the map is over" in result.err
+    _wait_ended(pid)
+    assert not job.returned.exists()
 
 
 # -- a monitor alive but out of reach ---------------------------------------------------
