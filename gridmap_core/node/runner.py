@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import sys
 import threading
 import time
@@ -140,6 +141,20 @@ def _unseen_session(key_file: str, wait: float = SESSION_WAIT) -> str:
     return ""
 
 
+def _private_logs() -> None:
+    """Make this runner's log files (its stdout and stderr, where they are files of
+    this user's) readable by this user alone: a scheduler creates them under the job's
+    umask, often 0644, and they hold what the job prints and the tail of its errors."""
+    for descriptor in (1, 2):
+        try:
+            info = os.fstat(descriptor)
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid() \
+                    and stat.S_IMODE(info.st_mode) & 0o077:
+                os.fchmod(descriptor, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError as error:  # a closed stream, a file system without modes
+            logger.debug("could not make log descriptor %d private: %s", descriptor, error)
+
+
 def _drop_missing_temp_dirs() -> None:
     """Unset TMPDIR, TMP and TEMP where they name no directory of this node: copied
     from the submitting host, they may name its own private temporary directory."""
@@ -171,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="gridmap runner %(asctime)s %(levelname)s %(message)s",
     )
     args = _parse(argv)
+    _private_logs()
     unseen = _unseen_session(args.key_file)
     if unseen:
         logger.error("%s", unseen)

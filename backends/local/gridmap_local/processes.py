@@ -62,6 +62,11 @@ def _die_with_parent() -> Any:
     return preexec
 
 
+def _private_log(path: str) -> IO[bytes]:
+    """``path`` opened for appending, made with mode 0600 (closed when its job ends)."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+
+
 @dataclass
 class _Process:
     job_id: str
@@ -187,8 +192,9 @@ class ProcessScheduler:
         """Start a queued runner; False (and the job ended) if it cannot start."""
         files: list[IO[bytes]] = []
         try:
-            files.append(open(process.out, "ab"))  # noqa: SIM115 - closed when it ends
-            files.append(open(process.err, "ab"))  # noqa: SIM115
+            # Readable by this user alone, whatever the umask: the job's output.
+            files.append(_private_log(process.out))
+            files.append(_private_log(process.err))
             out, err = files
             process.files = (out, err)
             process.popen = subprocess.Popen(
