@@ -4,4 +4,6 @@ import sys
 
 from gridmap_core.cli import main
 
-sys.exit(main())
+# Only when run: a walk over the package's modules imports this one too.
+if __name__ == "__main__":
+    sys.exit(main())
