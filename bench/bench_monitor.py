@@ -69,7 +69,7 @@ from gridmap_core.backend import Batch, Failure, JobSpec, SessionOptions
 from gridmap_core.backend.scheduler import JobStatus, Launch, Scheduler, Status
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.model.config import load_settings
-from gridmap_core.transports import load_transport
+from gridmap_core.transports import load_transport, with_curve_keys
 from gridmap_core.transports.zmq import ZmqClient
 from gridmap_core.wire.messages import Heartbeat, encode_heartbeat, encode_value
 from gridmap_core.wire.protocol import (
@@ -243,7 +243,8 @@ def heartbeat_load(monitor_address: str, bare_address: str, key_file: str, map_i
     On the monitor's sockets each task first sends FETCH, then heartbeats. Once
     ``kill`` is set, the tasks in ``doomed`` send nothing more.
     """
-    codec = Codec(read_key_file(key_file), map_id)
+    keys = read_key_file(key_file)
+    codec = Codec(keys.mac, map_id)
     payload = encode_heartbeat(BEAT)
     context = zmq.Context()
     context.set(zmq.MAX_SOCKETS, 2 * connections + 16)
@@ -257,6 +258,10 @@ def heartbeat_load(monitor_address: str, bare_address: str, key_file: str, map_i
         for number in range(connections):
             sock: zmq.Socket[bytes] = context.socket(zmq.DEALER)
             sock.setsockopt(zmq.LINGER, 0)
+            # A runner's CURVE keys: both endpoints admit nobody else.
+            sock.curve_serverkey = keys.curve.server_public
+            sock.curve_publickey = keys.curve.client_public
+            sock.curve_secretkey = keys.curve.client_secret
             sock.connect(address)
             sockets[target].append(sock)
             where[sock] = (target, number)
@@ -400,8 +405,12 @@ def bench_heartbeats(runners: int, args: argparse.Namespace, scratch: str) -> di
     tasks = list(scheduler.tasks)  # task ids; batch index = task id - tasks[0]
     base = tasks[0]
     doomed = sorted(random.Random(SEED).sample(tasks, max(1, runners * args.dead_percent // 100)))
-    bare = load_transport("zmq").serve({"interface": "127.0.0.1"})
-    bare_codec, bare_guard = Codec(read_key_file(session.key_file), session.map_id), ReplayGuard()
+    keys = read_key_file(session.key_file)
+    zmq_transport = load_transport("zmq")
+    # The bare loop serves with the map's keys too: both pay for CURVE alike.
+    bare = zmq_transport.serve(with_curve_keys(zmq_transport, {"interface": "127.0.0.1"},
+                                               keys.curve))
+    bare_codec, bare_guard = Codec(keys.mac, session.map_id), ReplayGuard()
     spawn = multiprocessing.get_context("spawn")
     phase = spawn.Value("i", MONITOR, lock=False)
     kill, stop, events = spawn.Event(), spawn.Event(), spawn.Queue()
@@ -528,9 +537,10 @@ def result_load(address: str, key_file: str, map_id: str, runs: Sequence[Sequenc
                 size: int, commands: Any, events: Any) -> None:
     """A simulated runner process: FETCH every task, then on each command send the
     RESULTs of one run, one at a time, through a real ZmqClient."""
-    codec = Codec(read_key_file(key_file), map_id)
+    keys = read_key_file(key_file)
+    codec = Codec(keys.mac, map_id)
     payload = encode_value(make_value(size), HOST)
-    with ZmqClient(address) as client:
+    with ZmqClient(address, {"curve": keys.curve}) as client:
         for task in (task for run in runs for task in run):
             request = codec.encode(Kind.FETCH, task, 0)
             reply = codec.decode(client.request(request, 60), expect=FROM_MONITOR)

@@ -49,14 +49,15 @@ from typing import Any
 
 import zmq
 
-from gridmap_core.transports import Endpoint, load_transport
+from gridmap_core.transports import Endpoint, load_transport, with_curve_keys
 from gridmap_core.wire.protocol import (
     FROM_RUNNER,
     Codec,
     Kind,
+    MapKeys,
     ProtocolError,
     ReplayGuard,
-    new_key,
+    new_keys,
     read_key_file,
     write_key_file,
 )
@@ -82,7 +83,8 @@ def log(message: str) -> None:
 def load_process(address: str, key_path: str, tasks: Sequence[int], connections: int,
                  window: int, stop: Any, report: Any) -> None:
     """Simulated runners: ``tasks`` spread over ``connections`` DEALER sockets."""
-    codec = Codec(read_key_file(key_path), MAP_ID)
+    keys = read_key_file(key_path)
+    codec = Codec(keys.mac, MAP_ID)
     payload = pickle.dumps(HEARTBEAT, protocol=5)
     context = zmq.Context()
     context.set(zmq.MAX_SOCKETS, connections + 16)  # the default is 1,023
@@ -90,6 +92,10 @@ def load_process(address: str, key_path: str, tasks: Sequence[int], connections:
     for _ in range(connections):
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        # A runner's CURVE keys: the monitor's endpoint admits nobody else.
+        sock.curve_serverkey = keys.curve.server_public
+        sock.curve_publickey = keys.curve.client_public
+        sock.curve_secretkey = keys.curve.client_secret
         sock.connect(address)
         sockets.append(sock)
     index = {sock: number for number, sock in enumerate(sockets)}
@@ -160,9 +166,11 @@ def monitor_window(endpoint: Endpoint, codec: Codec, guard: ReplayGuard, seconds
 
 def bench_heartbeats(runners: int, args: argparse.Namespace, key_path: Path
                      ) -> dict[str, Any]:
-    key = read_key_file(key_path)
-    endpoint = load_transport("zmq").serve({"interface": "127.0.0.1"})
-    codec, guard = Codec(key, MAP_ID), ReplayGuard()
+    keys = read_key_file(key_path)
+    transport = load_transport("zmq")
+    endpoint = transport.serve(with_curve_keys(transport, {"interface": "127.0.0.1"},
+                                               keys.curve))
+    codec, guard = Codec(keys.mac, MAP_ID), ReplayGuard()
     spawn = multiprocessing.get_context("spawn")
     stop, report = spawn.Event(), spawn.Queue()
     tasks = list(range(runners))
@@ -231,13 +239,13 @@ def bench_heartbeats(runners: int, args: argparse.Namespace, key_path: Path
 # -- results ---------------------------------------------------------------------------
 
 
-def bench_results(name: str, args: argparse.Namespace, key: bytes, payload: bytes
+def bench_results(name: str, args: argparse.Namespace, keys: MapKeys, payload: bytes
                   ) -> dict[str, Any]:
     transport = load_transport(name)
     options: dict[str, Any] = {"interface": "127.0.0.1"} if name == "zmq" else {
         "directory": args.directory}
-    endpoint = transport.serve(options)
-    monitor, runner = Codec(key, MAP_ID), Codec(key, MAP_ID)
+    endpoint = transport.serve(with_curve_keys(transport, options, keys.curve))
+    monitor, runner = Codec(keys.mac, MAP_ID), Codec(keys.mac, MAP_ID)
     guard = ReplayGuard()
     stop = threading.Event()
     received: list[int] = []
@@ -255,7 +263,7 @@ def bench_results(name: str, args: argparse.Namespace, key: bytes, payload: byte
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    client = transport.connect(endpoint.address, {})
+    client = transport.connect(endpoint.address, with_curve_keys(transport, {}, keys.curve))
     rates: list[float] = []
     try:
         client.request(runner.encode(Kind.RESULT, 0, 0, payload), 60)  # warm-up
@@ -325,14 +333,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="gridmap-bench-") as scratch:
         args.directory = args.directory or scratch
-        key_path = write_key_file(Path(scratch) / "map.key", new_key())
-        key = read_key_file(key_path)
+        key_path = write_key_file(Path(scratch) / "map.key", new_keys())
+        keys = read_key_file(key_path)
         log(f"machine: {platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, pyzmq {zmq.__version__}, "
             f"libzmq {zmq.zmq_version()}")
         heartbeats = [bench_heartbeats(runners, args, key_path) for runners in args.runners]
         payload = os.urandom(int(args.size_mb * 1e6))
-        results = [bench_results(name, args, key, payload) for name in ("zmq", "filesystem")]
+        results = [bench_results(name, args, keys, payload) for name in ("zmq", "filesystem")]
 
     print(f"\nHeartbeats handled by one monitor loop (zmq, loopback; median of {args.runs} "
           f"runs of {args.seconds:g} s)")

@@ -59,13 +59,15 @@ from gridmap_core.transports import (
     TransportError,
     load_transport,
     transport_spec,
+    with_curve_keys,
 )
 from gridmap_core.transports.advice import advice_for
 from gridmap_core.wire import beacon
 from gridmap_core.wire.protocol import (
     Codec,
+    MapKeys,
     ReplayGuard,
-    new_key,
+    new_keys,
     read_key_file,
     write_key_file,
 )
@@ -128,7 +130,7 @@ class MonitoredSession:
         peers = _peers(scheduler)
         if options.resume:
             self.directory = Path(options.resume)
-            key = self._open_again(transport, spec, settings, peers)
+            keys = self._open_again(transport, spec, settings, peers)
         else:
             # Before anything is made or submitted: a temp_dir only this host sees
             # would fail every job at launch, on every node.
@@ -136,13 +138,13 @@ class MonitoredSession:
             remove_abandoned_in(work_dir, self.keep_time, self.grace)
             self.directory = make_directory(work_dir)
             try:
-                key = self._open(transport, spec, settings, peers)
+                keys = self._open(transport, spec, settings, peers)
             except BaseException:
                 # Nothing of a session that could not start stays on disk: no key, no
                 # directory.
                 shutil.rmtree(self.directory, ignore_errors=True)
                 raise
-        self.codec = Codec(key, self.map_id)
+        self.codec = Codec(keys.mac, self.map_id)
         self.guard = ReplayGuard()
         # The runner imports the transport from where it was registered, without
         # reading every plugin's entry point: milliseconds paid once per job.
@@ -186,42 +188,46 @@ class MonitoredSession:
         return self._server.dropped
 
     def _open(self, transport: Transport, spec: TransportSpec, settings: Any,
-              peers: Sequence[str]) -> bytes:
-        """Fill the session directory (the submitter's record, logs, the key) and start
+              peers: Sequence[str]) -> MapKeys:
+        """Fill the session directory (the submitter's record, logs, the keys) and start
         serving, with the options the transport builds from the settings and the hosts
-        that will run the runners; the map's key."""
+        that will run the runners, and the map's CURVE keys if it takes them; the map's
+        keys."""
         record_submitter(self.directory)
         self.log_dir = str(self.directory / "logs")
         os.mkdir(self.log_dir, 0o700)
-        key = new_key()
-        self.key_file = str(write_key_file(self.directory / "key", key))
+        keys = new_keys()
+        self.key_file = str(write_key_file(self.directory / "key", keys))
         self.journal = new_journal(self.directory, self.map_id, self.options)
         self.record = MapJournal(self.journal, self.directory, cancel_command(self.scheduler))
-        self.endpoint: Endpoint = transport.serve(spec.options_for(self.directory, settings,
-                                                                   peers))
+        self.endpoint: Endpoint = transport.serve(with_curve_keys(
+            transport, spec.options_for(self.directory, settings, peers), keys.curve))
         self.address = self.endpoint.address
         announce(self.directory, self.transport_name, self.address)
         logger.debug("runners reach the monitor at %s (the scheduler's nodes: %s)",
                      self.address, ", ".join(peers) or "not known")
-        return key
+        return keys
 
     def _open_again(self, transport: Transport, spec: TransportSpec, settings: Any,
-                    peers: Sequence[str]) -> bytes:
+                    peers: Sequence[str]) -> MapKeys:
         """Take on the map of the session directory :attr:`directory` (``gridmap
-        attach``): its id, key, logs and journal, with a new endpoint; the map's key."""
+        attach``): its id, keys, logs and journal, with a new endpoint; the map's keys.
+        The endpoint serves with the key file's CURVE server key pair, the one the
+        waiting runners expect, so their handshakes with it succeed."""
         journal = Journal.open(self.directory, readonly=False)
         self.map_id = journal.map_record().id
         self.journal = journal
         self.record = MapJournal(journal, self.directory, cancel_command(self.scheduler))
         self.log_dir = str(self.directory / "logs")
         self.key_file = str(self.directory / "key")
-        key = read_key_file(self.key_file)
+        keys = read_key_file(self.key_file)
         record_submitter(self.directory)  # this process serves the map now
-        self.endpoint = transport.serve(spec.options_for(self.directory, settings, peers))
+        self.endpoint = transport.serve(with_curve_keys(
+            transport, spec.options_for(self.directory, settings, peers), keys.curve))
         self.address = self.endpoint.address
         announce(self.directory, self.transport_name, self.address)
         journal.set_state("running")
-        return key
+        return keys
 
     def _tell_unheard(self, jobs: int, seconds: float) -> None:
         """No runner has reached the monitor, though the scheduler runs jobs: say what

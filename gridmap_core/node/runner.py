@@ -5,8 +5,9 @@ directory, runs the function in a child process of its own (see
 :mod:`gridmap_core.node.job_process`), sends a heartbeat every ``--heartbeat`` seconds
 while it runs, and sends the result (or the exception with its traceback). The
 monitor may answer a result with another task of the same map (REUSE_RUNNERS), which
-the runner then runs the same way, under that task's id. The map's key is read from
-``--key-file``; it never appears on the command line or in the environment.
+the runner then runs the same way, under that task's id. The map's keys (the MAC key,
+and the CURVE keys of the zmq transport) are read from ``--key-file``; they never
+appear on the command line or in the environment.
 
 Exit status: 0 when the result was delivered (also when the function raised);
 2 for a bad command line or key file; 3 when the monitor could not be reached;
@@ -54,7 +55,7 @@ from gridmap_core.node.job_process import JobProcessDied, run_forked
 from gridmap_core.node.link import Link
 from gridmap_core.node.link import Stopped as Stopped
 from gridmap_core.node.monitor_watch import MonitorWatch
-from gridmap_core.transports import DEFAULT_TRANSPORT, load_transport
+from gridmap_core.transports import DEFAULT_TRANSPORT, load_transport, with_curve_keys
 from gridmap_core.wire.exits import (
     EXIT_JOB_DIED,
     EXIT_LOST,
@@ -95,7 +96,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--address", required=True, help="where the monitor listens")
     parser.add_argument("--transport-options", default="{}", help="JSON object")
     parser.add_argument("--map", required=True, dest="map_id")
-    parser.add_argument("--key-file", required=True, help="file holding the map's key (0600)")
+    parser.add_argument("--key-file", required=True, help="file holding the map's keys (0600)")
     parser.add_argument("--task", required=True, type=int)
     parser.add_argument("--attempt", type=int, default=0)
     parser.add_argument("--index-var", help="array element number variable (SGE_TASK_ID)")
@@ -202,16 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(args.environment, encoding="utf-8") as handle:
                 os.environ.update(json.load(handle))
         _drop_missing_temp_dirs()
-        key = read_key_file(args.key_file)
-        options: dict[str, Any] = json.loads(args.transport_options)
+        keys = read_key_file(args.key_file)
         # With the factory's dotted path, the plugin manager is not even imported.
         transport = load_transport(args.transport, "runner --transport",
                                    args.transport_factory or None)
+        # The map's CURVE keys come from the key file, never the command line; a
+        # transport that encrypts with them (zmq) gets them, on every reconnection too.
+        options: dict[str, Any] = with_curve_keys(
+            transport, json.loads(args.transport_options), keys.curve)
         client = transport.connect(args.address, options)
     except Exception as error:
         logger.error("cannot start: %s", error)
         return EXIT_SETUP
-    codec = Codec(key, args.map_id, **({} if args.max_bytes is None else
+    codec = Codec(keys.mac, args.map_id, **({} if args.max_bytes is None else
                                        {"max_bytes": args.max_bytes}))
     # A new monitor (gridmap attach) names its address in the session directory; the
     # link follows it there, through the same transport with the same options.

@@ -14,6 +14,13 @@ like any third-party transport, and each builds its own ``serve`` options from t
 settings it declares (``TransportSpec.serve_options``). :func:`transport_spec` finds a
 registered transport by name; :func:`load_transport` imports and creates one, in the
 monitor and, without the plugin manager when given the factory, in the runner.
+
+A transport that encrypts with the map's CURVE keys says so with the class attribute
+``takes_curve_keys = True``; the monitor and the runner then add the keys, a
+:class:`~gridmap_core.wire.keys.CurveKeys` read from the map's key file, to the options
+of ``serve`` and ``connect`` under :data:`CURVE_OPTION` (:func:`with_curve_keys`). Other
+transports never see that option. The zmq transport takes them; the filesystem
+transport does not (its files are private to the user, 0700 and 0600).
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ from gridmap_core.model.core_settings import DEFAULT_TRANSPORT
 
 if TYPE_CHECKING:
     from gridmap_core.plugins.types import TransportSpec
+    from gridmap_core.wire.keys import CurveKeys
 
 __all__ = [
+    "CURVE_OPTION",
     "DEFAULT_TRANSPORT",
     "Client",
     "Endpoint",
@@ -40,7 +49,11 @@ __all__ = [
     "load_transport",
     "max_bytes_option",
     "transport_spec",
+    "with_curve_keys",
 ]
+
+#: The option under which a transport with ``takes_curve_keys`` gets the map's CURVE keys.
+CURVE_OPTION = "curve"
 
 
 # Frames a caller hands to a transport; it sends them without joining or copying them.
@@ -98,7 +111,13 @@ class Client(Protocol):
 
 @runtime_checkable
 class Transport(Protocol):
-    """A kind of transport, created by the factory of its ``TransportSpec``."""
+    """A kind of transport, created by the factory of its ``TransportSpec``.
+
+    A transport may set the class attribute ``takes_curve_keys = True``: ``serve``
+    and ``connect`` then get the map's :class:`~gridmap_core.wire.keys.CurveKeys` in
+    the option :data:`CURVE_OPTION`, and must encrypt with them and admit only peers
+    that hold the map's client key pair. Without it they never get that option.
+    """
 
     def serve(self, options: Mapping[str, Any]) -> Endpoint:
         """Open a monitor-side endpoint; ``options`` are the transport's own settings."""
@@ -147,6 +166,16 @@ def load_transport(name: str = DEFAULT_TRANSPORT, where: str = "argument transpo
             "which has no serve() and connect()"
         )
     return transport
+
+
+def with_curve_keys(transport: object, options: Mapping[str, Any], keys: CurveKeys
+                    ) -> dict[str, Any]:
+    """``options``, with the map's CURVE ``keys`` under :data:`CURVE_OPTION` if
+    ``transport`` takes them (its ``takes_curve_keys``); as they were otherwise."""
+    given = dict(options)
+    if getattr(transport, "takes_curve_keys", False):
+        given[CURVE_OPTION] = keys
+    return given
 
 
 def check_options(transport: str, options: Mapping[str, Any] | None,

@@ -9,12 +9,19 @@ Large frames are sent with ``copy=False`` and received as views of ZeroMQ's own
 buffers, so a 100 MB result is neither joined with its header nor copied in Python.
 The ROUTER's ``MAXMSGSIZE`` makes ZeroMQ itself drop (and disconnect) a peer that
 sends a frame above ``max_bytes``, before the frame is ever buffered whole.
+
+Everything is encrypted with ZeroMQ's CURVE, with the map's keys (option ``curve``, a
+:class:`~gridmap_core.wire.keys.CurveKeys` from the map's key file). The ROUTER is a
+CURVE server, and a ZAP handler of its own admits only peers that prove they hold the
+map's client key pair, during the handshake: a peer without it never gets a frame
+to the monitor, so it can make the endpoint neither decode nor buffer anything.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import logging
 import math
 import random
 import socket
@@ -26,20 +33,26 @@ from typing import Any, NoReturn
 
 import psutil
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from gridmap_core.transports import (
+    CURVE_OPTION,
     Frames,
     TransportError,
     TransportTimeout,
     check_options,
     max_bytes_option,
 )
+from gridmap_core.wire.keys import CurveKeys
 from gridmap_core.wire.protocol import DEFAULT_MAX_BYTES, MAX_HEADER_BYTES
 
 __all__ = ["OPTIONS", "ZmqClient", "ZmqEndpoint", "ZmqTransport", "default_host"]
 
-#: Options of a ``[transports.zmq]`` section; ``connect`` uses only ``max_bytes``.
-OPTIONS = ("interface", "port_range", "address", "max_bytes")
+logger = logging.getLogger(__name__)
+
+#: Options of ``serve``; ``connect`` uses only ``max_bytes`` and ``curve``. ``curve``
+#: (the map's CURVE keys) is given by the monitor and the runner, never by settings.
+OPTIONS = ("interface", "port_range", "address", "max_bytes", CURVE_OPTION)
 # A correlation id is 8 bytes; a longer first frame is no request of ours.
 _MAX_CORRELATION = 64
 # Binding a random port of a range: give up after this many ports in use.
@@ -47,6 +60,11 @@ _MAX_BIND_TRIES = 2000
 _CORRELATION = struct.Struct("!Q")
 # How long close() waits for ZeroMQ to release the port.
 _RELEASE_WAIT = 1.0
+# ZeroMQ checks MAXMSGSIZE against a frame as it travels, and CURVE sends each frame
+# in a MESSAGE command: its name, a nonce, the box's MAC and a flags byte, 33 bytes
+# (libzmq 4.3) around the data. Added exactly, a frame one byte over max_bytes is
+# still refused by ZeroMQ before it is buffered.
+_CURVE_OVERHEAD = 33
 
 
 def default_host() -> str:
@@ -118,25 +136,82 @@ def _host_for_url(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
-class ZmqEndpoint:
-    """The monitor's ROUTER socket. One thread: receive and reply from the same loop."""
+def _curve_keys(options: Mapping[str, Any], plaintext: bool) -> CurveKeys | None:
+    """The map's CURVE keys from ``options``; None only for the private ``plaintext``
+    hook that measures what encryption costs."""
+    if plaintext:
+        return None
+    keys = options.get(CURVE_OPTION)
+    if not isinstance(keys, CurveKeys):
+        raise TransportError(
+            "the zmq transport encrypts with the map's CURVE keys, and was given "
+            f"{'none' if keys is None else type(keys).__name__}: pass option "
+            f"{CURVE_OPTION!r}, the CurveKeys of the map's key file (read_key_file(path)"
+            ".curve; gridmap_core.transports.with_curve_keys adds them)")
+    return keys
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
+
+def _frame_limit(max_bytes: int, encrypted: bool) -> int:
+    """ZeroMQ's MAXMSGSIZE for payloads of at most ``max_bytes``."""
+    return max(max_bytes, MAX_HEADER_BYTES) + (_CURVE_OVERHEAD if encrypted else 0)
+
+
+class _OnlyClient:
+    """The ZAP handler's judge: admits the map's client public key, nothing else."""
+
+    def __init__(self, client_public: bytes) -> None:
+        self.client_public = client_public
+        self.refused = 0
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        if key == self.client_public:
+            return True
+        self.refused += 1
+        return False
+
+
+class ZmqEndpoint:
+    """The monitor's ROUTER socket, a CURVE server that admits only the map's runners.
+    One thread: receive and reply from the same loop.
+
+    ``_plaintext`` is a private hook for benchmarks that measure what CURVE costs: the
+    socket then neither encrypts nor authenticates. Maps never use it.
+    """
+
+    def __init__(self, options: Mapping[str, Any] | None = None, *,
+                 _plaintext: bool = False) -> None:
         given = check_options("zmq", options, OPTIONS)
+        keys = _curve_keys(given, _plaintext)
         self.max_bytes = max_bytes_option(given, DEFAULT_MAX_BYTES)
         interface = str(given.get("interface") or "*")
         ports = _port_range(given.get("port_range"))
         self.received = 0
         self.dropped = 0  # envelopes that could not be answered (no correlation id)
         self._bound = ""  # ZeroMQ's own name of the listening address
-        self._socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        # A context of its own: ZeroMQ asks the one ZAP handler of a socket's context
+        # about every handshake, and each map's handler admits only that map's key.
+        self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
+        self._judge: _OnlyClient | None = None
         try:
+            if keys is not None:
+                self._judge = _OnlyClient(keys.client_public)
+                self._auth = ThreadAuthenticator(self._context, log=logger)
+                # Started before the socket listens: no handshake goes unjudged.
+                self._auth.start()
+                self._auth.configure_curve_callback("*", self._judge)
+            self._socket: zmq.Socket[bytes] = self._context.socket(zmq.ROUTER)
             # Replies are best effort: never hold up close() for a runner that left.
             self._socket.setsockopt(zmq.LINGER, 0)
-            self._socket.setsockopt(zmq.MAXMSGSIZE, max(self.max_bytes, MAX_HEADER_BYTES))
+            self._socket.setsockopt(zmq.MAXMSGSIZE,
+                                    _frame_limit(self.max_bytes, keys is not None))
+            if keys is not None:
+                self._socket.setsockopt(zmq.CURVE_SECRETKEY, keys.server_secret)
+                self._socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.server_public)
+                self._socket.setsockopt(zmq.CURVE_SERVER, 1)
             port = self._bind(interface, ports)
         except BaseException:
-            self._socket.close(linger=0)
+            self._release()
             raise
         self.port = port
         override = given.get("address")
@@ -170,6 +245,27 @@ class ZmqEndpoint:
             return int(self._bound.rsplit(":", 1)[1])
         raise TransportError(f"zmq transport: no free port in port_range {ports_text}")
 
+    @property
+    def encrypted(self) -> bool:
+        """Whether the socket is a CURVE server (always, but for the private hook)."""
+        return bool(self._socket.getsockopt(zmq.CURVE_SERVER))
+
+    @property
+    def refused(self) -> int:
+        """Handshakes refused because the peer's key is not the map's client key."""
+        return self._judge.refused if self._judge is not None else 0
+
+    def _release(self) -> None:
+        """Close the socket, stop the ZAP handler and end the context."""
+        socket_ = getattr(self, "_socket", None)
+        if socket_ is not None and not socket_.closed:
+            socket_.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if not self._context.closed:
+            self._context.destroy(linger=0)
+
     def receive(self, timeout: float) -> tuple[tuple[bytes, bytes], list[memoryview]] | None:
         """The next request, or None after ``timeout`` seconds; see :class:`Endpoint`."""
         if self._socket.closed:
@@ -202,7 +298,7 @@ class ZmqEndpoint:
         """Stop listening, and return once the port is free again. Safe to call twice."""
         if self._socket.closed:
             return
-        self._socket.close(linger=0)
+        self._release()
         # ZeroMQ closes the listening socket later, in its I/O thread; wait for that, so
         # that a monitor restarted in this process can listen on the same port at once.
         host, _, port = self._bound.removeprefix("tcp://").rpartition(":")
@@ -226,16 +322,23 @@ class ZmqEndpoint:
 
 
 class ZmqClient:
-    """A runner's DEALER socket. After a timeout it is closed and a fresh one made on the
-    next request, so neither a lost monitor nor a late reply can wedge it; a restarted
-    monitor listening on the same address is reached by that fresh socket."""
+    """A runner's DEALER socket, a CURVE client with the map's client key pair. After
+    a timeout it is closed and a fresh one made on the next request, so neither a lost
+    monitor nor a late reply can wedge it; a restarted monitor listening on the same
+    address is reached by that fresh socket (with the same keys, as a monitor that
+    takes the map over serves with the same server key pair).
 
-    def __init__(self, address: str, options: Mapping[str, Any] | None = None) -> None:
+    ``_plaintext`` is the private benchmark hook of :class:`ZmqEndpoint`.
+    """
+
+    def __init__(self, address: str, options: Mapping[str, Any] | None = None, *,
+                 _plaintext: bool = False) -> None:
         given = check_options("zmq", options, OPTIONS)
         if not address.startswith(("tcp://", "ipc://")):
             raise TransportError(
                 f"zmq transport cannot connect to {address!r}: expected tcp://HOST:PORT"
             )
+        self._keys = _curve_keys(given, _plaintext)
         self.address = address
         self.max_bytes = max_bytes_option(given, DEFAULT_MAX_BYTES)
         self._lock = threading.Lock()
@@ -250,9 +353,14 @@ class ZmqClient:
         # Queue nothing while disconnected: a request either reaches a live monitor or
         # times out, rather than piling up and arriving long after it was given up.
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_bytes, MAX_HEADER_BYTES))
+        sock.setsockopt(zmq.MAXMSGSIZE, _frame_limit(self.max_bytes, self._keys is not None))
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        if self._keys is not None:
+            # The monitor's public key: the runner talks to nobody else.
+            sock.setsockopt(zmq.CURVE_SERVERKEY, self._keys.server_public)
+            sock.setsockopt(zmq.CURVE_PUBLICKEY, self._keys.client_public)
+            sock.setsockopt(zmq.CURVE_SECRETKEY, self._keys.client_secret)
         try:
             sock.connect(self.address)
         except zmq.ZMQError as error:
@@ -324,10 +432,13 @@ class ZmqTransport:
     an interface name such as ``"eth0"``), ``port_range`` (``"49152-65535"``; default:
     any free port), ``address`` (what runners dial, a host or a full ``tcp://`` URL;
     default :func:`default_host` and the bound port), ``max_bytes`` (largest payload,
-    default 1 GiB).
+    default 1 GiB), and, on both sides, ``curve``: the map's
+    :class:`~gridmap_core.wire.keys.CurveKeys`, which the monitor and the runner add
+    because the transport says ``takes_curve_keys``.
     """
 
     name = "zmq"
+    takes_curve_keys = True
 
     def serve(self, options: Mapping[str, Any] | None = None) -> ZmqEndpoint:
         """Listen for runners."""

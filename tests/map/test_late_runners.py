@@ -69,8 +69,10 @@ class HandRunner:
     """One attempt of one task, played by the test: the runner's Link over zmq."""
 
     def __init__(self, session: MonitoredSession, task: int, attempt: int, host: str) -> None:
-        codec = Codec(read_key_file(session.key_file), session.map_id)
-        self.client: Client = load_transport("zmq").connect(session.address, {})
+        keys = read_key_file(session.key_file)
+        codec = Codec(keys.mac, session.map_id)
+        self.client: Client = load_transport("zmq").connect(session.address,
+                                                            {"curve": keys.curve})
         self.link = Link(self.client, codec, task, attempt)
         self.host = host
 

@@ -20,6 +20,7 @@ from gridmap_core.backend.scheduler import JobStatus, Launch, Status
 from gridmap_core.map.monitor import MonitoredSession
 from gridmap_core.map.runs import Run
 from gridmap_core.model.config import load_settings
+from gridmap_core.wire.keys import read_key_file
 from tests.support import monitored
 from tests.support.durable import ENDED_SESSION
 from tests.support.monitored import runner_executor
@@ -155,11 +156,14 @@ def test_the_key_file_is_private_and_not_on_the_command_line(tmp_path: Path) -> 
         (directory,) = tmp_path.iterdir()
         key_file = directory / "key"
         assert key_file.stat().st_mode & 0o777 == 0o600
-        key_hex = key_file.read_text().strip()
+        keys = read_key_file(key_file)
+    secrets = [keys.mac.hex(), keys.curve.server_secret.decode(),
+               keys.curve.client_secret.decode(), keys.curve.client_public.decode()]
     argv = result[2]
     assert str(key_file) in " ".join(argv)
-    assert key_hex not in " ".join(argv)
-    assert all(key_hex not in value for value in os.environ.values())
+    for secret in secrets:
+        assert secret not in " ".join(argv)
+        assert all(secret not in value for value in os.environ.values())
 
 
 def test_cancel_policy_stops_the_runners_at_the_first_failure(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def _open_session(settings: dict[str, Any]) -> MonitoredSession:
 def _hostile_messages(session: MonitoredSession, count: int) -> list[list[bytes]]:
     """Random bytes, forged MACs, other keys, other maps, wrong kinds, and replays."""
     rng = random.Random(1234)
-    key = read_key_file(session.key_file)
+    key = read_key_file(session.key_file).mac
     stranger = Codec(new_key(), session.map_id)
     other_map = Codec(key, "map-someone-else")
     insider = Codec(key, session.map_id)
@@ -77,8 +77,15 @@ def test_thousands_of_forged_and_garbage_messages_do_not_disturb_real_jobs() -> 
         hostile = _hostile_messages(session, 5000)
         context = zmq.Context()
         sockets = [context.socket(zmq.DEALER) for _ in range(4)]
+        # With the map's client keys, as a runner of the map gone rogue: a stranger
+        # without them never passes the CURVE handshake (tests/transports/
+        # test_zmq_curve.py), so the codec is what stands against these.
+        curve = read_key_file(session.key_file).curve
         for sock in sockets:
             sock.setsockopt(zmq.LINGER, 0)
+            sock.curve_serverkey = curve.server_public
+            sock.curve_publickey = curve.client_public
+            sock.curve_secretkey = curve.client_secret
             sock.connect(session.address)
         for n, frames in enumerate(hostile):
             sockets[n % len(sockets)].send_multipart([b"corr", *frames])

@@ -26,7 +26,9 @@ from gridmap_core.wire.protocol import (
     Codec,
     Header,
     Kind,
+    MapKeys,
     ProtocolError,
+    new_curve_keys,
     new_key,
     write_key_file,
 )
@@ -38,6 +40,9 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = PROJECT_ROOT
 MAP = "map-runner-test"
 WAIT = 60.0  # generous: the machine may be loaded; no test waits this long when it works
+# The CURVE keys of the stand-in monitor's maps, written to each key file with its MAC
+# key: a real runner reads them there, as it reads a real map's.
+CURVE = new_curve_keys()
 
 Frames = list[bytes | memoryview]
 
@@ -95,7 +100,7 @@ class Monitor:
         return self.codec.reply(request.header, kind, payload)
 
     def _run(self) -> None:
-        endpoint = load_transport("zmq").serve({"interface": "127.0.0.1"})
+        endpoint = load_transport("zmq").serve({"interface": "127.0.0.1", "curve": CURVE})
         try:
             self.address = endpoint.address
             self._ready.set()
@@ -145,7 +150,7 @@ def key() -> bytes:
 
 @pytest.fixture
 def key_file(tmp_path: Path, key: bytes) -> Path:
-    return write_key_file(tmp_path / "key", key)
+    return write_key_file(tmp_path / "key", MapKeys(key, CURVE))
 
 
 @dataclass

@@ -15,8 +15,8 @@ from gridmap_core.node.runner import EXIT_NOT_SHARED
 from gridmap_core.wire.exit_kinds import kind_of_exit, worth_resubmitting
 from gridmap_core.wire.exits import describe_exit
 from gridmap_core.wire.messages import decode_result
-from gridmap_core.wire.protocol import Kind, new_key, write_key_file
-from tests.node.test_runner import Monitor, free_port, run_runner, serving, task_of
+from gridmap_core.wire.protocol import Kind, MapKeys, new_key, write_key_file
+from tests.node.test_runner import CURVE, Monitor, free_port, run_runner, serving, task_of
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -28,7 +28,7 @@ def key() -> bytes:
 
 @pytest.fixture
 def key_file(tmp_path: Path, key: bytes) -> Path:
-    return write_key_file(tmp_path / "key", key)
+    return write_key_file(tmp_path / "key", MapKeys(key, CURVE))
 
 
 def test_a_session_directory_the_node_does_not_see_ends_the_runner_with_status_7(

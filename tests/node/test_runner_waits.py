@@ -34,10 +34,11 @@ from gridmap_core.wire.exits import (
     EXIT_UNREACHABLE,
     describe_exit,
 )
-from gridmap_core.wire.keys import write_key_file
+from gridmap_core.wire.keys import MapKeys, write_key_file
 from gridmap_core.wire.messages import decode_result
 from gridmap_core.wire.protocol import Kind
 from tests.node.test_runner import (
+    CURVE,
     MAP,
     ROOT,
     WAIT,
@@ -335,7 +336,7 @@ def test_a_removed_session_directory_ends_a_waiting_runner_at_once(
         tmp_path: Path, key: bytes) -> None:
     session = tmp_path / "session"
     session.mkdir()
-    key_file = write_key_file(session / "key", key)
+    key_file = write_key_file(session / "key", MapKeys(key, CURVE))
     logs = tmp_path / "logs"
     logs.mkdir()
     job = Job(logs)

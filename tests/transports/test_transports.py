@@ -30,6 +30,7 @@ from gridmap_core.transports import (
     TransportError,
     TransportTimeout,
     load_transport,
+    with_curve_keys,
 )
 from gridmap_core.transports import zmq as zmq_transport
 from gridmap_core.transports.filesystem import FilesystemEndpoint
@@ -43,7 +44,9 @@ from gridmap_core.wire.protocol import (
     ProtocolError,
     ReplayGuard,
     is_reply_to,
+    new_curve_keys,
     new_key,
+    new_keys,
 )
 from tests import PROJECT_ROOT
 from tests.support.jobs import double
@@ -53,6 +56,23 @@ pytestmark = pytest.mark.timeout(60)
 ROOT = PROJECT_ROOT
 MAP = "map-t"
 NAMES = ["zmq", "filesystem"]
+# The CURVE keys of this module's maps: the monitor and the runner give them to a
+# transport that takes them (zmq), as they give a map's.
+CURVE = new_curve_keys()
+
+
+def keyed(transport: Transport, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``options`` for ``serve`` or ``connect``, with CURVE if ``transport`` takes it."""
+    return with_curve_keys(transport, options or {}, CURVE)
+
+
+def curve_socket(context: zmq.Context[zmq.Socket[bytes]], kind: int) -> zmq.Socket[bytes]:
+    """A raw socket holding the map's client keys: a runner of the map, gone rogue."""
+    sock = context.socket(kind)
+    sock.curve_serverkey = CURVE.server_public
+    sock.curve_publickey = CURVE.client_public
+    sock.curve_secretkey = CURVE.client_secret
+    return sock
 
 
 class Server:
@@ -118,7 +138,7 @@ def key() -> bytes:
 
 def serve_options(name: str, tmp_path: Path, **extra: Any) -> dict[str, Any]:
     if name == "zmq":
-        return {"interface": "127.0.0.1", **extra}
+        return {"interface": "127.0.0.1", "curve": CURVE, **extra}
     return {"directory": str(tmp_path / "shared"), "poll_interval": 0.01, **extra}
 
 
@@ -152,7 +172,7 @@ def test_registered_transports_follow_the_protocols(setup: tuple[Transport, Endp
                                                     ) -> None:
     transport, endpoint = setup
     assert isinstance(transport, Transport) and isinstance(endpoint, Endpoint)
-    client = transport.connect(endpoint.address, {})
+    client = transport.connect(endpoint.address, keyed(transport))
     assert isinstance(client, Client)
     client.close()
     client.close()  # twice is fine
@@ -165,7 +185,7 @@ def test_request_reply_round_trip(setup: tuple[Transport, Endpoint], key: bytes)
     scheme = "file:///" if isinstance(endpoint, FilesystemEndpoint) else "tcp://"
     assert endpoint.address.startswith(scheme)
     with Server(endpoint, Codec(key, MAP)) as server:
-        client = transport.connect(endpoint.address, {})
+        client = transport.connect(endpoint.address, keyed(transport))
         codec = Codec(key, MAP)
         for payload in (b"", b"heartbeat", os.urandom(100_000)):
             assert bytes(ask(client, codec, 1, payload).payload) == payload
@@ -183,7 +203,7 @@ def test_100_mb_both_ways(setup: tuple[Transport, Endpoint], key: bytes) -> None
         return outgoing[::-1]  # something else, of the same size, the other way
 
     with Server(endpoint, Codec(key, MAP), answer):
-        client = transport.connect(endpoint.address, {})
+        client = transport.connect(endpoint.address, keyed(transport))
         reply = ask(client, Codec(key, MAP), 1, outgoing, timeout=30)
         client.close()
     assert digests == [hashlib.sha256(outgoing).digest()]
@@ -199,7 +219,7 @@ def test_many_concurrent_clients(setup: tuple[Transport, Endpoint], key: bytes) 
 
     def runner(task: int) -> None:
         try:
-            client = transport.connect(endpoint.address, {})
+            client = transport.connect(endpoint.address, keyed(transport))
             codec = Codec(key, MAP)
             for number in range(requests):
                 payload = f"task {task} request {number}".encode() * (1 + task)
@@ -223,7 +243,7 @@ def test_many_concurrent_clients(setup: tuple[Transport, Endpoint], key: bytes) 
 def test_timeout_then_the_client_works_again(setup: tuple[Transport, Endpoint],
                                              key: bytes) -> None:
     transport, endpoint = setup
-    client = transport.connect(endpoint.address, {})
+    client = transport.connect(endpoint.address, keyed(transport))
     codec = Codec(key, MAP)
     started = time.monotonic()
     with pytest.raises(TransportTimeout):
@@ -250,7 +270,7 @@ def test_a_forged_pickle_never_reaches_unpickling(setup: tuple[Transport, Endpoi
         return b""
 
     with Server(endpoint, Codec(key, MAP), unpickle) as server:
-        client = transport.connect(endpoint.address, {})
+        client = transport.connect(endpoint.address, keyed(transport))
         from tests.wire.test_protocol import Trap
 
         forged = Codec(new_key(), MAP).encode(Kind.RESULT, 1, 0, pickle.dumps(Trap(forged_trap)))
@@ -375,7 +395,7 @@ def test_the_route_to_an_address_is_read_without_sending_anything() -> None:
 def test_the_runner_loads_its_transport_without_the_plugin_manager(tmp_path: Path) -> None:
     """Given the factory's dotted path, as the monitor gives it, a runner on a node
     imports its transport through load_transport without pluggy or any entry point."""
-    key_file = protocol.write_key_file(tmp_path / "key", new_key())
+    key_file = protocol.write_key_file(tmp_path / "key", new_keys())
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -399,20 +419,21 @@ def test_the_runner_loads_its_transport_without_the_plugin_manager(tmp_path: Pat
 
 
 def zmq_serve(**options: Any) -> zmq_transport.ZmqEndpoint:
-    return zmq_transport.ZmqTransport().serve({"interface": "127.0.0.1", **options})
+    return zmq_transport.ZmqTransport().serve({"interface": "127.0.0.1", "curve": CURVE,
+                                               **options})
 
 
 def test_zmq_garbage_does_not_break_the_endpoint(key: bytes) -> None:
     with zmq_serve() as endpoint, Server(endpoint, Codec(key, MAP)) as server:
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-        raw = context.socket(zmq.DEALER)
+        raw = curve_socket(context, zmq.DEALER)
         raw.connect(endpoint.address)
         raw.send(b"one frame, no correlation id")  # transport drops it
         raw.send_multipart([b"x" * 100, b"a", b"b", b"c"])  # first frame no correlation id
         raw.send_multipart([b"12345678", b"junk"])  # codec: Malformed
         raw.send_multipart([b"12345678", *[b"f"] * 50])  # codec: Malformed
         raw.send_multipart([b"12345678", b"{}", b"m" * 32, b"payload"])  # codec: Forged
-        req = context.socket(zmq.REQ)  # a REQ's empty delimiter frame looks like an id
+        req = curve_socket(context, zmq.REQ)  # a REQ's empty delimiter frame looks like an id
         req.connect(endpoint.address)
         req.send(b"hello")  # codec: Malformed
         with socket.create_connection(("127.0.0.1", endpoint.port)) as plain:  # not even ZMTP
@@ -420,7 +441,7 @@ def test_zmq_garbage_does_not_break_the_endpoint(key: bytes) -> None:
         deadline = time.monotonic() + 5
         while server.seen() < 4 and time.monotonic() < deadline:
             time.sleep(0.01)
-        client = zmq_transport.ZmqClient(endpoint.address)
+        client = zmq_transport.ZmqClient(endpoint.address, {"curve": CURVE})
         for number in range(5):
             payload = f"still serving {number}".encode()
             assert bytes(ask(client, Codec(key, MAP), 1, payload).payload) == payload
@@ -438,7 +459,7 @@ def test_zmq_oversized_frames_are_dropped_by_zmq(key: bytes) -> None:
     limit = 2**20
     with zmq_serve(max_bytes=limit) as endpoint, Server(endpoint, Codec(key, MAP, max_bytes=limit)
                                                       ) as server:
-        client = zmq_transport.ZmqClient(endpoint.address)
+        client = zmq_transport.ZmqClient(endpoint.address, {"curve": CURVE})
         big = Codec(key, MAP).encode(Kind.RESULT, 1, 0, b"x" * (limit + 1))
         with pytest.raises(TransportTimeout):
             client.request(big, 1.0)
@@ -451,7 +472,7 @@ def test_zmq_oversized_frames_are_dropped_by_zmq(key: bytes) -> None:
 def test_zmq_survives_a_monitor_restart(key: bytes) -> None:
     first = zmq_serve()
     port = first.port
-    client = zmq_transport.ZmqClient(first.address)
+    client = zmq_transport.ZmqClient(first.address, {"curve": CURVE})
     codec = Codec(key, MAP)
     with Server(first, Codec(key, MAP)):
         assert bytes(ask(client, codec, 1, b"before").payload) == b"before"
@@ -523,7 +544,7 @@ def test_zmq_default_host(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_zmq_default_address_is_reachable_here() -> None:
-    with zmq_transport.ZmqTransport().serve({}) as endpoint:
+    with zmq_transport.ZmqTransport().serve({"curve": CURVE}) as endpoint:
         host = endpoint.address.split("//")[1].rsplit(":", 1)[0]
         assert host == zmq_transport.default_host()
         with socket.create_connection((host, endpoint.port), timeout=5):
@@ -591,7 +612,7 @@ def test_fuzz_zmq_endpoint(key: bytes) -> None:
                                                        ) as server:
         # Created here and closed only once everything has arrived: closing a socket
         # with messages still queued may drop them, linger or not.
-        raw: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+        raw = curve_socket(zmq.Context.instance(), zmq.DEALER)
         raw.connect(endpoint.address)
 
         def fuzz() -> None:
@@ -610,7 +631,7 @@ def test_fuzz_zmq_endpoint(key: bytes) -> None:
 
         def real(task: int) -> None:
             try:
-                client = zmq_transport.ZmqClient(endpoint.address)
+                client = zmq_transport.ZmqClient(endpoint.address, {"curve": CURVE})
                 codec = Codec(key, MAP)
                 for number in range(real_requests):
                     payload = rng.randbytes(64) + f"{task}/{number}".encode()

@@ -14,23 +14,27 @@ import pytest
 import zmq
 
 from gridmap_core.wire import protocol
+from gridmap_core.wire.keys import _format
 from gridmap_core.wire.protocol import (
     DEFAULT_MAX_BYTES,
     FROM_MONITOR,
     FROM_RUNNER,
     MAX_HEADER_BYTES,
     Codec,
+    CurveKeys,
     Forged,
     Header,
     KeyFileError,
     Kind,
     Malformed,
+    MapKeys,
     Oversized,
     ProtocolError,
     ReplayGuard,
     WrongMap,
     is_reply_to,
     new_key,
+    new_keys,
     read_key_file,
     write_key_file,
 )
@@ -286,16 +290,39 @@ def test_replay_guard_forgets_finished_tasks() -> None:
 
 @pytest.mark.parametrize("umask", [0o000, 0o022, 0o277])
 def test_key_file_is_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
-    key = new_key()
+    keys = new_keys()
     path = tmp_path / "key"
     old = os.umask(umask)
     try:
-        write_key_file(path, key)
+        write_key_file(path, keys)
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert read_key_file(path) == key
-    assert key.hex() in path.read_text()
+    assert read_key_file(path) == keys
+    assert keys.mac.hex() in path.read_text()
+
+
+def test_key_file_holds_the_mac_key_and_the_curve_keys(tmp_path: Path) -> None:
+    keys = new_keys()
+    path = write_key_file(tmp_path / "key", keys)
+    text = path.read_bytes()
+    curve = keys.curve
+    for value in (curve.server_public, curve.server_secret, curve.client_public,
+                  curve.client_secret):
+        assert len(value) == 40 and value in text
+    assert len({curve.server_public, curve.client_public}) == 2  # two key pairs
+    read = read_key_file(path)
+    assert read.mac == keys.mac and read.curve == curve
+    # The pairs are genuine: each public key is its secret key's.
+    assert zmq.curve_public(curve.server_secret) == curve.server_public
+    assert zmq.curve_public(curve.client_secret) == curve.client_public
+    # Each map has its own keys.
+    other = new_keys()
+    assert other.mac != keys.mac and other.curve.server_secret != curve.server_secret
+    # Secrets stay out of reprs, and so out of logs.
+    for secret in (curve.server_secret, curve.client_secret):
+        assert secret.decode() not in repr(keys) and secret.decode() not in repr(curve)
+    assert keys.mac.hex() not in repr(keys)
 
 
 def test_key_file_is_created_0600_and_exclusive_from_the_start(
@@ -307,8 +334,9 @@ def test_key_file_is_created_0600_and_exclusive_from_the_start(
         calls.append((flags, mode))
         return real_open(path, flags, mode, **kwargs)
 
+    keys = new_keys()
     monkeypatch.setattr(os, "open", spy)
-    write_key_file(tmp_path / "key", new_key())
+    write_key_file(tmp_path / "key", keys)
     [(flags, mode)] = calls
     assert mode == 0o600
     assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_WRONLY
@@ -316,23 +344,23 @@ def test_key_file_is_created_0600_and_exclusive_from_the_start(
 
 def test_key_file_refuses_to_overwrite(tmp_path: Path) -> None:
     path = tmp_path / "key"
-    first = new_key()
+    first = new_keys()
     write_key_file(path, first)
     with pytest.raises(KeyFileError, match="exists"):
-        write_key_file(path, new_key())
+        write_key_file(path, new_keys())
     assert read_key_file(path) == first
     # nor through a symlink someone prepared
     elsewhere = tmp_path / "elsewhere"
     elsewhere.write_text("theirs")
     (tmp_path / "link").symlink_to(elsewhere)
     with pytest.raises(KeyFileError):
-        write_key_file(tmp_path / "link", new_key())
+        write_key_file(tmp_path / "link", new_keys())
     assert elsewhere.read_text() == "theirs"
 
 
 @pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660, 0o606])
 def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> None:
-    path = write_key_file(tmp_path / "key", new_key())
+    path = write_key_file(tmp_path / "key", new_keys())
     os.chmod(path, mode)
     with pytest.raises(KeyFileError, match=f"{mode:04o}"):
         read_key_file(path)
@@ -340,20 +368,69 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path, mode: int) -> No
 
 @pytest.mark.skipif(os.getuid() != 0, reason="only root can give a file to someone else")
 def test_key_file_of_another_user_is_refused(tmp_path: Path) -> None:
-    path = write_key_file(tmp_path / "key", new_key())
+    path = write_key_file(tmp_path / "key", new_keys())
     os.chown(path, 65534, -1)
     with pytest.raises(KeyFileError, match="owned by uid 65534"):
         read_key_file(path)
 
 
-@pytest.mark.parametrize("content", [b"", b"zz" * 32, b"ab" * 31, b"ab" * 33, b"a" * 1000])
-def test_key_file_with_garbage_is_refused(tmp_path: Path, content: bytes) -> None:
+def _good_lines() -> list[bytes]:
+    return bytes(_format(new_keys())).splitlines()
+
+
+def _malformed_contents() -> list[tuple[bytes, str]]:
+    lines = _good_lines()
+
+    def joined(changed: list[bytes]) -> bytes:
+        return b"\n".join(changed) + b"\n"
+
+    return [
+        (b"", "first line"),
+        (b"zz" * 32, "first line"),
+        (b"a" * 2000, "over 1024 bytes"),
+        (joined([b"gridmap map keys 9", *lines[1:]]), "first line"),
+        (joined(lines[:-1]), "5 lines, where it has 6"),  # cut short
+        (joined([*lines, lines[-1]]), "7 lines"),
+        (joined([lines[0], lines[2], lines[1], *lines[3:]]), "line 2 is not the 'mac' line"),
+        (joined([lines[0], b"mac " + b"ab" * 31, *lines[2:]]), "mac is not a key of 64 hex"),
+        (joined([*lines[:3], lines[3][:-1], *lines[4:]]),
+         "curve-server-secret is not a key of 40 characters of Z85"),
+        (joined([*lines[:5], lines[5][:-1] + b" ", ]), "curve-client-secret is not a key"),
+        (joined([*lines[:4], lines[4].replace(b" ", b"\t", 1), *lines[5:]]),
+         "line 5 is not the 'curve-client-public' line"),
+    ]
+
+
+@pytest.mark.parametrize(("content", "what"), _malformed_contents())
+def test_malformed_key_file_is_refused_saying_what_is_wrong(tmp_path: Path, content: bytes,
+                                                            what: str) -> None:
     path = tmp_path / "key"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, content)
     os.close(fd)
-    with pytest.raises(KeyFileError, match="32-byte key"):
+    with pytest.raises(KeyFileError, match="malformed") as refused:
         read_key_file(path)
+    assert what in str(refused.value)
+    assert "cancel the map and run it again" in str(refused.value)
+
+
+def test_a_key_file_of_the_format_before_curve_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, new_key().hex().encode() + b"\n")
+    os.close(fd)
+    with pytest.raises(KeyFileError, match=r"holds only a MAC key.*before maps were encrypted"):
+        read_key_file(path)
+
+
+def test_keys_are_checked_when_made() -> None:
+    curve = new_keys().curve
+    with pytest.raises(ValueError, match="Z85"):
+        CurveKeys(curve.server_public, b"short", curve.client_public, curve.client_secret)
+    with pytest.raises(ValueError, match="32 bytes"):
+        MapKeys(b"short", curve)
+    with pytest.raises(TypeError, match="MapKeys"):
+        write_key_file("unused", new_key())  # type: ignore[arg-type]
 
 
 def test_missing_key_file_and_directories_are_refused(tmp_path: Path) -> None:
