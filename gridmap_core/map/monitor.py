@@ -31,6 +31,7 @@ from typing import Any
 from gridmap_core.backend import Batch, DeathKind, JobSpec, SessionOptions, Sink
 from gridmap_core.backend.scheduler import Launch, Scheduler, runner_prefix
 from gridmap_core.journal.store import Journal
+from gridmap_core.map.heap import HeapTrim
 from gridmap_core.map.job_watch import STALL, JobWatch
 from gridmap_core.map.journaling import MapJournal
 from gridmap_core.map.liveness import Limits, Verdict
@@ -170,6 +171,8 @@ class MonitoredSession:
                                unheard=self._tell_unheard)
         self._server = Server(self.endpoint, self.codec, self._table, self._watch,
                               self.limits)
+        # After a flood of dropped messages, the heap's free memory goes back.
+        self.heap = HeapTrim()
         self._stop = threading.Event()
         self._poll_now = threading.Event()
         self._thread = threading.Thread(target=self._serve, name=f"gridmap-{name}",
@@ -402,6 +405,8 @@ class MonitoredSession:
                     self._watch.sweep(now)
                     next_sweep = now + 1.0
                     self._tend_session()
+                    self.heap.check(self._server.dropped + getattr(self.endpoint, "dropped", 0),
+                                    self._server.dropped_bytes)
                 if self._table.superseded and now >= self._watch.next_cancel:
                     self._watch.cancel_superseded()
             except TransportError as error:

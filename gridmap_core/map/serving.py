@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import dataclasses
 import logging
 import time
@@ -38,6 +39,15 @@ def _memory_limit_cause(exception: BaseException | None, spec: JobSpec) -> str |
     return None
 
 
+def _size(frames: list[memoryview]) -> int:
+    """The bytes of a dropped message's frames (0 for a frame that is no buffer)."""
+    size = 0
+    for frame in frames:
+        with contextlib.suppress(TypeError):
+            size += memoryview(frame).nbytes
+    return size
+
+
 class Server:
     """Answers each message of a runner, on the monitor's thread: FETCH with the task,
     HEARTBEAT with ACK (or STOP, when the beat shows the job dead), RESULT with ACK (or,
@@ -63,6 +73,7 @@ class Server:
         self.limits = limits
         self._spec_limits: dict[int, Limits] = {}  # spec key -> limits with its h_vmem
         self.dropped = 0  # messages refused: forged, malformed, replayed, …
+        self.dropped_bytes = 0  # their frames' bytes, for the heap's trim (map/heap.py)
         # Per task id (ids are consecutive from 0): 1 + the attempt whose result was
         # accepted, 0 for none. Two bytes a task, so a retried result is told apart
         # from a late one for as long as the session lasts.
@@ -90,9 +101,11 @@ class Server:
         try:
             message = self.codec.decode(frames, expect=FROM_RUNNER)
         except ProtocolError as error:
+            self.dropped_bytes += _size(frames)
             self._drop(str(error))
             return
         if not self.table.guard.accept(message.header):
+            self.dropped_bytes += _size(frames)
             self._drop(f"replayed {message.header.kind.value} for task {message.header.task_id}")
             return
         header = message.header
