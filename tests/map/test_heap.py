@@ -59,12 +59,19 @@ def test_glibc_malloc_trim_is_found_and_callable() -> None:
     assert heap.malloc_trim is not None and heap.malloc_trim(0) in (0, 1)
 
 
+# A buggy job of the map floods it: it has the map's client keys (a peer without them
+# never gets past the CURVE handshake), but not the MAC key, so every message is dropped.
 FLOOD = textwrap.dedent("""
     import sys, zmq
-    address, count = sys.argv[1], int(sys.argv[2])
+    from gridmap_core.wire.keys import read_key_file
+    address, count, key_file = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    curve = read_key_file(key_file).curve
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, -1)
+    sock.setsockopt(zmq.CURVE_SERVERKEY, curve.server_public)
+    sock.setsockopt(zmq.CURVE_PUBLICKEY, curve.client_public)
+    sock.setsockopt(zmq.CURVE_SECRETKEY, curve.client_secret)
     sock.connect(address)
     payload = bytes(range(256)) * 4096  # 1 MiB
     for n in range(count):  # three frames, the right shape: each goes through the MAC
@@ -74,9 +81,9 @@ FLOOD = textwrap.dedent("""
 """)
 
 
-def _flood(address: str, count: int) -> None:
-    subprocess.run([sys.executable, "-c", FLOOD, address, str(count)], check=True,
-                   timeout=120)
+def _flood(session: MonitoredSession, count: int) -> None:
+    subprocess.run([sys.executable, "-c", FLOOD, session.address, str(count),
+                    session.key_file], check=True, timeout=120)
 
 
 def _wait_for(condition: Any, timeout: float = 60) -> None:
@@ -97,7 +104,7 @@ def test_the_monitor_gives_back_what_a_backlog_of_garbage_left_in_the_heap(
     try:
         # Large blocks freed once make glibc serve the next ones from its heap rather
         # than from mmap: so it does in a monitor that has been running a while.
-        _flood(session.address, 20)
+        _flood(session, 20)
         _wait_for(lambda: session.dropped >= 20 and session.heap.trims >= 1)
         gc.collect()
         before = process.memory_info().rss
@@ -111,7 +118,7 @@ def test_the_monitor_gives_back_what_a_backlog_of_garbage_left_in_the_heap(
             handle(*args)
 
         monkeypatch.setattr(session._server, "handle", held)
-        _flood(session.address, 150)
+        _flood(session, 150)
         trims = session.heap.trims
         gate.set()
         _wait_for(lambda: session.dropped >= 170 and session.heap.trims > trims)
