@@ -142,7 +142,9 @@ class MonitoredSession:
                 keys = self._open(transport, spec, settings, peers)
             except BaseException:
                 # Nothing of a session that could not start stays on disk: no key, no
-                # directory.
+                # directory. The journal first: its checkpoints must not write in the
+                # directory while it goes.
+                self._close_journal()
                 shutil.rmtree(self.directory, ignore_errors=True)
                 raise
         self.codec = Codec(keys.mac, self.map_id)
@@ -182,8 +184,16 @@ class MonitoredSession:
                 self._thread.start()
         except BaseException:
             self.endpoint.close()
+            self._close_journal()
             shutil.rmtree(self.directory, ignore_errors=True)
             raise
+
+    def _close_journal(self) -> None:
+        """Close the journal of a session that could not start, if it has one."""
+        journal = getattr(self, "journal", None)
+        if journal is not None:
+            with contextlib.suppress(Exception):
+                journal.close()
 
     @property
     def dropped(self) -> int:
